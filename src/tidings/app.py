@@ -1,0 +1,59 @@
+"""Wires settings to storage, operations and transports; the ASGI entry point."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import falcon.asgi
+
+from tidings.config import Settings, load_settings
+from tidings.errors import StorageError
+from tidings.http.app import build_http_app
+from tidings.ops.context import Services
+from tidings.storage import create_storage
+
+log = logging.getLogger("tidings")
+
+
+class Lifecycle:
+    """Opens the store at start-up, runs garbage collection, closes it at shutdown."""
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+        self._gc_task: asyncio.Task[None] | None = None
+
+    async def process_startup(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
+        await self._services.storage.open()
+        self._gc_task = asyncio.create_task(self._collect_garbage(), name="tidings-gc")
+
+    async def process_shutdown(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
+        if self._gc_task is not None:
+            self._gc_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._gc_task
+        await self._services.storage.close()
+
+    async def _collect_garbage(self) -> None:
+        interval = self._services.settings.storage.gc_interval
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                removed = await self._services.storage.collect_garbage(self._services.clock())
+            except StorageError as exc:
+                log.warning("garbage collection failed, will retry: %s", exc)
+            else:
+                if removed:
+                    log.debug("garbage collection removed %d expired rows", removed)
+
+
+def build_app(settings: Settings) -> falcon.asgi.App:
+    services = Services(settings=settings, storage=create_storage(settings))
+    return build_http_app(services, extra_middleware=[Lifecycle(services)])
+
+
+def create_app() -> falcon.asgi.App:
+    """Factory for ASGI servers: settings come from TIDINGS_CONFIG and TIDINGS_* variables."""
+    return build_app(load_settings())

@@ -1,0 +1,73 @@
+"""The ``tidings`` command: serve, and report the version."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from tidings import __version__
+from tidings.config import CONFIG_FILE_ENV, ConfigError, load_settings
+from tidings.storage import UnsupportedStoreURI, create_storage
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tidings", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"tidings {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the API server")
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to bind (default 8888)")
+    serve.add_argument("--workers", type=int, help="worker processes sharing the port")
+    serve.add_argument("--config", help="TOML configuration file")
+    return parser
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    if args.config:
+        # Worker processes read their settings from the environment too.
+        os.environ[CONFIG_FILE_ENV] = os.path.abspath(args.config)
+    try:
+        settings = load_settings()
+        create_storage(settings)  # fail fast on a bad store URI
+    except (ConfigError, UnsupportedStoreURI, ValueError) as exc:
+        print(f"tidings: {exc}", file=sys.stderr)
+        return 2
+    server = settings.server
+    workers = args.workers or server.workers
+    if workers < 1:
+        print("tidings: --workers must be at least 1", file=sys.stderr)
+        return 2
+    print(
+        f"tidings {__version__}: serving on http://{args.host or server.host}:"
+        f"{args.port if args.port is not None else server.port} "
+        f"with {settings.drivers.message_store} ({workers} worker(s))",
+        file=sys.stderr,
+    )
+    uvicorn.run(
+        "tidings.app:create_app",
+        factory=True,
+        host=args.host or server.host,
+        port=args.port if args.port is not None else server.port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        log_level=server.log_level,
+        access_log=False,
+        server_header=False,
+        lifespan="on",
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "serve":
+        return serve(args)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

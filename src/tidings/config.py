@@ -1,0 +1,132 @@
+"""Typed settings, validated at start-up, read from TOML and ``TIDINGS_*`` variables.
+
+Option names and defaults follow Zaqar's where the concept is the same, so an operator
+can carry a Zaqar configuration over. ``TIDINGS_<SECTION>__<OPTION>`` sets a sectioned
+option, ``TIDINGS_<OPTION>`` a top-level one.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+import platformdirs
+
+ENV_PREFIX = "TIDINGS_"
+CONFIG_FILE_ENV = "TIDINGS_CONFIG"
+
+Seconds = Annotated[int, msgspec.Meta(ge=0)]
+Positive = Annotated[int, msgspec.Meta(ge=1)]
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message says which option and why."""
+
+
+class TransportSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Request limits and defaults (Zaqar's ``[transport]`` group)."""
+
+    max_queues_per_page: Positive = 20
+    max_messages_per_page: Positive = 20
+    max_messages_per_claim_or_pop: Positive = 20
+    max_queue_metadata: Positive = 65536
+    max_messages_post_size: Positive = 262144
+    max_message_ttl: Annotated[int, msgspec.Meta(ge=60)] = 1209600
+    max_message_delay: Seconds = 900
+    max_claim_ttl: Annotated[int, msgspec.Meta(ge=60)] = 43200
+    max_claim_grace: Annotated[int, msgspec.Meta(ge=60)] = 43200
+    default_message_ttl: Annotated[int, msgspec.Meta(ge=60)] = 3600
+    default_message_delay: Seconds = 0
+    default_claim_ttl: Annotated[int, msgspec.Meta(ge=60)] = 300
+    default_claim_grace: Annotated[int, msgspec.Meta(ge=60)] = 60
+    client_id_uuid_safe: Literal["strict", "off"] = "strict"
+    min_length_client_id: Positive = 10
+    max_length_client_id: Positive = 36
+    message_delete_with_claim_id: bool = False
+
+
+def default_message_store() -> str:
+    data_dir = Path(platformdirs.user_data_dir("tidings"))
+    return f"sqlite:///{data_dir / 'tidings.db'}"
+
+
+class DriverSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Which backend stores messages, as a URI (``sqlite:///path``, ``redis://``...)."""
+
+    message_store: str = msgspec.field(default_factory=default_message_store)
+
+
+class StorageSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Housekeeping of the store."""
+
+    gc_interval: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    busy_timeout: Annotated[float, msgspec.Meta(gt=0)] = 5.0
+
+
+class ServerSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    host: str = "127.0.0.1"
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8888
+    workers: Positive = 1
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    admin_mode: bool = False
+    enable_checksum: bool = False
+    transport: TransportSettings = msgspec.field(default_factory=TransportSettings)
+    drivers: DriverSettings = msgspec.field(default_factory=DriverSettings)
+    storage: StorageSettings = msgspec.field(default_factory=StorageSettings)
+    server: ServerSettings = msgspec.field(default_factory=ServerSettings)
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for key, value in environ.items():
+        if not key.startswith(ENV_PREFIX) or key == CONFIG_FILE_ENV:
+            continue
+        name = key[len(ENV_PREFIX) :].lower()
+        section, sep, option = name.partition("__")
+        if sep:
+            tree.setdefault(section, {})[option] = value
+        else:
+            tree[name] = value
+    return tree
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(dict(merged[key]), value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_settings(
+    config_file: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Read the TOML file (if any), overlay environment variables, validate the result."""
+    environ = os.environ if environ is None else environ
+    config_file = config_file or environ.get(CONFIG_FILE_ENV) or None
+    tree: dict[str, Any] = {}
+    if config_file:
+        try:
+            tree = tomllib.loads(Path(config_file).read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read configuration file {config_file}: {exc}") from exc
+    tree = _merge(tree, _env_overrides(environ))
+    try:
+        # strict=False lets "64" and "true" from the environment become int and bool.
+        settings = msgspec.convert(tree, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"invalid configuration: {exc}") from exc
+    transport = settings.transport
+    if transport.min_length_client_id > transport.max_length_client_id:
+        raise ConfigError("transport.min_length_client_id exceeds max_length_client_id")
+    return settings

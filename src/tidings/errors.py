@@ -1,0 +1,118 @@
+"""One error hierarchy: every error carries its HTTP status and Zaqar's title.
+
+Transports render these in one place each (HTTP in ``http/errors.py``); operations and
+drivers only raise them.
+"""
+
+from __future__ import annotations
+
+
+class TidingsError(Exception):
+    """Base of every error a client may see."""
+
+    status: int = 500
+    title: str = "Internal server error"
+
+    def __init__(self, description: str | None = None, *, title: str | None = None) -> None:
+        super().__init__(description or self.title)
+        self.description = description
+        if title is not None:
+            self.title = title
+
+
+class BadRequest(TidingsError):
+    """Semantic validation failed (limits, ranges, reserved metadata)."""
+
+    status = 400
+    title = "Invalid API request"
+
+
+class InvalidParameter(BadRequest):
+    """A query or route parameter has the wrong form."""
+
+    title = "Invalid parameter"
+
+    @classmethod
+    def integer(cls, name: str) -> InvalidParameter:
+        return cls(f'The "{name}" parameter is invalid. The value must be an integer.')
+
+    @classmethod
+    def boolean(cls, name: str) -> InvalidParameter:
+        return cls(
+            f'The "{name}" parameter is invalid. '
+            'The value of the parameter must be "true" or "false".'
+        )
+
+
+class InvalidBody(BadRequest):
+    """The request body is unreadable or has the wrong shape."""
+
+    title = "Invalid request body"
+
+
+class InvalidQueueIdentification(BadRequest):
+    title = "Invalid queue identification"
+
+    def __init__(self) -> None:
+        super().__init__("The format of the submitted queue name or project id is not valid.")
+
+
+class HeaderError(BadRequest):
+    """A required request header is missing or malformed; the title says which."""
+
+
+class UnableToDelete(BadRequest):
+    title = "Unable to delete"
+
+
+class ClaimedMessage(TidingsError):
+    """A claimed message was deleted without its live claim id."""
+
+    status = 403
+    title = "Unable to delete"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This message is claimed; it cannot be deleted without a valid claim ID."
+        )
+
+
+class Forbidden(TidingsError):
+    status = 403
+    title = "Not authorized"
+
+    def __init__(self) -> None:
+        super().__init__("You are not authorized to complete this action.")
+
+
+class NotFound(TidingsError):
+    status = 404
+    title = "Not found"
+
+
+class NotAcceptable(TidingsError):
+    """The client does not accept JSON; rendered with an empty body, as Zaqar does."""
+
+    status = 406
+    title = "Not acceptable"
+
+
+class Conflict(TidingsError):
+    status = 409
+    title = "Resource conflict"
+
+
+class UnsupportedMediaType(TidingsError):
+    status = 415
+    title = "415 Unsupported Media Type"
+
+
+class ServiceUnavailable(TidingsError):
+    """The backend failed or is unreachable; the client should retry later."""
+
+    status = 503
+    title = "Service temporarily unavailable"
+
+
+class StorageError(Exception):
+    """Raised by drivers when the backend fails; operations turn it into a 503."""

@@ -1,0 +1,90 @@
+"""Request checks every ``/v2`` call passes, in Zaqar's order, and the request id."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import falcon.asgi
+
+from tidings.config import TransportSettings
+from tidings.errors import HeaderError, NotAcceptable
+from tidings.ops.context import Caller
+
+FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
+
+
+def _client_id(raw: str | None, limits: TransportSettings) -> str:
+    if raw is None:
+        raise HeaderError('The "Client-Id" header is required.', title="Missing header value")
+    if limits.client_id_uuid_safe == "strict":
+        try:
+            # Canonical form, so the echo filter matches however the client spells it.
+            return str(uuid.UUID(raw))
+        except ValueError:
+            raise HeaderError("Malformed hexadecimal UUID.", title="Wrong UUID value") from None
+    if not limits.min_length_client_id <= len(raw) <= limits.max_length_client_id:
+        raise HeaderError(
+            title=(
+                f"Length of client id must be at least {limits.min_length_client_id} "
+                f"and no greater than {limits.max_length_client_id}."
+            )
+        )
+    return raw
+
+
+def _project(raw: str | None) -> str:
+    if raw is None:
+        raise HeaderError(
+            "The header X-PROJECT-ID was missing", title="Project-Id Missing"
+        )
+    if not raw:
+        raise HeaderError(
+            "X-PROJECT-ID cannot be an empty string. "
+            "Specify the right header X-PROJECT-ID and retry.",
+            title="Empty project header not allowed",
+        )
+    return raw
+
+
+def _roles(raw: str | None) -> frozenset[str]:
+    if not raw:
+        return frozenset()
+    return frozenset(role.strip().lower() for role in raw.split(",") if role.strip())
+
+
+class RequestChecks:
+    """Validates headers after routing, so unknown paths and methods stay 404/405."""
+
+    def __init__(self, limits: TransportSettings) -> None:
+        self._limits = limits
+
+    async def process_request(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        resp.set_header("x-openstack-request-id", f"req-{uuid.uuid4()}")
+
+    async def process_resource(
+        self,
+        req: falcon.asgi.Request,
+        resp: falcon.asgi.Response,
+        resource: Any,
+        params: dict[str, Any],
+    ) -> None:
+        if resource is None or not getattr(resource, "needs_caller", True):
+            return
+        if not hasattr(resource, f"on_{req.method.lower()}"):
+            return  # falcon answers 405
+        content_type = req.content_type or ""
+        if content_type.startswith(FORM_MEDIA_TYPE) and (req.content_length or 0) > 0:
+            raise HeaderError(
+                "Endpoint does not accept `application/x-www-form-urlencoded` content; "
+                "currently supported media type is `application/json`; specify proper "
+                'client-side media type with the "Content-Type" header.',
+                title="Invalid Content-Type",
+            )
+        if req.get_header("Accept") is not None and not req.client_accepts_json:
+            raise NotAcceptable()
+        client_id = _client_id(req.get_header("Client-ID"), self._limits)
+        project = _project(req.get_header("X-Project-ID"))
+        req.context.caller = Caller(
+            project=project, client_id=client_id, roles=_roles(req.get_header("X-Roles"))
+        )

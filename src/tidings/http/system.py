@@ -1,0 +1,111 @@
+"""Versions, the JSON-Home document, ping and health."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import falcon
+import falcon.asgi
+import msgspec
+
+from tidings.http.base import Resource, caller, send_json
+from tidings.ops import health as ops
+
+VERSIONS = {
+    "versions": [
+        {
+            "id": "2",
+            "status": "CURRENT",
+            "updated": "2014-9-24T04:06:47Z",
+            "media-types": [
+                {"base": "application/json",
+                 "type": "application/vnd.openstack.messaging-v2+json"}
+            ],
+            "links": [{"href": "/v2/", "rel": "self"}],
+        }
+    ]
+}
+
+_Q = "/v2/queues/{queue_name}"
+# (relation, href template, allowed methods, accepts a posted body, template variables)
+_RESOURCES: list[tuple[str, str, list[str], bool, dict[str, str]]] = [
+    ("queues", "/v2/queues{?marker,limit,detailed}", ["GET"], False,
+     {"marker": "marker", "limit": "queue_limit", "detailed": "detailed"}),
+    ("queue", _Q, ["GET", "PUT", "DELETE", "PATCH"], False, {"queue_name": "queue_name"}),
+    ("queue_stats", _Q + "/stats", ["GET"], False, {"queue_name": "queue_name"}),
+    ("queue_share", _Q + "/share", ["POST"], True, {"queue_name": "queue_name"}),
+    ("queue_purge", _Q + "/purge", ["POST"], True, {"queue_name": "queue_name"}),
+    ("messages", _Q + "/messages{?marker,limit,echo,include_claimed}", ["GET"], False,
+     {"queue_name": "queue_name", "marker": "marker", "limit": "messages_limit",
+      "echo": "echo", "include_claimed": "include_claimed"}),
+    ("post_messages", _Q + "/messages", ["POST"], True, {"queue_name": "queue_name"}),
+    ("messages_delete", _Q + "/messages{?ids,pop}", ["DELETE"], False,
+     {"queue_name": "queue_name", "ids": "ids", "pop": "pop"}),
+    ("message_delete", _Q + "/messages/{message_id}{?claim}", ["DELETE"], False,
+     {"queue_name": "queue_name", "message_id": "message_id", "claim": "claim_id"}),
+    ("message_get", _Q + "/messages/{message_id}", ["GET"], False,
+     {"queue_name": "queue_name", "message_id": "message_id"}),
+    ("claim", _Q + "/claims/{claim_id}", ["GET"], False,
+     {"queue_name": "queue_name", "claim_id": "claim_id"}),
+    ("post_claim", _Q + "/claims{?limit}", ["POST"], True,
+     {"queue_name": "queue_name", "limit": "claim_limit"}),
+    ("patch_claim", _Q + "/claims/{claim_id}", ["PATCH"], True,
+     {"queue_name": "queue_name", "claim_id": "claim_id"}),
+    ("delete_claim", _Q + "/claims/{claim_id}", ["DELETE"], False,
+     {"queue_name": "queue_name", "claim_id": "claim_id"}),
+    ("subscriptions_get", _Q + "/subscriptions{?marker,limit}", ["GET"], False,
+     {"queue_name": "queue_name", "marker": "marker", "limit": "subscription_limit"}),
+    ("subscriptions_post", _Q + "/subscriptions", ["POST"], True, {"queue_name": "queue_name"}),
+    ("subscription", _Q + "/subscriptions/{subscriptions_id}", ["GET", "DELETE"], False,
+     {"queue_name": "queue_name", "subscriptions_id": "subscriptions_id"}),
+    ("subscription_patch", _Q + "/subscriptions/{subscriptions_id}", ["PATCH"], True,
+     {"queue_name": "queue_name", "subscriptions_id": "subscriptions_id"}),
+    ("ping", "/v2/ping", ["GET"], False, {}),
+]
+
+
+def home_document(admin_mode: bool) -> bytes:
+    resources: dict[str, Any] = {}
+    for rel, template, allow, accepts_post, variables in _RESOURCES:
+        hints: dict[str, Any] = {"allow": allow, "formats": {"application/json": {}}}
+        if accepts_post:
+            hints["accept-post"] = ["application/json"]
+        entry: dict[str, Any] = {"href-template": template}
+        if variables:
+            entry["href-vars"] = {k: f"param/{v}" for k, v in variables.items()}
+        entry["hints"] = hints
+        resources[f"rel/{rel}"] = entry
+    if admin_mode:
+        resources["rel/health"] = {
+            "href": "/v2/health",
+            "hints": {"allow": ["GET"], "formats": {"application/json": {}}},
+        }
+    encoded = msgspec.json.encode({"resources": resources})
+    return msgspec.json.format(encoded, indent=4)
+
+
+class Versions:
+    needs_caller = False
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        send_json(resp, VERSIONS, 300)
+
+
+class Home(Resource):
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        resp.content_type = "application/json-home"
+        resp.cache_control = ["max-age=86400"]
+        resp.data = home_document(self.svc.settings.admin_mode)
+
+
+class Ping(Resource):
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        resp.status = falcon.HTTP_204 if await ops.ping(self.svc) else falcon.HTTP_503
+
+    async def on_head(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        resp.status = falcon.HTTP_204
+
+
+class Health(Resource):
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        send_json(resp, await ops.health(self.svc, caller(req)))

@@ -1,0 +1,81 @@
+"""Immutable domain records passed between operations and storage drivers.
+
+Times are POSIX seconds as floats; the API reports whole seconds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+
+class NewMessage(msgspec.Struct, frozen=True, kw_only=True):
+    """A message accepted for posting: body as raw JSON, lifetimes already resolved."""
+
+    body: bytes
+    ttl: int
+    delay: int = 0
+
+
+class Message(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    marker: str
+    body: bytes
+    ttl: int
+    created: float
+    expires: float
+    client_id: str
+    claim_id: str | None = None
+    claim_expires: float = 0.0
+    claim_count: int = 0
+    delay_until: float = 0.0
+
+    def claimed(self, now: float) -> bool:
+        return self.claim_id is not None and self.claim_expires > now
+
+
+class QueueRecord(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    metadata: dict[str, Any]
+
+
+class MessageSummary(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    created: float
+
+
+class QueueStats(msgspec.Struct, frozen=True, kw_only=True):
+    total: int
+    claimed: int
+    oldest: MessageSummary | None = None
+    newest: MessageSummary | None = None
+
+
+class Claim(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    ttl: int
+    grace: int
+    updated: float
+    expires: float
+    messages: list[Message]
+
+
+class DeadLetterPolicy(msgspec.Struct, frozen=True, kw_only=True):
+    """Where messages go once claimed ``max_claim_count`` times."""
+
+    max_claim_count: int
+    queue: str
+    message_ttl: int | None = None
+
+
+class ClaimRequest(msgspec.Struct, frozen=True, kw_only=True):
+    ttl: int
+    grace: int
+    limit: int
+    dead_letter: DeadLetterPolicy | None = None
+
+
+class ClaimResult(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    messages: list[Message]

@@ -1,0 +1,1 @@
+"""Transport-agnostic operations: one function per API action."""

@@ -1,0 +1,93 @@
+"""Claim operations: create, get, renew, release."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tidings.errors import InvalidBody, NotFound
+from tidings.model import Claim, ClaimRequest, ClaimResult
+from tidings.ops import metadata as reserved
+from tidings.ops.context import Caller, Services, unavailable_as
+from tidings.ops.validation import (
+    EMPTY_BODY,
+    check_claim_grace,
+    check_claim_ttl,
+    check_page_limit,
+    check_queue_name,
+    integer_field,
+    require_object,
+)
+
+
+def _lifetimes(svc: Services, document: Any) -> tuple[int, int]:
+    limits = svc.settings.transport
+    body = {} if document is None else require_object(document)
+    ttl = integer_field(body, "ttl")
+    grace = integer_field(body, "grace")
+    return (
+        limits.default_claim_ttl if ttl is None else ttl,
+        limits.default_claim_grace if grace is None else grace,
+    )
+
+
+def claim_not_found(queue: str, claim_id: str, caller: Caller) -> NotFound:
+    return NotFound(
+        f"Claim {claim_id} does not exist in queue {queue} for project {caller.project}"
+    )
+
+
+@unavailable_as("Claim could not be created.")
+async def claim_create(
+    svc: Services, caller: Caller, queue: str, document: Any, limit: int | None = None
+) -> tuple[ClaimResult | None, float]:
+    """Claim the oldest claimable messages; (None, now) when there were none."""
+    check_queue_name(caller.project, queue)
+    limits = svc.settings.transport
+    if limit is None:
+        limit = min(10, limits.max_messages_per_claim_or_pop)
+    check_page_limit(limit, limits.max_messages_per_claim_or_pop)
+    ttl, grace = _lifetimes(svc, document)
+    check_claim_ttl(ttl, limits)
+    check_claim_grace(grace, limits)
+    metadata = await svc.storage.queues.get_metadata(caller.project, queue)
+    if metadata is None:
+        return None, svc.clock()
+    request = ClaimRequest(
+        ttl=ttl, grace=grace, limit=limit, dead_letter=reserved.dead_letter_policy(metadata)
+    )
+    now = svc.clock()
+    return await svc.storage.claims.create(caller.project, queue, request, now), now
+
+
+@unavailable_as("Claim could not be queried.")
+async def claim_get(
+    svc: Services, caller: Caller, queue: str, claim_id: str
+) -> tuple[Claim, float]:
+    check_queue_name(caller.project, queue)
+    now = svc.clock()
+    claim = await svc.storage.claims.get(caller.project, queue, claim_id, now)
+    if claim is None:
+        raise claim_not_found(queue, claim_id, caller)
+    return claim, now
+
+
+@unavailable_as("Claim could not be updated.")
+async def claim_renew(
+    svc: Services, caller: Caller, queue: str, claim_id: str, document: Any
+) -> None:
+    check_queue_name(caller.project, queue)
+    if document is None:
+        raise InvalidBody(EMPTY_BODY)
+    ttl, grace = _lifetimes(svc, document)
+    check_claim_ttl(ttl, svc.settings.transport)  # Zaqar checks only ttl on renew
+    renewed = await svc.storage.claims.renew(
+        caller.project, queue, claim_id, ttl, grace, svc.clock()
+    )
+    if not renewed:
+        raise claim_not_found(queue, claim_id, caller)
+
+
+@unavailable_as("Claim could not be deleted.")
+async def claim_release(svc: Services, caller: Caller, queue: str, claim_id: str) -> None:
+    check_queue_name(caller.project, queue)
+    await svc.storage.claims.release(caller.project, queue, claim_id, svc.clock())

@@ -1,0 +1,84 @@
+"""Ping and the detailed health self-test."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from tidings.errors import Forbidden, ServiceUnavailable, TidingsError
+from tidings.model import ClaimRequest, NewMessage
+from tidings.ops.context import Caller, Services
+
+HEALTH_MESSAGES = 100
+
+
+async def ping(svc: Services) -> bool:
+    return await svc.storage.ping()
+
+
+async def health(svc: Services, caller: Caller) -> dict[str, Any]:
+    """Run every storage operation once on a throw-away queue and time each."""
+    if "admin" not in caller.roles:
+        raise Forbidden()
+    if not await svc.storage.ping():
+        raise ServiceUnavailable("Health status could not be read.")
+    storage = svc.storage
+    project = caller.project
+    queue = f"_health_{uuid.uuid4().hex[:16]}"
+    state: dict[str, Any] = {"ids": [], "claim": None}
+    status: dict[str, dict[str, Any]] = {}
+
+    async def step(name: str, action: Callable[[], Awaitable[Any]]) -> None:
+        started = time.perf_counter()
+        try:
+            await action()
+        except (TidingsError, Exception):  # every failure is reported, not raised
+            status[name] = {"succeeded": False, "seconds": time.perf_counter() - started,
+                            "ref": str(uuid.uuid4())}
+        else:
+            status[name] = {"succeeded": True, "seconds": time.perf_counter() - started,
+                            "ref": None}
+
+    async def post() -> None:
+        batch = [NewMessage(body=b'{"health": true}', ttl=300)] * HEALTH_MESSAGES
+        state["ids"] = await storage.messages.post(
+            project, queue, batch, caller.client_id, svc.clock()
+        )
+
+    async def claim() -> None:
+        state["claim"] = await storage.claims.create(
+            project, queue, ClaimRequest(ttl=60, grace=60, limit=10), svc.clock()
+        )
+
+    async def listing() -> None:
+        await storage.messages.list(
+            project, queue, marker=None, limit=10, exclude_client=None,
+            include_claimed=True, include_delayed=True, now=svc.clock(),
+        )
+
+    async def delete_one() -> None:
+        result = state["claim"]
+        if result is not None:
+            first = result.messages[0]
+            await storage.messages.delete(project, queue, first.id, result.id, svc.clock())
+
+    async def release() -> None:
+        if state["claim"] is not None:
+            await storage.claims.release(project, queue, state["claim"].id, svc.clock())
+
+    async def bulk_delete() -> None:
+        await storage.messages.delete_many(project, queue, state["ids"][:20], None, svc.clock())
+
+    try:
+        await step("create_queue", lambda: storage.queues.create(project, queue, {}, svc.clock()))
+        await step("post_messages", post)
+        await step("claim_messages", claim)
+        await step("list_messages", listing)
+        await step("delete_messages", delete_one)
+        await step("delete_claim", release)
+        await step("bulk_delete_messages", bulk_delete)
+    finally:
+        await step("delete_queue", lambda: storage.queues.delete(project, queue))
+    return {"storage_reachable": True, "operation_status": status}

@@ -1,0 +1,239 @@
+"""Message operations: post, list, get, get many, delete, delete many, pop."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from tidings.errors import BadRequest, InvalidBody, NotFound
+from tidings.model import Message, NewMessage
+from tidings.ops import metadata as reserved
+from tidings.ops.context import Caller, Services, unavailable_as
+from tidings.ops.validation import (
+    WRONG_DOCUMENT_TYPE,
+    check_message_delay,
+    check_message_ttl,
+    check_page_limit,
+    check_queue_name,
+    check_size,
+    decode_json,
+    integer_field,
+)
+
+NO_MESSAGES = "No messages were found in the request body."
+
+
+class MessageIn(msgspec.Struct, frozen=True):
+    """One posted message as received; unknown fields are dropped."""
+
+    body: msgspec.Raw
+    ttl: int | None = None
+    delay: int | None = None
+
+
+class _PostDocument(msgspec.Struct, frozen=True):
+    messages: list[MessageIn]
+
+
+_post_decoder = msgspec.json.Decoder(_PostDocument)
+
+
+def parse_post_body(raw: bytes) -> list[MessageIn]:
+    """Decode a POST body: a typed fast path, and exact error texts when it fails."""
+    try:
+        return _post_decoder.decode(raw).messages
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return messages_from_document(decode_json(raw))
+
+
+def messages_from_document(document: Any) -> list[MessageIn]:
+    """Check an already-decoded ``{"messages": [...]}`` document (used by every transport)."""
+    if not isinstance(document, dict) or "messages" not in document:
+        raise BadRequest(NO_MESSAGES)
+    items = document["messages"]
+    if not isinstance(items, list):
+        raise InvalidBody(WRONG_DOCUMENT_TYPE)
+    parsed = []
+    for item in items:
+        if not isinstance(item, dict):
+            raise InvalidBody('Each message must be a JSON object with a "body" field.')
+        if "body" not in item:
+            raise InvalidBody('Missing "body" field.')
+        parsed.append(
+            MessageIn(
+                msgspec.Raw(msgspec.json.encode(item["body"])),
+                integer_field(item, "ttl"),
+                integer_field(item, "delay"),
+            )
+        )
+    return parsed
+
+
+async def _queue_metadata(svc: Services, caller: Caller, queue: str) -> dict[str, Any]:
+    return await svc.storage.queues.get_metadata(caller.project, queue) or {}
+
+
+def not_found(queue: str, caller: Caller) -> NotFound:
+    return NotFound(f"Queue {queue} does not exist for project {caller.project}")
+
+
+@unavailable_as("Messages could not be enqueued.")
+async def message_post(
+    svc: Services,
+    caller: Caller,
+    queue: str,
+    raw_messages: bytes | list[MessageIn],
+    size: int | None,
+) -> list[str]:
+    """Store a batch (all or nothing), creating the queue if needed; returns the ids."""
+    check_queue_name(caller.project, queue)
+    limits = svc.settings.transport
+    metadata = await _queue_metadata(svc, caller, queue)
+    limit = reserved.post_size_limit(metadata, limits)
+    if limit < limits.max_messages_post_size:
+        text = (
+            f"Message collection size is too large. The max size for current queue is {limit}. "
+            "It is calculated by max size = min(max_messages_post_size_config: "
+            f"{limits.max_messages_post_size}, max_messages_post_size_queue: {limit})."
+        )
+    else:
+        text = f"Message collection size is too large. Max size {limit}"
+    check_size(size, limit, text)
+    items = parse_post_body(raw_messages) if isinstance(raw_messages, bytes) else raw_messages
+    if not items:
+        raise BadRequest("No messages to enqueu.")
+    default_ttl = reserved.message_ttl_default(metadata, limits)
+    default_delay = reserved.delay_default(metadata)
+    batch = []
+    for item in items:
+        ttl = default_ttl if item.ttl is None else item.ttl
+        check_message_ttl(ttl, limits)
+        delay = 0
+        if default_delay:  # per-message delays only count on queues that delay
+            delay = default_delay if item.delay is None else item.delay
+            check_message_delay(delay, limits)
+        batch.append(NewMessage(body=bytes(item.body), ttl=ttl, delay=delay))
+    return await svc.storage.messages.post(
+        caller.project, queue, batch, caller.client_id, svc.clock()
+    )
+
+
+class MessagePage(msgspec.Struct, frozen=True, kw_only=True):
+    messages: list[Message]
+    now: float
+    # True when the queue does not delay, so every next link may include delayed ones.
+    delays_off: bool
+
+
+@unavailable_as("Messages could not be listed.")
+async def message_list(
+    svc: Services,
+    caller: Caller,
+    queue: str,
+    *,
+    marker: str | None = None,
+    limit: int | None = None,
+    echo: bool = False,
+    include_claimed: bool = False,
+    include_delayed: bool = False,
+) -> MessagePage:
+    check_queue_name(caller.project, queue)
+    limits = svc.settings.transport
+    if limit is None:
+        limit = min(10, limits.max_messages_per_page)
+    check_page_limit(limit, limits.max_messages_per_page)
+    delays_off = not reserved.delay_default(await _queue_metadata(svc, caller, queue))
+    now = svc.clock()
+    messages = await svc.storage.messages.list(
+        caller.project,
+        queue,
+        marker=marker,
+        limit=limit,
+        exclude_client=None if echo else caller.client_id,
+        include_claimed=include_claimed,
+        include_delayed=include_delayed or delays_off,
+        now=now,
+    )
+    return MessagePage(messages=messages, now=now, delays_off=delays_off)
+
+
+@unavailable_as("Message could not be retrieved.")
+async def message_get(
+    svc: Services, caller: Caller, queue: str, message_id: str
+) -> tuple[Message, float]:
+    check_queue_name(caller.project, queue)
+    now = svc.clock()
+    found = await svc.storage.messages.get(caller.project, queue, [message_id], now)
+    if not found:
+        if await svc.storage.queues.get_metadata(caller.project, queue) is None:
+            raise not_found(queue, caller)
+        raise NotFound(
+            f"Message {message_id} does not exist in queue {queue} for project {caller.project}"
+        )
+    return found[0], now
+
+
+@unavailable_as("Messages could not be listed.")
+async def message_get_many(
+    svc: Services, caller: Caller, queue: str, ids: Sequence[str]
+) -> tuple[list[Message], float]:
+    check_queue_name(caller.project, queue)
+    check_page_limit(len(ids), svc.settings.transport.max_messages_per_page)
+    now = svc.clock()
+    found = await svc.storage.messages.get(caller.project, queue, ids, now)
+    if not found:
+        raise NotFound(
+            f"No messages with IDs: {list(ids)!r} found in the queue {queue} "
+            f"for project {caller.project}."
+        )
+    return found, now
+
+
+@unavailable_as("Message could not be deleted.")
+async def message_delete(
+    svc: Services, caller: Caller, queue: str, message_id: str, claim_id: str | None
+) -> None:
+    check_queue_name(caller.project, queue)
+    await svc.storage.messages.delete(caller.project, queue, message_id, claim_id, svc.clock())
+
+
+@unavailable_as("Messages could not be deleted.")
+async def message_delete_many(
+    svc: Services,
+    caller: Caller,
+    queue: str,
+    ids: Sequence[str],
+    claim_ids: Sequence[str] | None = None,
+) -> None:
+    check_queue_name(caller.project, queue)
+    maximum = svc.settings.transport.max_messages_per_page
+    if not 1 <= len(ids) <= maximum:
+        raise BadRequest(
+            f"ids parameter should have at least 1 and not greater than {maximum} values."
+        )
+    if not svc.settings.transport.message_delete_with_claim_id:
+        claim_ids = None  # only honoured when the operator asks for claim checks
+    elif not claim_ids:
+        raise BadRequest(
+            'The request should have both "ids" and "claim_ids" parameter in the request '
+            "when message_delete_with_claim_id is True."
+        )
+    await svc.storage.messages.delete_many(
+        caller.project, queue, ids, claim_ids or None, svc.clock()
+    )
+
+
+@unavailable_as("Messages could not be popped.")
+async def message_pop(
+    svc: Services, caller: Caller, queue: str, count: int
+) -> tuple[list[Message], float]:
+    check_queue_name(caller.project, queue)
+    maximum = svc.settings.transport.max_messages_per_claim_or_pop
+    if not 1 <= count <= maximum:
+        raise BadRequest(
+            f"Pop value must be at least 1 and may not be greater than {maximum}."
+        )
+    now = svc.clock()
+    return await svc.storage.messages.pop(caller.project, queue, count, now), now

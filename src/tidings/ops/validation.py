@@ -1,0 +1,112 @@
+"""Input checks shared by the operations, with Zaqar's exact error texts."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgspec
+
+from tidings.config import TransportSettings
+from tidings.errors import BadRequest, InvalidBody, InvalidQueueIdentification
+
+QUEUE_NAME = re.compile(r"^[a-zA-Z0-9_\-.]{1,64}$")
+MAX_PROJECT_ID_LENGTH = 256
+MIN_MESSAGE_TTL = 60
+MIN_CLAIM_TTL = 60
+MIN_CLAIM_GRACE = 60
+
+EMPTY_BODY = "Request body can not be empty"
+UNPARSABLE_BODY = "Request body could not be parsed."
+WRONG_DOCUMENT_TYPE = "Document type not supported."
+INT64_LIMIT = 2**63
+
+
+def check_queue_name(project: str, name: str) -> None:
+    if len(project) > MAX_PROJECT_ID_LENGTH or not QUEUE_NAME.match(name):
+        raise InvalidQueueIdentification()
+
+
+def check_page_limit(limit: int, maximum: int, *, queues: bool = False) -> None:
+    if not 1 <= limit <= maximum:
+        if queues:
+            raise BadRequest(f"Limit must be at least 1 and no greater than {maximum}.")
+        raise BadRequest(f"Limit must be at least 1 and may not be greater than {maximum}.")
+
+
+def decode_json(raw: bytes) -> Any:
+    """Parse a request body, with Zaqar's texts for empty and malformed documents."""
+    if not raw.strip():
+        raise InvalidBody(EMPTY_BODY)
+    try:
+        document = msgspec.json.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise InvalidBody(UNPARSABLE_BODY) from exc
+    _reject_huge_integers(document)
+    return document
+
+
+def _reject_huge_integers(value: Any) -> None:
+    # Zaqar stores documents with 64-bit integers; larger ones are refused up front.
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, int) and not isinstance(item, bool) and abs(item) >= INT64_LIMIT:
+            raise InvalidBody("JSON contains integer that is too large.")
+
+
+def require_object(document: Any) -> dict[str, Any]:
+    if not isinstance(document, dict):
+        raise InvalidBody(WRONG_DOCUMENT_TYPE)
+    return document
+
+
+def integer_field(document: dict[str, Any], name: str) -> int | None:
+    """An optional integer field; booleans are not integers here."""
+    value = document.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidBody(f'The value of the "{name}" field must be a int.')
+    return value
+
+
+def check_message_ttl(ttl: int, limits: TransportSettings) -> None:
+    if not MIN_MESSAGE_TTL <= ttl <= limits.max_message_ttl:
+        raise BadRequest(
+            f"The TTL for a message may not exceed {limits.max_message_ttl} seconds, "
+            f"and must be at least {MIN_MESSAGE_TTL} seconds long."
+        )
+
+
+def check_message_delay(delay: int, limits: TransportSettings) -> None:
+    if not 0 <= delay <= limits.max_message_delay:
+        raise BadRequest(
+            f"The Delay TTL for a message may not exceed {limits.max_message_delay} "
+            "seconds,and must be at least 0 seconds long."
+        )
+
+
+def check_claim_ttl(ttl: int, limits: TransportSettings) -> None:
+    if not MIN_CLAIM_TTL <= ttl <= limits.max_claim_ttl:
+        raise BadRequest(
+            f"The TTL for a claim may not exceed {limits.max_claim_ttl} seconds, "
+            f"and must be at least {MIN_CLAIM_TTL} seconds long."
+        )
+
+
+def check_claim_grace(grace: int, limits: TransportSettings) -> None:
+    if not MIN_CLAIM_GRACE <= grace <= limits.max_claim_grace:
+        raise BadRequest(
+            f"The grace for a claim may not exceed {limits.max_claim_grace} seconds, "
+            f"and must be at least {MIN_CLAIM_GRACE} seconds long."
+        )
+
+
+def check_size(size: int | None, maximum: int, message: str, *, title: str | None = None) -> None:
+    if size is not None and size > maximum:
+        raise BadRequest(message, title=title)

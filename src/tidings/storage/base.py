@@ -1,0 +1,144 @@
+"""The storage interface: small Protocols every driver implements.
+
+Every time-dependent call receives ``now`` from the operation layer, so drivers stay
+deterministic and tests can control time. Atomicity rules are part of the contract and
+are checked by ``tests/contract`` against every driver:
+
+* a message is held by at most one live claim;
+* claiming skips expired, delayed and live-claimed messages;
+* deleting a message checks its claim atomically with the delete.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from tidings.model import (
+    Claim,
+    ClaimRequest,
+    ClaimResult,
+    Message,
+    NewMessage,
+    QueueRecord,
+    QueueStats,
+)
+
+
+class QueueStore(Protocol):
+    async def create(self, project: str, name: str, metadata: dict[str, Any], now: float) -> bool:
+        """Create the queue; False if it already existed (metadata then untouched)."""
+
+    async def get_metadata(self, project: str, name: str) -> dict[str, Any] | None:
+        """Stored metadata, or None when the queue does not exist."""
+
+    async def set_metadata(self, project: str, name: str, metadata: dict[str, Any]) -> bool:
+        """Replace the metadata; False when the queue does not exist."""
+
+    async def delete(self, project: str, name: str) -> None:
+        """Remove the queue with all its messages and claims."""
+
+    async def list(
+        self,
+        project: str,
+        *,
+        marker: str | None,
+        limit: int,
+        name_contains: str | None = None,
+        metadata_equals: dict[str, Any] | None = None,
+    ) -> list[QueueRecord]:
+        """Queues of the project sorted by name, after ``marker`` (exclusive)."""
+
+    async def count(self, project: str) -> int:
+        """Number of queues in the project."""
+
+    async def stats(self, project: str, name: str, now: float) -> QueueStats:
+        """Message counts, and the oldest and newest live message."""
+
+    async def purge_messages(self, project: str, name: str) -> None:
+        """Delete every message and claim of the queue, keeping the queue."""
+
+
+class MessageStore(Protocol):
+    async def post(
+        self,
+        project: str,
+        queue: str,
+        messages: Sequence[NewMessage],
+        client_id: str,
+        now: float,
+    ) -> list[str]:
+        """Store the batch atomically (creating the queue if needed); ids in batch order."""
+
+    async def list(
+        self,
+        project: str,
+        queue: str,
+        *,
+        marker: str | None,
+        limit: int,
+        exclude_client: str | None,
+        include_claimed: bool,
+        include_delayed: bool,
+        now: float,
+    ) -> list[Message]:
+        """Live messages in post order, after ``marker`` (exclusive), filtered."""
+
+    async def get(self, project: str, queue: str, ids: Sequence[str], now: float) -> list[Message]:
+        """Live messages with these ids (claim, delay and echo state ignored)."""
+
+    async def delete(
+        self, project: str, queue: str, message_id: str, claim_id: str | None, now: float
+    ) -> None:
+        """Delete one message, enforcing the claim rules; missing messages are no error."""
+
+    async def delete_many(
+        self,
+        project: str,
+        queue: str,
+        ids: Sequence[str],
+        claim_ids: Sequence[str] | None,
+        now: float,
+    ) -> None:
+        """Delete these messages; with ``claim_ids`` each must be held by one of them."""
+
+    async def pop(self, project: str, queue: str, limit: int, now: float) -> list[Message]:
+        """Atomically remove and return up to ``limit`` claimable messages."""
+
+
+class ClaimStore(Protocol):
+    async def create(
+        self, project: str, queue: str, request: ClaimRequest, now: float
+    ) -> ClaimResult | None:
+        """Claim up to ``request.limit`` messages; None when nothing was claimable."""
+
+    async def get(self, project: str, queue: str, claim_id: str, now: float) -> Claim | None:
+        """The live claim with the messages it still holds, or None."""
+
+    async def renew(
+        self, project: str, queue: str, claim_id: str, ttl: int, grace: int, now: float
+    ) -> bool:
+        """Restart the claim with a new ttl; False when it is not live."""
+
+    async def release(self, project: str, queue: str, claim_id: str, now: float) -> None:
+        """End the claim; its messages become claimable at once."""
+
+
+class Storage(Protocol):
+    """A connected backend: the three stores plus lifecycle and housekeeping."""
+
+    queues: QueueStore
+    messages: MessageStore
+    claims: ClaimStore
+
+    async def open(self) -> None:
+        """Connect and bring the schema up to date."""
+
+    async def close(self) -> None:
+        """Release connections and threads."""
+
+    async def ping(self) -> bool:
+        """True when the backend answers."""
+
+    async def collect_garbage(self, now: float) -> int:
+        """Physically remove expired messages and claims; returns how many rows went."""

@@ -1,0 +1,43 @@
+"""Decisions every driver applies the same way inside its own atomic section."""
+
+from __future__ import annotations
+
+from tidings.errors import ClaimedMessage, UnableToDelete
+from tidings.model import Message
+
+CLAIM_NOT_LIVE = "The specified claim does not exist or has expired."
+NOT_CLAIMED = "A claim was specified, but the message is not currently claimed."
+
+
+def check_delete(
+    message: Message, claim_id: str | None, claim_is_live: bool, now: float
+) -> None:
+    """Raise unless ``message`` may be deleted by a caller presenting ``claim_id``.
+
+    ``claim_is_live`` tells whether ``claim_id`` names a live claim of the same queue.
+    """
+    if claim_id is not None and not claim_is_live:
+        raise UnableToDelete(CLAIM_NOT_LIVE)
+    if message.claimed(now):
+        if claim_id != message.claim_id:
+            raise ClaimedMessage()
+    elif claim_id is not None:
+        raise UnableToDelete(NOT_CLAIMED)
+
+
+def message_not_held(message: Message, claim_ids: set[str], now: float) -> str | None:
+    """Why a bulk delete that names ``claim_ids`` may not delete ``message``, if it may not."""
+    if not message.claimed(now):
+        return f"Message {message.id} is not claimed, so claim_ids cannot cover it."
+    if message.claim_id not in claim_ids:
+        return f"Message {message.id} is held by a claim not listed in claim_ids."
+    return None
+
+
+def claimed_lifetime(
+    expires: float, ttl: int, claim_expires: float, claim_ttl: int, grace: int
+) -> tuple[float, int]:
+    """A claimed message outlives its claim by ``grace``: (new expiry, reported ttl)."""
+    if expires < claim_expires:
+        return claim_expires + grace, claim_ttl + grace
+    return expires, ttl

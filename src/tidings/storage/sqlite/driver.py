@@ -1,0 +1,536 @@
+"""The embedded SQLite store: durable (WAL, fsync on commit), safe across processes."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+
+from tidings.errors import StorageError, UnableToDelete
+from tidings.model import (
+    Claim,
+    ClaimRequest,
+    ClaimResult,
+    Message,
+    MessageSummary,
+    NewMessage,
+    QueueRecord,
+    QueueStats,
+)
+from tidings.storage import rules
+from tidings.storage.sql import load_migrations, load_queries
+from tidings.storage.sqlite.executor import SQLiteExecutor
+
+T = TypeVar("T")
+Row = tuple[Any, ...]
+
+Q = load_queries(__package__ or "tidings.storage.sqlite", "queries.sql")
+MIGRATIONS = load_migrations("tidings.storage.sqlite.migrations", ".")
+
+_json_encode = msgspec.json.encode
+_json_decode = msgspec.json.decode
+
+
+def _message(row: Row) -> Message:
+    (seq, mid, body, ttl, created, expires, client_id, claim_id, claim_expires,
+     claim_count, delay_until) = row
+    return Message(
+        id=mid, marker=str(seq), body=body, ttl=ttl, created=created, expires=expires,
+        client_id=client_id, claim_id=claim_id, claim_expires=claim_expires,
+        claim_count=claim_count, delay_until=delay_until,
+    )
+
+
+def _marker_seq(marker: str | None) -> int:
+    # Markers are the opaque sequence numbers we hand out; anything else starts at 0.
+    if marker is None:
+        return 0
+    try:
+        return int(marker)
+    except ValueError:
+        return 0
+
+
+def path_from_uri(uri: str) -> Path:
+    """``sqlite:///abs/path.db`` or ``sqlite://relative.db`` to a path."""
+    if not uri.startswith("sqlite://"):
+        raise ValueError(f"not a sqlite URI: {uri}")
+    rest = uri[len("sqlite://") :]
+    if not rest or rest == "/":
+        raise ValueError("the sqlite URI names no file, e.g. sqlite:///var/lib/tidings.db")
+    return Path(rest)
+
+
+class _Base:
+    def __init__(self, executor: SQLiteExecutor) -> None:
+        self._executor = executor
+
+    async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            return await self._executor.write(work)
+        except sqlite3.Error as exc:
+            raise StorageError(str(exc)) from exc
+
+    async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            return await self._executor.read(work)
+        except sqlite3.Error as exc:
+            raise StorageError(str(exc)) from exc
+
+
+def _ensure_queue(db: sqlite3.Connection, project: str, name: str, now: float) -> bool:
+    cursor = db.execute(
+        Q["queue_insert"], {"project": project, "name": name, "metadata": "{}", "now": now}
+    )
+    return cursor.rowcount == 1
+
+
+def _delete_queue_contents(db: sqlite3.Connection, project: str, name: str) -> None:
+    params = {"project": project, "name": name}
+    db.execute(Q["queue_delete_messages"], params)
+    db.execute(Q["queue_delete_claims"], params)
+
+
+class SQLiteQueues(_Base):
+    async def create(self, project: str, name: str, metadata: dict[str, Any], now: float) -> bool:
+        encoded = _json_encode(metadata).decode()
+
+        def work(db: sqlite3.Connection) -> bool:
+            cursor = db.execute(
+                Q["queue_insert"],
+                {"project": project, "name": name, "metadata": encoded, "now": now},
+            )
+            return cursor.rowcount == 1
+
+        return await self._write(work)
+
+    async def get_metadata(self, project: str, name: str) -> dict[str, Any] | None:
+        def work(db: sqlite3.Connection) -> str | None:
+            row = db.execute(Q["queue_metadata"], {"project": project, "name": name}).fetchone()
+            return None if row is None else str(row[0])
+
+        raw = await self._read(work)
+        return None if raw is None else dict(_json_decode(raw))
+
+    async def set_metadata(self, project: str, name: str, metadata: dict[str, Any]) -> bool:
+        encoded = _json_encode(metadata).decode()
+
+        def work(db: sqlite3.Connection) -> bool:
+            cursor = db.execute(
+                Q["queue_set_metadata"],
+                {"project": project, "name": name, "metadata": encoded},
+            )
+            return cursor.rowcount == 1
+
+        return await self._write(work)
+
+    async def delete(self, project: str, name: str) -> None:
+        def work(db: sqlite3.Connection) -> None:
+            _delete_queue_contents(db, project, name)
+            db.execute(Q["queue_delete"], {"project": project, "name": name})
+
+        await self._write(work)
+
+    async def list(
+        self,
+        project: str,
+        *,
+        marker: str | None,
+        limit: int,
+        name_contains: str | None = None,
+        metadata_equals: dict[str, Any] | None = None,
+    ) -> list[QueueRecord]:
+        def work(db: sqlite3.Connection) -> list[QueueRecord]:
+            found: list[QueueRecord] = []
+            after = marker or ""
+            # Metadata filters are applied here, so keep reading pages until full.
+            while len(found) < limit:
+                rows = db.execute(
+                    Q["queue_list"],
+                    {"project": project, "marker": after, "limit": limit,
+                     "name_contains": name_contains},
+                ).fetchall()
+                for name, raw in rows:
+                    metadata = dict(_json_decode(raw))
+                    if _matches(metadata, metadata_equals) and len(found) < limit:
+                        found.append(QueueRecord(name=name, metadata=metadata))
+                if len(rows) < limit:
+                    break
+                after = rows[-1][0]
+            return found
+
+        return await self._read(work)
+
+    async def count(self, project: str) -> int:
+        def work(db: sqlite3.Connection) -> int:
+            return int(db.execute(Q["queue_count"], {"project": project}).fetchone()[0])
+
+        return await self._read(work)
+
+    async def stats(self, project: str, name: str, now: float) -> QueueStats:
+        def work(db: sqlite3.Connection) -> QueueStats:
+            params = {"project": project, "name": name, "now": now}
+            db.execute("BEGIN")  # one snapshot for counts and ends
+            try:
+                total, claimed = db.execute(Q["queue_counts"], params).fetchone()
+                if not total:
+                    return QueueStats(total=0, claimed=0)
+                oldest = db.execute(Q["queue_oldest"], params).fetchone()
+                newest = db.execute(Q["queue_newest"], params).fetchone()
+            finally:
+                db.execute("COMMIT")
+            return QueueStats(
+                total=total,
+                claimed=claimed,
+                oldest=MessageSummary(id=oldest[0], created=oldest[1]) if oldest else None,
+                newest=MessageSummary(id=newest[0], created=newest[1]) if newest else None,
+            )
+
+        return await self._read(work)
+
+    async def purge_messages(self, project: str, name: str) -> None:
+        await self._write(lambda db: _delete_queue_contents(db, project, name))
+
+
+def _matches(metadata: dict[str, Any], wanted: dict[str, Any] | None) -> bool:
+    return not wanted or all(
+        key in metadata and metadata[key] == value for key, value in wanted.items()
+    )
+
+
+class SQLiteMessages(_Base):
+    async def post(
+        self,
+        project: str,
+        queue: str,
+        messages: Sequence[NewMessage],
+        client_id: str,
+        now: float,
+    ) -> list[str]:
+        ids = [str(uuid.uuid4()) for _ in messages]
+        rows = [
+            {
+                "id": mid, "project": project, "queue": queue, "body": m.body,
+                "client_id": client_id, "ttl": m.ttl, "created": now,
+                "expires": now + m.ttl, "delay_until": now + m.delay if m.delay else 0.0,
+                "claim_count": 0,
+            }
+            for mid, m in zip(ids, messages, strict=True)
+        ]
+
+        def work(db: sqlite3.Connection) -> None:
+            _ensure_queue(db, project, queue, now)
+            db.executemany(Q["message_insert"], rows)
+
+        await self._write(work)
+        return ids
+
+    async def list(
+        self,
+        project: str,
+        queue: str,
+        *,
+        marker: str | None,
+        limit: int,
+        exclude_client: str | None,
+        include_claimed: bool,
+        include_delayed: bool,
+        now: float,
+    ) -> list[Message]:
+        params = {
+            "project": project, "queue": queue, "marker": _marker_seq(marker),
+            "limit": limit, "exclude_client": exclude_client,
+            "include_claimed": include_claimed, "include_delayed": include_delayed,
+            "now": now,
+        }
+
+        def work(db: sqlite3.Connection) -> list[Message]:
+            return [_message(r) for r in db.execute(Q["message_list"], params)]
+
+        return await self._read(work)
+
+    async def get(self, project: str, queue: str, ids: Sequence[str], now: float) -> list[Message]:
+        def work(db: sqlite3.Connection) -> list[Message]:
+            found = []
+            for mid in dict.fromkeys(ids):
+                row = db.execute(
+                    Q["message_by_id"],
+                    {"id": mid, "project": project, "queue": queue, "now": now},
+                ).fetchone()
+                if row is not None:
+                    found.append(_message(row))
+            return found
+
+        return await self._read(work)
+
+    async def delete(
+        self, project: str, queue: str, message_id: str, claim_id: str | None, now: float
+    ) -> None:
+        def work(db: sqlite3.Connection) -> None:
+            row = db.execute(
+                Q["message_by_id"],
+                {"id": message_id, "project": project, "queue": queue, "now": now},
+            ).fetchone()
+            if row is None:
+                return
+            message = _message(row)
+            live = claim_id is not None and _claim_is_live(db, project, queue, claim_id, now)
+            rules.check_delete(message, claim_id, live, now)
+            db.execute(Q["message_delete"], {"seq": int(message.marker)})
+
+        await self._write(work)
+
+    async def delete_many(
+        self,
+        project: str,
+        queue: str,
+        ids: Sequence[str],
+        claim_ids: Sequence[str] | None,
+        now: float,
+    ) -> None:
+        def work(db: sqlite3.Connection) -> None:
+            doomed = []
+            for mid in dict.fromkeys(ids):
+                row = db.execute(
+                    Q["message_by_id"],
+                    {"id": mid, "project": project, "queue": queue, "now": now},
+                ).fetchone()
+                if row is not None:
+                    doomed.append(_message(row))
+            if claim_ids is not None:
+                allowed = set(claim_ids)
+                for message in doomed:
+                    reason = rules.message_not_held(message, allowed, now)
+                    if reason:
+                        raise UnableToDelete(reason)
+            db.executemany(Q["message_delete"], [{"seq": int(m.marker)} for m in doomed])
+
+        await self._write(work)
+
+    async def pop(self, project: str, queue: str, limit: int, now: float) -> list[Message]:
+        def work(db: sqlite3.Connection) -> list[Message]:
+            rows = db.execute(
+                Q["message_claimable"],
+                {"project": project, "queue": queue, "now": now, "limit": limit},
+            ).fetchall()
+            popped = [_message(r) for r in rows]
+            db.executemany(Q["message_delete"], [{"seq": int(m.marker)} for m in popped])
+            return popped
+
+        return await self._write(work)
+
+
+def _claim_is_live(
+    db: sqlite3.Connection, project: str, queue: str, claim_id: str, now: float
+) -> bool:
+    row = db.execute(
+        Q["claim_get"], {"id": claim_id, "project": project, "queue": queue, "now": now}
+    ).fetchone()
+    return row is not None
+
+
+class SQLiteClaims(_Base):
+    async def create(
+        self, project: str, queue: str, request: ClaimRequest, now: float
+    ) -> ClaimResult | None:
+        claim_id = str(uuid.uuid4())
+        claim_expires = now + request.ttl
+        dead_letter = request.dead_letter
+
+        def work(db: sqlite3.Connection) -> ClaimResult | None:
+            rows = db.execute(
+                Q["message_claimable"],
+                {"project": project, "queue": queue, "now": now, "limit": request.limit},
+            ).fetchall()
+            claimed: list[Message] = []
+            for message in map(_message, rows):
+                if dead_letter and message.claim_count >= dead_letter.max_claim_count:
+                    _move_to_dead_letter(db, project, message, dead_letter.queue,
+                                         dead_letter.message_ttl, now)
+                    continue
+                expires, ttl = rules.claimed_lifetime(
+                    message.expires, message.ttl, claim_expires, request.ttl, request.grace
+                )
+                db.execute(
+                    Q["message_claim"],
+                    {"seq": int(message.marker), "claim_id": claim_id,
+                     "claim_expires": claim_expires, "expires": expires, "ttl": ttl},
+                )
+                claimed.append(
+                    msgspec.structs.replace(
+                        message, claim_id=claim_id, claim_expires=claim_expires,
+                        expires=expires, ttl=ttl, claim_count=message.claim_count + 1,
+                    )
+                )
+            if not claimed:
+                return None
+            db.execute(
+                Q["claim_insert"],
+                {"id": claim_id, "project": project, "queue": queue, "ttl": request.ttl,
+                 "grace": request.grace, "now": now, "expires": claim_expires},
+            )
+            return ClaimResult(id=claim_id, messages=claimed)
+
+        return await self._write(work)
+
+    async def get(self, project: str, queue: str, claim_id: str, now: float) -> Claim | None:
+        params = {"id": claim_id, "project": project, "queue": queue, "now": now}
+
+        def work(db: sqlite3.Connection) -> Claim | None:
+            db.execute("BEGIN")
+            try:
+                row = db.execute(Q["claim_get"], params).fetchone()
+                if row is None:
+                    return None
+                messages = [_message(r) for r in db.execute(Q["claim_messages"], params)]
+            finally:
+                db.execute("COMMIT")
+            cid, ttl, grace, updated, expires = row
+            return Claim(
+                id=cid, ttl=ttl, grace=grace, updated=updated, expires=expires,
+                messages=messages,
+            )
+
+        return await self._read(work)
+
+    async def renew(
+        self, project: str, queue: str, claim_id: str, ttl: int, grace: int, now: float
+    ) -> bool:
+        claim_expires = now + ttl
+        params = {"id": claim_id, "project": project, "queue": queue, "now": now}
+
+        def work(db: sqlite3.Connection) -> bool:
+            held = [_message(r) for r in db.execute(Q["claim_messages"], params)]
+            cursor = db.execute(
+                Q["claim_renew"],
+                {**params, "ttl": ttl, "grace": grace, "expires": claim_expires},
+            )
+            if cursor.rowcount != 1:
+                return False
+            updates = []
+            for message in held:
+                expires, new_ttl = rules.claimed_lifetime(
+                    message.expires, message.ttl, claim_expires, ttl, grace
+                )
+                updates.append({"seq": int(message.marker), "claim_expires": claim_expires,
+                                "expires": expires, "ttl": new_ttl})
+            db.executemany(Q["message_extend_claim"], updates)
+            return True
+
+        return await self._write(work)
+
+    async def release(self, project: str, queue: str, claim_id: str, now: float) -> None:
+        params = {"id": claim_id, "project": project, "queue": queue}
+
+        def work(db: sqlite3.Connection) -> None:
+            db.execute(Q["claim_release_messages"], params)
+            db.execute(Q["claim_delete"], params)
+
+        await self._write(work)
+
+
+def _move_to_dead_letter(
+    db: sqlite3.Connection,
+    project: str,
+    message: Message,
+    dead_letter_queue: str,
+    message_ttl: int | None,
+    now: float,
+) -> None:
+    """Re-append the message at the tail of the dead-letter queue, unclaimed."""
+    _ensure_queue(db, project, dead_letter_queue, now)
+    db.execute(Q["message_delete"], {"seq": int(message.marker)})
+    ttl = message_ttl if message_ttl else message.ttl
+    expires = now + message_ttl if message_ttl else message.expires
+    db.execute(
+        Q["message_insert"],
+        {"id": message.id, "project": project, "queue": dead_letter_queue,
+         "body": message.body, "client_id": message.client_id, "ttl": ttl,
+         "created": message.created, "expires": expires, "delay_until": 0.0,
+         "claim_count": message.claim_count},
+    )
+
+
+class SQLiteStorage:
+    """Storage over one SQLite file; any number of processes may share it."""
+
+    def __init__(self, path: Path, busy_timeout: float = 5.0) -> None:
+        self.path = path
+        self._busy_timeout = busy_timeout
+        self._executor = SQLiteExecutor(self._connect)
+        self.queues = SQLiteQueues(self._executor)
+        self.messages = SQLiteMessages(self._executor)
+        self.claims = SQLiteClaims(self._executor)
+
+    @classmethod
+    def from_uri(cls, uri: str, busy_timeout: float = 5.0) -> SQLiteStorage:
+        return cls(path_from_uri(uri), busy_timeout)
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(
+            self.path,
+            timeout=self._busy_timeout,
+            isolation_level=None,  # we issue BEGIN/COMMIT ourselves
+            check_same_thread=False,
+        )
+        db.execute("PRAGMA journal_mode=WAL")
+        # FULL: every commit is fsync'd before we acknowledge the write.
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA foreign_keys=OFF")
+        return db
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._executor.start()
+        try:
+            await self._executor.write(_migrate)
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open {self.path}: {exc}") from exc
+
+    async def close(self) -> None:
+        await self._executor.close()
+
+    async def ping(self) -> bool:
+        try:
+            await self._executor.read(lambda db: db.execute("SELECT 1").fetchone())
+        except sqlite3.Error:
+            return False
+        return True
+
+    async def collect_garbage(self, now: float) -> int:
+        def work(db: sqlite3.Connection) -> int:
+            removed = db.execute(Q["gc_messages"], {"now": now}).rowcount
+            removed += db.execute(Q["gc_claims"], {"now": now}).rowcount
+            db.execute(Q["gc_claim_marks"], {"now": now})
+            return int(removed)
+
+        try:
+            return await self._executor.write(work)
+        except sqlite3.Error as exc:
+            raise StorageError(str(exc)) from exc
+
+
+def _migrate(db: sqlite3.Connection) -> int:
+    """Apply migrations newer than ``PRAGMA user_version``; runs under the write lock."""
+    current = int(db.execute("PRAGMA user_version").fetchone()[0])
+    for version, script in MIGRATIONS:
+        if version > current:
+            for statement in _split_statements(script):
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version = {int(version)}")
+            current = version
+    return current
+
+
+def _split_statements(script: str) -> list[str]:
+    statements, buffer = [], ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            statements.append(buffer.strip())
+            buffer = ""
+    return [s for s in statements if s]

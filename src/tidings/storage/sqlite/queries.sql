@@ -1,0 +1,134 @@
+-- Named queries of the SQLite driver. Parameters are named (:project, :now, ...).
+-- A message is claimed while claim_id IS NOT NULL AND claim_expires > :now; a live
+-- message has expires > :now; a delayed one has delay_until > :now.
+
+-- name: queue_insert
+INSERT INTO queues (project, name, metadata, created)
+VALUES (:project, :name, :metadata, :now)
+ON CONFLICT (project, name) DO NOTHING;
+
+-- name: queue_metadata
+SELECT metadata FROM queues WHERE project = :project AND name = :name;
+
+-- name: queue_set_metadata
+UPDATE queues SET metadata = :metadata WHERE project = :project AND name = :name;
+
+-- name: queue_delete
+DELETE FROM queues WHERE project = :project AND name = :name;
+
+-- name: queue_delete_messages
+DELETE FROM messages WHERE project = :project AND queue = :name;
+
+-- name: queue_delete_claims
+DELETE FROM claims WHERE project = :project AND queue = :name;
+
+-- name: queue_list
+SELECT name, metadata FROM queues
+WHERE project = :project
+  AND name > :marker
+  AND (:name_contains IS NULL OR instr(name, :name_contains) > 0)
+ORDER BY name
+LIMIT :limit;
+
+-- name: queue_count
+SELECT count(*) FROM queues WHERE project = :project;
+
+-- name: queue_counts
+SELECT count(*), coalesce(sum(claim_id IS NOT NULL AND claim_expires > :now), 0)
+FROM messages
+WHERE project = :project AND queue = :name AND expires > :now;
+
+-- name: queue_oldest
+SELECT id, created FROM messages
+WHERE project = :project AND queue = :name AND expires > :now
+ORDER BY seq LIMIT 1;
+
+-- name: queue_newest
+SELECT id, created FROM messages
+WHERE project = :project AND queue = :name AND expires > :now
+ORDER BY seq DESC LIMIT 1;
+
+-- name: message_insert
+INSERT INTO messages (id, project, queue, body, client_id, ttl, created, expires,
+                      delay_until, claim_count)
+VALUES (:id, :project, :queue, :body, :client_id, :ttl, :created, :expires,
+        :delay_until, :claim_count);
+
+-- name: message_list
+SELECT seq, id, body, ttl, created, expires, client_id, claim_id, claim_expires,
+       claim_count, delay_until
+FROM messages
+WHERE project = :project AND queue = :queue AND seq > :marker
+  AND expires > :now
+  AND (:exclude_client IS NULL OR client_id <> :exclude_client)
+  AND (:include_claimed OR claim_id IS NULL OR claim_expires <= :now)
+  AND (:include_delayed OR delay_until <= :now)
+ORDER BY seq
+LIMIT :limit;
+
+-- name: message_by_id
+SELECT seq, id, body, ttl, created, expires, client_id, claim_id, claim_expires,
+       claim_count, delay_until
+FROM messages
+WHERE id = :id AND project = :project AND queue = :queue AND expires > :now;
+
+-- name: message_delete
+DELETE FROM messages WHERE seq = :seq;
+
+-- name: message_claimable
+SELECT seq, id, body, ttl, created, expires, client_id, claim_id, claim_expires,
+       claim_count, delay_until
+FROM messages
+WHERE project = :project AND queue = :queue
+  AND expires > :now
+  AND (claim_id IS NULL OR claim_expires <= :now)
+  AND delay_until <= :now
+ORDER BY seq
+LIMIT :limit;
+
+-- name: message_claim
+UPDATE messages
+SET claim_id = :claim_id, claim_expires = :claim_expires, claim_count = claim_count + 1,
+    expires = :expires, ttl = :ttl
+WHERE seq = :seq;
+
+-- name: claim_insert
+INSERT INTO claims (id, project, queue, ttl, grace, updated, expires)
+VALUES (:id, :project, :queue, :ttl, :grace, :now, :expires);
+
+-- name: claim_get
+SELECT id, ttl, grace, updated, expires FROM claims
+WHERE id = :id AND project = :project AND queue = :queue AND expires > :now;
+
+-- name: claim_messages
+SELECT seq, id, body, ttl, created, expires, client_id, claim_id, claim_expires,
+       claim_count, delay_until
+FROM messages
+WHERE claim_id = :id AND project = :project AND queue = :queue
+  AND claim_expires > :now AND expires > :now
+ORDER BY seq;
+
+-- name: claim_renew
+UPDATE claims SET ttl = :ttl, grace = :grace, updated = :now, expires = :expires
+WHERE id = :id AND project = :project AND queue = :queue AND expires > :now;
+
+-- name: message_extend_claim
+UPDATE messages SET claim_expires = :claim_expires, expires = :expires, ttl = :ttl
+WHERE seq = :seq;
+
+-- name: claim_release_messages
+UPDATE messages SET claim_id = NULL, claim_expires = 0
+WHERE claim_id = :id AND project = :project AND queue = :queue;
+
+-- name: claim_delete
+DELETE FROM claims WHERE id = :id AND project = :project AND queue = :queue;
+
+-- name: gc_messages
+DELETE FROM messages WHERE expires <= :now;
+
+-- name: gc_claims
+DELETE FROM claims WHERE expires <= :now;
+
+-- name: gc_claim_marks
+UPDATE messages SET claim_id = NULL, claim_expires = 0
+WHERE claim_id IS NOT NULL AND claim_expires <= :now;

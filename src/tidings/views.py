@@ -1,0 +1,80 @@
+"""Wire shapes of domain records, shared by the HTTP and WebSocket transports."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from tidings.model import Message, MessageSummary, QueueStats
+
+API_PREFIX = "/v2"
+
+
+def queue_href(queue: str) -> str:
+    return f"{API_PREFIX}/queues/{queue}"
+
+
+def message_href(queue: str, message_id: str, claim_id: str | None = None) -> str:
+    href = f"{API_PREFIX}/queues/{queue}/messages/{message_id}"
+    return f"{href}?claim_id={claim_id}" if claim_id else href
+
+
+def claim_href(queue: str, claim_id: str) -> str:
+    return f"{API_PREFIX}/queues/{queue}/claims/{claim_id}"
+
+
+def age(created: float, now: float) -> int:
+    return max(0, int(now - created))
+
+
+def checksum(body: bytes) -> str:
+    # Zaqar hashes the body as Python's json.dumps renders it (", " and ": ").
+    rendered = json.dumps(msgspec.json.decode(body))
+    return "MD5:" + hashlib.md5(rendered.encode(), usedforsecurity=False).hexdigest()
+
+
+def message(m: Message, queue: str, now: float, *, with_checksum: bool = False) -> dict[str, Any]:
+    claim_id = m.claim_id if m.claimed(now) else None
+    view: dict[str, Any] = {
+        "id": m.id,
+        "href": message_href(queue, m.id, claim_id),
+        "ttl": m.ttl,
+        "age": age(m.created, now),
+        "body": msgspec.Raw(m.body),
+    }
+    if with_checksum:
+        view["checksum"] = checksum(m.body)
+    return view
+
+
+def popped_message(m: Message, now: float) -> dict[str, Any]:
+    """Popped messages have no href (they no longer exist) and no throw-away claim."""
+    return {
+        "id": m.id,
+        "age": age(m.created, now),
+        "ttl": m.ttl,
+        "body": msgspec.Raw(m.body),
+        "claim_id": None,
+        "claim_count": m.claim_count,
+    }
+
+
+def iso8601(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _summary(s: MessageSummary, queue: str, now: float) -> dict[str, Any]:
+    return {"age": age(s.created, now), "created": iso8601(s.created),
+            "href": message_href(queue, s.id)}
+
+
+def stats(s: QueueStats, queue: str, now: float) -> dict[str, Any]:
+    counts: dict[str, Any] = {"claimed": s.claimed, "free": s.total - s.claimed, "total": s.total}
+    if s.total and s.oldest and s.newest:
+        counts["oldest"] = _summary(s.oldest, queue, now)
+        counts["newest"] = _summary(s.newest, queue, now)
+    return {"messages": counts}

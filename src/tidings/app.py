@@ -49,11 +49,11 @@ class Lifecycle:
                     log.debug("garbage collection removed %d expired rows", removed)
 
 
-def build_app(settings: Settings) -> falcon.asgi.App:
+def build_app(settings: Settings) -> falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]:
     services = Services(settings=settings, storage=create_storage(settings))
     return build_http_app(services, extra_middleware=[Lifecycle(services)])
 
 
-def create_app() -> falcon.asgi.App:
+def create_app() -> falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]:
     """Factory for ASGI servers: settings come from TIDINGS_CONFIG and TIDINGS_* variables."""
     return build_app(load_settings())

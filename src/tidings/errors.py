@@ -72,9 +72,7 @@ class ClaimedMessage(TidingsError):
     title = "Unable to delete"
 
     def __init__(self) -> None:
-        super().__init__(
-            "This message is claimed; it cannot be deleted without a valid claim ID."
-        )
+        super().__init__("This message is claimed; it cannot be deleted without a valid claim ID.")
 
 
 class Forbidden(TidingsError):

@@ -68,8 +68,11 @@ def iso8601(timestamp: float) -> str:
 
 
 def _summary(s: MessageSummary, queue: str, now: float) -> dict[str, Any]:
-    return {"age": age(s.created, now), "created": iso8601(s.created),
-            "href": message_href(queue, s.id)}
+    return {
+        "age": age(s.created, now),
+        "created": iso8601(s.created),
+        "href": message_href(queue, s.id),
+    }
 
 
 def stats(s: QueueStats, queue: str, now: float) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import falcon
 import falcon.asgi
 
@@ -13,10 +15,11 @@ from tidings.ops.context import Services
 
 
 def build_http_app(
-    services: Services, extra_middleware: list[object] | None = None
-) -> falcon.asgi.App:
+    services: Services, extra_middleware: list[Any] | None = None
+) -> falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]:
+    middleware: list[Any] = [*(extra_middleware or []), RequestChecks(services.settings.transport)]
     app = falcon.asgi.App(
-        middleware=[*(extra_middleware or []), RequestChecks(services.settings.transport)],
+        middleware=middleware,
         cors_enable=False,
     )
     app.req_options.keep_blank_qs_values = False

@@ -45,6 +45,8 @@ async def handle_unexpected(
     _render(
         resp,
         500,
-        {"title": "Internal server error",
-         "description": f"An unexpected error occurred; the server log has it as {ref}."},
+        {
+            "title": "Internal server error",
+            "description": f"An unexpected error occurred; the server log has it as {ref}.",
+        },
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import falcon
 import falcon.asgi
 
@@ -84,5 +83,3 @@ class MessageItem(Resource):
         claim_id = req.get_param("claim_id")
         await ops.message_delete(self.svc, caller(req), queue, message_id, claim_id)
         resp.status = falcon.HTTP_204
-
-

@@ -35,9 +35,7 @@ def _client_id(raw: str | None, limits: TransportSettings) -> str:
 
 def _project(raw: str | None) -> str:
     if raw is None:
-        raise HeaderError(
-            "The header X-PROJECT-ID was missing", title="Project-Id Missing"
-        )
+        raise HeaderError("The header X-PROJECT-ID was missing", title="Project-Id Missing")
     if not raw:
         raise HeaderError(
             "X-PROJECT-ID cannot be an empty string. "

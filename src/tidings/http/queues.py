@@ -42,7 +42,8 @@ class QueueCollection(Resource):
             with_count=bool_param(req, "with_count"),
             name_contains=req.get_param("name"),
             metadata_equals={
-                k: _filter_value(v) for k, v in req.params.items()
+                k: _filter_value(v)
+                for k, v in req.params.items()
                 if k not in LIST_PARAMS and isinstance(v, str)
             },
         )

@@ -35,11 +35,17 @@ async def health(svc: Services, caller: Caller) -> dict[str, Any]:
         try:
             await action()
         except (TidingsError, Exception):  # every failure is reported, not raised
-            status[name] = {"succeeded": False, "seconds": time.perf_counter() - started,
-                            "ref": str(uuid.uuid4())}
+            status[name] = {
+                "succeeded": False,
+                "seconds": time.perf_counter() - started,
+                "ref": str(uuid.uuid4()),
+            }
         else:
-            status[name] = {"succeeded": True, "seconds": time.perf_counter() - started,
-                            "ref": None}
+            status[name] = {
+                "succeeded": True,
+                "seconds": time.perf_counter() - started,
+                "ref": None,
+            }
 
     async def post() -> None:
         batch = [NewMessage(body=b'{"health": true}', ttl=300)] * HEALTH_MESSAGES
@@ -53,9 +59,15 @@ async def health(svc: Services, caller: Caller) -> dict[str, Any]:
         )
 
     async def listing() -> None:
-        await storage.messages.list(
-            project, queue, marker=None, limit=10, exclude_client=None,
-            include_claimed=True, include_delayed=True, now=svc.clock(),
+        await storage.messages.page(
+            project,
+            queue,
+            marker=None,
+            limit=10,
+            exclude_client=None,
+            include_claimed=True,
+            include_delayed=True,
+            now=svc.clock(),
         )
 
     async def delete_one() -> None:

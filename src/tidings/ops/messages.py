@@ -146,7 +146,7 @@ async def message_list(
     check_page_limit(limit, limits.max_messages_per_page)
     delays_off = not reserved.delay_default(await _queue_metadata(svc, caller, queue))
     now = svc.clock()
-    messages = await svc.storage.messages.list(
+    messages = await svc.storage.messages.page(
         caller.project,
         queue,
         marker=marker,
@@ -232,8 +232,6 @@ async def message_pop(
     check_queue_name(caller.project, queue)
     maximum = svc.settings.transport.max_messages_per_claim_or_pop
     if not 1 <= count <= maximum:
-        raise BadRequest(
-            f"Pop value must be at least 1 and may not be greater than {maximum}."
-        )
+        raise BadRequest(f"Pop value must be at least 1 and may not be greater than {maximum}.")
     now = svc.clock()
     return await svc.storage.messages.pop(caller.project, queue, count, now), now

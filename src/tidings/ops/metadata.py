@@ -19,8 +19,15 @@ ENCRYPT = "_enable_encrypt_messages"
 RETRY_POLICY = "_retry_policy"
 
 # Reserved keys whose value may legitimately be absent.
-RESERVED = (MAX_POST_SIZE, DEFAULT_TTL, DEFAULT_DELAY, DEAD_LETTER_QUEUE, DEAD_LETTER_TTL,
-            MAX_CLAIM_COUNT, ENCRYPT)
+RESERVED = (
+    MAX_POST_SIZE,
+    DEFAULT_TTL,
+    DEFAULT_DELAY,
+    DEAD_LETTER_QUEUE,
+    DEAD_LETTER_TTL,
+    MAX_CLAIM_COUNT,
+    ENCRYPT,
+)
 
 
 def _is_int(value: Any) -> bool:

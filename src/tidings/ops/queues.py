@@ -65,7 +65,7 @@ async def queue_list(
     if limit is None:
         limit = min(10, limits.max_queues_per_page)
     check_page_limit(limit, limits.max_queues_per_page, queues=True)
-    queues = await svc.storage.queues.list(
+    queues = await svc.storage.queues.page(
         caller.project,
         marker=marker,
         limit=limit,
@@ -87,9 +87,7 @@ def _patch_key(change: dict[str, Any]) -> str:
     except jsonpointer.JsonPointerException as exc:
         raise InvalidBody(str(exc)) from exc
     if len(parts) != 2:
-        raise InvalidBody(
-            "Invalid JSON pointer for this resource: '/metadata, e.g /metadata/key'"
-        )
+        raise InvalidBody("Invalid JSON pointer for this resource: '/metadata, e.g /metadata/key'")
     if parts[0] != "metadata":
         raise InvalidBody("The root of path must be metadata, e.g /metadata/key.")
     return str(parts[1])
@@ -187,8 +185,6 @@ async def queue_purge(svc: Services, caller: Caller, name: str, document: Any) -
             and all(isinstance(t, str) for t in types)
             and set(types) <= PURGEABLE
         ):
-            raise BadRequest(
-                "Resource types must be a sub set of {'messages', 'subscriptions'}."
-            )
+            raise BadRequest("Resource types must be a sub set of {'messages', 'subscriptions'}.")
     if "messages" in types:
         await svc.storage.queues.purge_messages(caller.project, name)

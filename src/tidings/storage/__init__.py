@@ -17,6 +17,4 @@ def create_storage(settings: Settings) -> Storage:
         from tidings.storage.sqlite.driver import SQLiteStorage
 
         return SQLiteStorage.from_uri(uri, busy_timeout=settings.storage.busy_timeout)
-    raise UnsupportedStoreURI(
-        f"unsupported message store {uri!r}: use sqlite:///path/to/file.db"
-    )
+    raise UnsupportedStoreURI(f"unsupported message store {uri!r}: use sqlite:///path/to/file.db")

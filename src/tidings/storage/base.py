@@ -38,7 +38,7 @@ class QueueStore(Protocol):
     async def delete(self, project: str, name: str) -> None:
         """Remove the queue with all its messages and claims."""
 
-    async def list(
+    async def page(
         self,
         project: str,
         *,
@@ -70,7 +70,7 @@ class MessageStore(Protocol):
     ) -> list[str]:
         """Store the batch atomically (creating the queue if needed); ids in batch order."""
 
-    async def list(
+    async def page(
         self,
         project: str,
         queue: str,
@@ -127,9 +127,14 @@ class ClaimStore(Protocol):
 class Storage(Protocol):
     """A connected backend: the three stores plus lifecycle and housekeeping."""
 
-    queues: QueueStore
-    messages: MessageStore
-    claims: ClaimStore
+    @property
+    def queues(self) -> QueueStore: ...
+
+    @property
+    def messages(self) -> MessageStore: ...
+
+    @property
+    def claims(self) -> ClaimStore: ...
 
     async def open(self) -> None:
         """Connect and bring the schema up to date."""

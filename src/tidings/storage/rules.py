@@ -9,9 +9,7 @@ CLAIM_NOT_LIVE = "The specified claim does not exist or has expired."
 NOT_CLAIMED = "A claim was specified, but the message is not currently claimed."
 
 
-def check_delete(
-    message: Message, claim_id: str | None, claim_is_live: bool, now: float
-) -> None:
+def check_delete(message: Message, claim_id: str | None, claim_is_live: bool, now: float) -> None:
     """Raise unless ``message`` may be deleted by a caller presenting ``claim_id``.
 
     ``claim_is_live`` tells whether ``claim_id`` names a live claim of the same queue.

@@ -36,12 +36,31 @@ _json_decode = msgspec.json.decode
 
 
 def _message(row: Row) -> Message:
-    (seq, mid, body, ttl, created, expires, client_id, claim_id, claim_expires,
-     claim_count, delay_until) = row
+    (
+        seq,
+        mid,
+        body,
+        ttl,
+        created,
+        expires,
+        client_id,
+        claim_id,
+        claim_expires,
+        claim_count,
+        delay_until,
+    ) = row
     return Message(
-        id=mid, marker=str(seq), body=body, ttl=ttl, created=created, expires=expires,
-        client_id=client_id, claim_id=claim_id, claim_expires=claim_expires,
-        claim_count=claim_count, delay_until=delay_until,
+        id=mid,
+        marker=str(seq),
+        body=body,
+        ttl=ttl,
+        created=created,
+        expires=expires,
+        client_id=client_id,
+        claim_id=claim_id,
+        claim_expires=claim_expires,
+        claim_count=claim_count,
+        delay_until=delay_until,
     )
 
 
@@ -135,7 +154,7 @@ class SQLiteQueues(_Base):
 
         await self._write(work)
 
-    async def list(
+    async def page(
         self,
         project: str,
         *,
@@ -151,8 +170,12 @@ class SQLiteQueues(_Base):
             while len(found) < limit:
                 rows = db.execute(
                     Q["queue_list"],
-                    {"project": project, "marker": after, "limit": limit,
-                     "name_contains": name_contains},
+                    {
+                        "project": project,
+                        "marker": after,
+                        "limit": limit,
+                        "name_contains": name_contains,
+                    },
                 ).fetchall()
                 for name, raw in rows:
                     metadata = dict(_json_decode(raw))
@@ -214,9 +237,15 @@ class SQLiteMessages(_Base):
         ids = [str(uuid.uuid4()) for _ in messages]
         rows = [
             {
-                "id": mid, "project": project, "queue": queue, "body": m.body,
-                "client_id": client_id, "ttl": m.ttl, "created": now,
-                "expires": now + m.ttl, "delay_until": now + m.delay if m.delay else 0.0,
+                "id": mid,
+                "project": project,
+                "queue": queue,
+                "body": m.body,
+                "client_id": client_id,
+                "ttl": m.ttl,
+                "created": now,
+                "expires": now + m.ttl,
+                "delay_until": now + m.delay if m.delay else 0.0,
                 "claim_count": 0,
             }
             for mid, m in zip(ids, messages, strict=True)
@@ -229,7 +258,7 @@ class SQLiteMessages(_Base):
         await self._write(work)
         return ids
 
-    async def list(
+    async def page(
         self,
         project: str,
         queue: str,
@@ -242,9 +271,13 @@ class SQLiteMessages(_Base):
         now: float,
     ) -> list[Message]:
         params = {
-            "project": project, "queue": queue, "marker": _marker_seq(marker),
-            "limit": limit, "exclude_client": exclude_client,
-            "include_claimed": include_claimed, "include_delayed": include_delayed,
+            "project": project,
+            "queue": queue,
+            "marker": _marker_seq(marker),
+            "limit": limit,
+            "exclude_client": exclude_client,
+            "include_claimed": include_claimed,
+            "include_delayed": include_delayed,
             "now": now,
         }
 
@@ -349,29 +382,46 @@ class SQLiteClaims(_Base):
             claimed: list[Message] = []
             for message in map(_message, rows):
                 if dead_letter and message.claim_count >= dead_letter.max_claim_count:
-                    _move_to_dead_letter(db, project, message, dead_letter.queue,
-                                         dead_letter.message_ttl, now)
+                    _move_to_dead_letter(
+                        db, project, message, dead_letter.queue, dead_letter.message_ttl, now
+                    )
                     continue
                 expires, ttl = rules.claimed_lifetime(
                     message.expires, message.ttl, claim_expires, request.ttl, request.grace
                 )
                 db.execute(
                     Q["message_claim"],
-                    {"seq": int(message.marker), "claim_id": claim_id,
-                     "claim_expires": claim_expires, "expires": expires, "ttl": ttl},
+                    {
+                        "seq": int(message.marker),
+                        "claim_id": claim_id,
+                        "claim_expires": claim_expires,
+                        "expires": expires,
+                        "ttl": ttl,
+                    },
                 )
                 claimed.append(
                     msgspec.structs.replace(
-                        message, claim_id=claim_id, claim_expires=claim_expires,
-                        expires=expires, ttl=ttl, claim_count=message.claim_count + 1,
+                        message,
+                        claim_id=claim_id,
+                        claim_expires=claim_expires,
+                        expires=expires,
+                        ttl=ttl,
+                        claim_count=message.claim_count + 1,
                     )
                 )
             if not claimed:
                 return None
             db.execute(
                 Q["claim_insert"],
-                {"id": claim_id, "project": project, "queue": queue, "ttl": request.ttl,
-                 "grace": request.grace, "now": now, "expires": claim_expires},
+                {
+                    "id": claim_id,
+                    "project": project,
+                    "queue": queue,
+                    "ttl": request.ttl,
+                    "grace": request.grace,
+                    "now": now,
+                    "expires": claim_expires,
+                },
             )
             return ClaimResult(id=claim_id, messages=claimed)
 
@@ -391,7 +441,11 @@ class SQLiteClaims(_Base):
                 db.execute("COMMIT")
             cid, ttl, grace, updated, expires = row
             return Claim(
-                id=cid, ttl=ttl, grace=grace, updated=updated, expires=expires,
+                id=cid,
+                ttl=ttl,
+                grace=grace,
+                updated=updated,
+                expires=expires,
                 messages=messages,
             )
 
@@ -416,8 +470,14 @@ class SQLiteClaims(_Base):
                 expires, new_ttl = rules.claimed_lifetime(
                     message.expires, message.ttl, claim_expires, ttl, grace
                 )
-                updates.append({"seq": int(message.marker), "claim_expires": claim_expires,
-                                "expires": expires, "ttl": new_ttl})
+                updates.append(
+                    {
+                        "seq": int(message.marker),
+                        "claim_expires": claim_expires,
+                        "expires": expires,
+                        "ttl": new_ttl,
+                    }
+                )
             db.executemany(Q["message_extend_claim"], updates)
             return True
 
@@ -448,10 +508,18 @@ def _move_to_dead_letter(
     expires = now + message_ttl if message_ttl else message.expires
     db.execute(
         Q["message_insert"],
-        {"id": message.id, "project": project, "queue": dead_letter_queue,
-         "body": message.body, "client_id": message.client_id, "ttl": ttl,
-         "created": message.created, "expires": expires, "delay_until": 0.0,
-         "claim_count": message.claim_count},
+        {
+            "id": message.id,
+            "project": project,
+            "queue": dead_letter_queue,
+            "body": message.body,
+            "client_id": message.client_id,
+            "ttl": ttl,
+            "created": message.created,
+            "expires": expires,
+            "delay_until": 0.0,
+            "claim_count": message.claim_count,
+        },
     )
 
 

@@ -41,9 +41,7 @@ def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | Non
 
 
 class SQLiteExecutor:
-    def __init__(
-        self, connect: Callable[[], sqlite3.Connection], readers: int = 2
-    ) -> None:
+    def __init__(self, connect: Callable[[], sqlite3.Connection], readers: int = 2) -> None:
         self._connect = connect
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
@@ -99,7 +97,7 @@ class SQLiteExecutor:
                 if connection is None:
                     connection = self._connect()
                 outcomes = self._run_batch(connection, batch)
-            except BaseException as exc:  # noqa: BLE001 - every job must be answered
+            except BaseException as exc:
                 outcomes = [(None, exc) for _ in batch]
                 if connection is not None and isinstance(exc, sqlite3.DatabaseError):
                     # Drop a connection that may be broken; the next batch reopens.

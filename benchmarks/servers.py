@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -156,10 +157,8 @@ class TreeSampler:
     def sample(self) -> int:
         total = 0
         for proc in _tree(self.pid):
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 total += proc.memory_info().rss
-            except psutil.NoSuchProcess:
-                pass
         self.peak_rss = max(self.peak_rss, total)
         self.window_peak_rss = max(self.window_peak_rss, total)
         return total

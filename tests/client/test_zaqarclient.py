@@ -334,9 +334,7 @@ def test_claim_iterate_update_delete_release(zclient: Client) -> None:
     assert reloaded.age <= 1
     assert [m.ttl for m in reloaded] == [400, 400, 400]
 
-    # delete a claimed message: without the claim -> 403, with it -> gone
-    with pytest.raises(errors.ForbiddenError):
-        queue.message(ids[0].replace(ids[0], ids[0])).delete()  # fetched href has claim id
+    # delete a claimed message with its claim (fetched hrefs carry ?claim_id=)
     first = next(iter(queue.claim(id=claim.id)))
     assert first.claim_id == claim.id
     first.delete()  # Message.delete sends ?claim_id=
@@ -415,6 +413,6 @@ def test_claim_ignores_echo(zclient: Client) -> None:
 
 
 def test_ping_and_homedoc(zclient: Client) -> None:
-    assert zclient.ping() is None or zclient.ping() is not False
+    assert zclient.ping() is True
     home = zclient.homedoc()
     assert "rel/queues" in home["resources"]

@@ -31,6 +31,8 @@ Row = tuple[Any, ...]
 Q = load_queries(__package__ or "tidings.storage.sqlite", "queries.sql")
 MIGRATIONS = load_migrations("tidings.storage.sqlite.migrations", ".")
 
+GC_CHUNK = 1000
+
 _json_encode = msgspec.json.encode
 _json_decode = msgspec.json.decode
 
@@ -570,11 +572,23 @@ class SQLiteStorage:
         return True
 
     async def collect_garbage(self, now: float) -> int:
+        removed = 0
+        for query, counts in (
+            ("gc_messages", True),
+            ("gc_claims", True),
+            ("gc_claim_marks", False),
+        ):
+            while True:
+                affected = await self._gc_chunk(Q[query], now)
+                if counts:
+                    removed += affected
+                if affected < GC_CHUNK:
+                    break
+        return removed
+
+    async def _gc_chunk(self, query: str, now: float) -> int:
         def work(db: sqlite3.Connection) -> int:
-            removed = db.execute(Q["gc_messages"], {"now": now}).rowcount
-            removed += db.execute(Q["gc_claims"], {"now": now}).rowcount
-            db.execute(Q["gc_claim_marks"], {"now": now})
-            return int(removed)
+            return int(db.execute(query, {"now": now, "chunk": GC_CHUNK}).rowcount)
 
         try:
             return await self._executor.write(work)

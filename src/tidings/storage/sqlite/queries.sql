@@ -123,12 +123,19 @@ WHERE claim_id = :id AND project = :project AND queue = :queue;
 -- name: claim_delete
 DELETE FROM claims WHERE id = :id AND project = :project AND queue = :queue;
 
+-- Garbage collection works in bounded chunks so that it never holds the write lock
+-- for long; each statement is run until it affects fewer than :chunk rows.
+
 -- name: gc_messages
-DELETE FROM messages WHERE expires <= :now;
+DELETE FROM messages WHERE seq IN (
+    SELECT seq FROM messages WHERE expires <= :now LIMIT :chunk);
 
 -- name: gc_claims
-DELETE FROM claims WHERE expires <= :now;
+DELETE FROM claims WHERE id IN (
+    SELECT id FROM claims WHERE expires <= :now LIMIT :chunk);
 
 -- name: gc_claim_marks
 UPDATE messages SET claim_id = NULL, claim_expires = 0
-WHERE claim_id IS NOT NULL AND claim_expires <= :now;
+WHERE seq IN (
+    SELECT seq FROM messages
+    WHERE claim_id IS NOT NULL AND claim_expires <= :now LIMIT :chunk);

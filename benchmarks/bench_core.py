@@ -1,0 +1,340 @@
+"""Core throughput/latency benchmark for Tidings, with an in-run HTTP-stack ceiling.
+
+Starts ``tidings serve`` over a fresh SQLite file in a temporary directory, plus a
+trivial Falcon ASGI app on the same server stack (uvicorn + uvloop + httptools, same
+worker count) as the "ceiling", then drives both from this process with an asyncio
+aiohttp client at each concurrency:
+
+* ``post-1``   single-message posts (POST /v2/queues/{q}/messages, 1 message);
+* ``ceiling``  the same request to the trivial app (right after ``post-1``);
+* ``post-10``  10-message batch posts;
+* ``consume``  claim 10 (POST .../claims?limit=10), then bulk-delete exactly those ids
+               (DELETE .../messages?ids=a,b,...&claim_ids=c); drains the ``post-10``
+               queue, so that phase doubles as the pre-fill.
+
+Run:  /work/venv/bin/python benchmarks/bench_core.py [--quick] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+from loadgen import (
+    PhaseRun,
+    Step,
+    consume_step,
+    message_payload,
+    percentile,
+    post_step,
+    run_phase,
+)
+from servers import ServerProcess, TreeSampler, ceiling_server, tidings_server
+
+MIB = 1024 * 1024
+
+
+@dataclass
+class PhaseResult:
+    concurrency: int
+    phase: str
+    target: str
+    elapsed_s: float
+    requests: int
+    messages: int
+    req_per_s: float
+    msgs_per_s: float
+    p50_ms: float
+    p99_ms: float
+    errors: dict[str, int]
+    error_count: int
+    server_cpu_pct: float
+    client_cpu_pct: float
+    server_peak_rss_mib: float
+    ops: dict[str, dict[str, float]] = field(default_factory=dict)
+    drained: bool = False
+
+
+def machine_info() -> dict[str, Any]:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "nproc": len(os.sched_getaffinity(0)),
+        "cpu_model": model,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "loadavg_at_start": os.getloadavg(),
+    }
+
+
+def summarize(
+    run: PhaseRun, concurrency: int, phase: str, target: str,
+    server_cpu: float, client_cpu: float, peak_rss: int,
+) -> PhaseResult:
+    rec = run.recorder
+    lat = rec.all_latencies()
+    ops = {}
+    for op, values in rec.latencies.items():
+        values.sort()
+        ops[op] = {
+            "count": len(values),
+            "p50_ms": percentile(values, 0.50) * 1000,
+            "p99_ms": percentile(values, 0.99) * 1000,
+        }
+    elapsed = run.elapsed
+    return PhaseResult(
+        concurrency=concurrency,
+        phase=phase,
+        target=target,
+        elapsed_s=round(elapsed, 3),
+        requests=rec.requests,
+        messages=rec.messages,
+        req_per_s=rec.requests / elapsed,
+        msgs_per_s=rec.messages / elapsed,
+        p50_ms=percentile(lat, 0.50) * 1000,
+        p99_ms=percentile(lat, 0.99) * 1000,
+        errors=dict(rec.errors),
+        error_count=sum(rec.errors.values()),
+        server_cpu_pct=100 * server_cpu / elapsed,
+        client_cpu_pct=100 * client_cpu / elapsed,
+        server_peak_rss_mib=peak_rss / MIB,
+        ops=ops,
+        drained=rec.done,
+    )
+
+
+def _client_cpu() -> float:
+    times = psutil.Process().cpu_times()
+    return times.user + times.system
+
+
+async def measure(
+    args: argparse.Namespace,
+    server: ServerProcess,
+    sampler: TreeSampler,
+    concurrency: int,
+    phase: str,
+    step: Step,
+    headers: dict[str, str],
+) -> PhaseResult:
+    sampler.reset_window()
+    server_cpu0, client_cpu0 = sampler.cpu_seconds(), _client_cpu()
+    run = await run_phase(
+        headers, concurrency, args.duration, args.max_requests, step, warmup=args.warmup
+    )
+    server_cpu = sampler.cpu_seconds() - server_cpu0
+    client_cpu = _client_cpu() - client_cpu0
+    sampler.sample()
+    result = summarize(
+        run, concurrency, phase, server.name, server_cpu, client_cpu, sampler.window_peak_rss
+    )
+    note = " (queue drained)" if result.drained else ""
+    print(
+        f"  c={concurrency:<3} {phase:<8} {result.req_per_s:8.0f} req/s "
+        f"{result.msgs_per_s:8.0f} msg/s  p50 {result.p50_ms:6.1f} ms  "
+        f"p99 {result.p99_ms:6.1f} ms  errors {result.error_count}{note}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return result
+
+
+async def run_all(
+    args: argparse.Namespace,
+    tidings: ServerProcess,
+    ceiling: ServerProcess | None,
+    t_sampler: TreeSampler,
+    c_sampler: TreeSampler | None,
+) -> list[PhaseResult]:
+    headers = {
+        "Client-ID": str(uuid.uuid4()),
+        "X-Project-ID": "bench",
+        "Content-Type": "application/json",
+        "Accept": "application/json",
+    }
+    base = tidings.url + "/v2"
+    one = message_payload(1, ttl=args.message_ttl)
+    ten = message_payload(10, ttl=args.message_ttl)
+    results: list[PhaseResult] = []
+    for c in args.concurrency:
+        q1, q10 = f"post1-c{c}", f"post10-c{c}"
+        results.append(await measure(
+            args, tidings, t_sampler, c, "post-1",
+            post_step(f"{base}/queues/{q1}/messages", one, 1), headers,
+        ))
+        if ceiling is not None and c_sampler is not None:
+            results.append(await measure(
+                args, ceiling, c_sampler, c, "ceiling",
+                post_step(f"{ceiling.url}/v2/queues/{q1}/messages", one, 1), headers,
+            ))
+        results.append(await measure(
+            args, tidings, t_sampler, c, "post-10",
+            post_step(f"{base}/queues/{q10}/messages", ten, 10), headers,
+        ))
+        results.append(await measure(
+            args, tidings, t_sampler, c, "consume",
+            consume_step(base, q10, limit=10), headers,
+        ))
+    return results
+
+
+def markdown(results: list[PhaseResult], meta: dict[str, Any]) -> str:
+    lines = [
+        "| conc. | phase | target | requests | req/s | msgs/s | p50 ms | p99 ms | errors "
+        "| server CPU | client CPU | server RSS MiB |",
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        errors = str(r.error_count)
+        if r.errors:
+            errors += " (" + ", ".join(f"{k}: {v}" for k, v in sorted(r.errors.items())) + ")"
+        msgs = f"{r.msgs_per_s:,.0f}" if r.phase != "ceiling" else "—"
+        if r.drained:
+            msgs += " (drained)"
+        lines.append(
+            f"| {r.concurrency} | {r.phase} | {r.target} | {r.requests:,} | {r.req_per_s:,.0f} "
+            f"| {msgs} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | {errors} "
+            f"| {r.server_cpu_pct:.0f}% | {r.client_cpu_pct:.0f}% "
+            f"| {r.server_peak_rss_mib:.0f} |"
+        )
+    consume = [r for r in results if r.phase == "consume" and r.ops]
+    if consume:
+        lines += ["", "Consume phase per operation:", "",
+                  "| conc. | claim p50 ms | claim p99 ms | delete p50 ms | delete p99 ms |",
+                  "|---:|---:|---:|---:|---:|"]
+        for r in consume:
+            claim, delete = r.ops.get("claim", {}), r.ops.get("delete", {})
+            lines.append(
+                f"| {r.concurrency} | {claim.get('p50_ms', 0):.1f} | {claim.get('p99_ms', 0):.1f} "
+                f"| {delete.get('p50_ms', 0):.1f} | {delete.get('p99_ms', 0):.1f} |"
+            )
+    ceilings = {r.concurrency: r for r in results if r.phase == "ceiling"}
+    if ceilings:
+        lines += ["", "Single-message posts against the ceiling (target ≥ 40%):", "",
+                  "| conc. | post-1 req/s | ceiling req/s | % of ceiling |",
+                  "|---:|---:|---:|---:|"]
+        for r in results:
+            if r.phase == "post-1" and r.concurrency in ceilings:
+                ceil = ceilings[r.concurrency].req_per_s
+                pct = 100 * r.req_per_s / ceil if ceil else 0.0
+                lines.append(
+                    f"| {r.concurrency} | {r.req_per_s:,.0f} | {ceil:,.0f} | {pct:.0f}% |"
+                )
+    lines += [
+        "",
+        f"Peak RSS of the Tidings server process tree over the run: "
+        f"{meta['tidings_peak_rss_mib']:.1f} MiB "
+        f"({meta['workers']} worker(s); ceiling app: {meta['ceiling_peak_rss_mib']:.1f} MiB).",
+    ]
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--concurrency", default="8,32,64",
+                        help="comma-separated concurrency levels (default 8,32,64)")
+    parser.add_argument("--duration", type=float, default=8.0,
+                        help="measured seconds per phase (default 8)")
+    parser.add_argument("--warmup", type=float, default=1.0,
+                        help="unrecorded warm-up seconds before each phase (default 1)")
+    parser.add_argument("--max-requests", type=int, default=1_000_000,
+                        help="request budget per phase (default 1,000,000)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="server worker processes, for Tidings and the ceiling (default 1)")
+    parser.add_argument("--message-ttl", type=int, default=300)
+    parser.add_argument("--no-ceiling", action="store_true", help="skip the ceiling app")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: concurrency 8, 1 s phases, short warm-up")
+    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    parser.add_argument("--tmp-dir", help="parent for the temporary data directory")
+    parser.add_argument("--keep", action="store_true", help="keep the data directory")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.concurrency, args.duration, args.warmup = "8", 1.0, 0.2
+        args.max_requests = min(args.max_requests, 20_000)
+    args.concurrency = [int(c) for c in str(args.concurrency).split(",") if c.strip()]
+    if not args.concurrency or min(args.concurrency) < 1:
+        parser.error("--concurrency needs positive integers")
+    return args
+
+
+def _event_loop_runner() -> Any:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]
+        return asyncio.run
+    return uvloop.run
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    data_dir = Path(tempfile.mkdtemp(prefix="tidings-bench-", dir=args.tmp_dir))
+    meta: dict[str, Any] = {
+        "machine": machine_info(),
+        "workers": args.workers,
+        "duration_s": args.duration,
+        "warmup_s": args.warmup,
+        "concurrency": args.concurrency,
+        "consume_mode": "claim limit=10, then bulk DELETE ?ids=...&claim_ids=<claim>",
+        "data_dir": str(data_dir),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    print(f"data dir: {data_dir}", file=sys.stderr)
+    tidings = tidings_server(data_dir, args.workers)
+    ceiling = None if args.no_ceiling else ceiling_server(data_dir, args.workers)
+    samplers: list[TreeSampler] = []
+    try:
+        tidings.start()
+        t_sampler = TreeSampler(tidings.pid).start()
+        samplers.append(t_sampler)
+        c_sampler = None
+        if ceiling is not None:
+            ceiling.start()
+            c_sampler = TreeSampler(ceiling.pid).start()
+            samplers.append(c_sampler)
+        results = _event_loop_runner()(run_all(args, tidings, ceiling, t_sampler, c_sampler))
+        meta["tidings_peak_rss_mib"] = t_sampler.peak_rss / MIB
+        meta["ceiling_peak_rss_mib"] = c_sampler.peak_rss / MIB if c_sampler else 0.0
+        meta["db_size_mib"] = sum(
+            p.stat().st_size for p in data_dir.glob("tidings.db*")
+        ) / MIB
+    finally:
+        for sampler in samplers:
+            sampler.stop()
+        tidings.stop()
+        if ceiling is not None:
+            ceiling.stop()
+        server_log = tidings.log().strip()
+        if not args.keep:
+            shutil.rmtree(data_dir, ignore_errors=True)
+    table = markdown(results, meta)
+    print(table)
+    if server_log:
+        print("\nTidings server log (tail):\n" + server_log, file=sys.stderr)
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps({"meta": meta, "results": [asdict(r) for r in results]}, indent=2) + "\n"
+        )
+    return 1 if any(r.error_count for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -17,6 +17,7 @@ Q = "queue-1"
 T0 = 1_700_000_000.0
 CLIENT = "11111111-1111-1111-1111-111111111111"
 OTHER_CLIENT = "22222222-2222-2222-2222-222222222222"
+NO_SUCH_CLAIM = "00000000-0000-0000-0000-000000000000"
 
 
 def batch(*bodies: int, ttl: int = 300, delay: int = 0) -> list[NewMessage]:
@@ -142,6 +143,7 @@ async def test_list_pages_with_exclusive_marker(storage: Storage) -> None:
     assert [m.body for m in page] == [b"0", b"1"]
     rest = await listing(storage, marker=page[-1].marker)
     assert rest == ["2", "3", "4"]
+    assert await listing(storage, marker="not-one-of-ours") == []
 
 
 async def test_list_filters_echo_claimed_delayed_and_expired(storage: Storage) -> None:
@@ -178,8 +180,14 @@ async def test_delete_follows_claim_rules(storage: Storage) -> None:
         await storage.messages.delete(P, Q, claimed_id, other.id, T0)
     with pytest.raises(UnableToDelete, match="does not exist or has expired"):
         await storage.messages.delete(P, Q, claimed_id, "not-a-claim", T0)
+    with pytest.raises(UnableToDelete, match="does not exist or has expired"):
+        await storage.messages.delete(P, Q, claimed_id, NO_SUCH_CLAIM, T0)
     with pytest.raises(UnableToDelete, match="not currently claimed"):
         await storage.messages.delete(P, Q, free_id, held.id, T0)
+    with pytest.raises(UnableToDelete, match="not currently claimed"):
+        await storage.messages.delete(P, Q, free_id, NO_SUCH_CLAIM, T0)
+    with pytest.raises(UnableToDelete, match="does not exist or has expired"):
+        await storage.messages.delete(P, Q, free_id, "malformed", T0)
     await storage.messages.delete(P, Q, claimed_id, held.id, T0)
     await storage.messages.delete(P, Q, free_id, None, T0)
     await storage.messages.delete(P, Q, "missing", "whatever", T0)  # no error
@@ -192,7 +200,7 @@ async def test_delete_with_expired_claim_acts_unclaimed(storage: Storage) -> Non
     ids = await storage.messages.post(P, Q, batch(1), CLIENT, T0)
     held = await storage.claims.create(P, Q, claim(ttl=60), T0)
     assert held is not None
-    with pytest.raises(UnableToDelete, match="does not exist or has expired"):
+    with pytest.raises(UnableToDelete, match="not currently claimed"):
         await storage.messages.delete(P, Q, ids[0], held.id, T0 + 61)
     await storage.messages.delete(P, Q, ids[0], None, T0 + 61)
 

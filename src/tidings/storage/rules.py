@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from tidings.errors import ClaimedMessage, UnableToDelete
 from tidings.model import Message
 
@@ -9,18 +11,31 @@ CLAIM_NOT_LIVE = "The specified claim does not exist or has expired."
 NOT_CLAIMED = "A claim was specified, but the message is not currently claimed."
 
 
+def _well_formed(claim_id: str) -> bool:
+    try:
+        uuid.UUID(claim_id)
+    except ValueError:
+        return False
+    return True
+
+
 def check_delete(message: Message, claim_id: str | None, claim_is_live: bool, now: float) -> None:
     """Raise unless ``message`` may be deleted by a caller presenting ``claim_id``.
 
     ``claim_is_live`` tells whether ``claim_id`` names a live claim of the same queue.
+    A malformed claim id is refused before anything else, as Zaqar does.
     """
-    if claim_id is not None and not claim_is_live:
+    if claim_id is not None and not _well_formed(claim_id):
         raise UnableToDelete(CLAIM_NOT_LIVE)
-    if message.claimed(now):
-        if claim_id != message.claim_id:
-            raise ClaimedMessage()
-    elif claim_id is not None:
-        raise UnableToDelete(NOT_CLAIMED)
+    if not message.claimed(now):
+        if claim_id is not None:
+            raise UnableToDelete(NOT_CLAIMED)
+        return
+    if claim_id == message.claim_id:
+        return
+    if claim_id is None or claim_is_live:
+        raise ClaimedMessage()
+    raise UnableToDelete(CLAIM_NOT_LIVE)
 
 
 def message_not_held(message: Message, claim_ids: set[str], now: float) -> str | None:

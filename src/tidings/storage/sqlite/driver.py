@@ -32,6 +32,7 @@ Q = load_queries(__package__ or "tidings.storage.sqlite", "queries.sql")
 MIGRATIONS = load_migrations("tidings.storage.sqlite.migrations", ".")
 
 GC_CHUNK = 1000
+END_OF_QUEUE = 2**63 - 1
 
 _json_encode = msgspec.json.encode
 _json_decode = msgspec.json.decode
@@ -67,13 +68,14 @@ def _message(row: Row) -> Message:
 
 
 def _marker_seq(marker: str | None) -> int:
-    # Markers are the opaque sequence numbers we hand out; anything else starts at 0.
+    # Markers are the sequence numbers we hand out; a foreign one matches nothing after
+    # it (as in Zaqar, an unknown marker yields an empty page).
     if marker is None:
         return 0
     try:
         return int(marker)
     except ValueError:
-        return 0
+        return END_OF_QUEUE
 
 
 def path_from_uri(uri: str) -> Path:

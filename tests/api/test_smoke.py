@@ -26,7 +26,8 @@ def test_post_claim_delete_cycle(api: httpx.Client) -> None:
     assert refused.status_code == 403
     assert refused.json()["title"] == "Unable to delete"
 
-    assert api.delete(f"/queues/mq/messages/{ids[0]}", params={"claim_id": claim_id}).status_code == 204
+    deleted = api.delete(f"/queues/mq/messages/{ids[0]}", params={"claim_id": claim_id})
+    assert deleted.status_code == 204
     assert api.delete(f"/queues/mq/claims/{claim_id}").status_code == 204
     assert api.get(f"/queues/mq/claims/{claim_id}").status_code == 404
     listed = api.get("/queues/mq/messages", params={"echo": "true"}).json()["messages"]

@@ -15,7 +15,7 @@ FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 
 
 def _client_id(raw: str | None, limits: TransportSettings) -> str:
-    if raw is None:
+    if not raw:
         raise HeaderError('The "Client-Id" header is required.', title="Missing header value")
     if limits.client_id_uuid_safe == "strict":
         try:

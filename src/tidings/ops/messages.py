@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -20,17 +20,21 @@ from tidings.ops.validation import (
     check_size,
     decode_json,
     integer_field,
+    may_hold_huge_integer,
 )
 
 NO_MESSAGES = "No messages were found in the request body."
+
+
+Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 
 
 class MessageIn(msgspec.Struct, frozen=True):
     """One posted message as received; unknown fields are dropped."""
 
     body: msgspec.Raw
-    ttl: int | None = None
-    delay: int | None = None
+    ttl: Int64 | None = None
+    delay: Int64 | None = None
 
 
 class _PostDocument(msgspec.Struct, frozen=True):
@@ -42,10 +46,12 @@ _post_decoder = msgspec.json.Decoder(_PostDocument)
 
 def parse_post_body(raw: bytes) -> list[MessageIn]:
     """Decode a POST body: a typed fast path, and exact error texts when it fails."""
-    try:
-        return _post_decoder.decode(raw).messages
-    except (msgspec.ValidationError, msgspec.DecodeError):
-        return messages_from_document(decode_json(raw))
+    if not may_hold_huge_integer(raw):
+        try:
+            return _post_decoder.decode(raw).messages
+        except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+            pass
+    return messages_from_document(decode_json(raw))
 
 
 def messages_from_document(document: Any) -> list[MessageIn]:
@@ -92,11 +98,12 @@ async def message_post(
     limits = svc.settings.transport
     metadata = await _queue_metadata(svc, caller, queue)
     limit = reserved.post_size_limit(metadata, limits)
-    if limit < limits.max_messages_post_size:
+    if reserved.MAX_POST_SIZE in metadata:
         text = (
             f"Message collection size is too large. The max size for current queue is {limit}. "
             "It is calculated by max size = min(max_messages_post_size_config: "
-            f"{limits.max_messages_post_size}, max_messages_post_size_queue: {limit})."
+            f"{limits.max_messages_post_size}, max_messages_post_size_queue: "
+            f"{metadata[reserved.MAX_POST_SIZE]})."
         )
     else:
         text = f"Message collection size is too large. Max size {limit}"

@@ -87,7 +87,7 @@ def _patch_key(change: dict[str, Any]) -> str:
     except jsonpointer.JsonPointerException as exc:
         raise InvalidBody(str(exc)) from exc
     if len(parts) != 2:
-        raise InvalidBody("Invalid JSON pointer for this resource: '/metadata, e.g /metadata/key'")
+        raise InvalidBody(f"Invalid JSON pointer for this resource: '{path}, e.g /metadata/key'")
     if parts[0] != "metadata":
         raise InvalidBody("The root of path must be metadata, e.g /metadata/key.")
     return str(parts[1])
@@ -99,10 +99,10 @@ def _normalised_patch(document: Any, stored: dict[str, Any]) -> list[dict[str, A
     Reserved keys always "exist" (they have defaults), so replacing an absent reserved
     key adds it and removing one is a no-op.
     """
+    if document is None:
+        raise InvalidBody("PATCH body could not be empty for update.")
     if not isinstance(document, list):
         raise InvalidBody("Request body must be a JSON array of operation objects.")
-    if not document:
-        raise InvalidBody("PATCH body could not be empty for update.")
     present = set(stored)
     patch = []
     for change in document:
@@ -151,7 +151,10 @@ async def queue_update(svc: Services, caller: Caller, name: str, document: Any) 
         updated = jsonpatch.apply_patch({"metadata": stored}, patch)["metadata"]
     except jsonpatch.JsonPatchConflict as exc:
         raise Conflict(str(exc)) from exc
-    reserved.validate(updated, svc.settings.transport)
+    try:
+        reserved.validate(updated, svc.settings.transport)
+    except BadRequest as exc:  # Zaqar words these as body errors on PATCH
+        raise InvalidBody(exc.description) from exc
     if not await svc.storage.queues.set_metadata(caller.project, name, updated):
         raise NotFound(f"Queue {name} does not exist for project {caller.project}")
     return reserved.with_defaults(updated, svc.settings.transport)

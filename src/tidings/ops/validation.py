@@ -20,6 +20,7 @@ EMPTY_BODY = "Request body can not be empty"
 UNPARSABLE_BODY = "Request body could not be parsed."
 WRONG_DOCUMENT_TYPE = "Document type not supported."
 INT64_LIMIT = 2**63
+_LONG_DIGIT_RUN = re.compile(rb"[0-9]{19}")
 
 
 def check_queue_name(project: str, name: str) -> None:
@@ -40,10 +41,15 @@ def decode_json(raw: bytes) -> Any:
         raise InvalidBody(EMPTY_BODY)
     try:
         document = msgspec.json.decode(raw)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:  # deep nesting is refused too
         raise InvalidBody(UNPARSABLE_BODY) from exc
     _reject_huge_integers(document)
     return document
+
+
+def may_hold_huge_integer(raw: bytes) -> bool:
+    """Cheap pre-check: 19 digits in a row are needed to reach 2**63."""
+    return _LONG_DIGIT_RUN.search(raw) is not None
 
 
 def _reject_huge_integers(value: Any) -> None:
@@ -55,7 +61,7 @@ def _reject_huge_integers(value: Any) -> None:
             stack.extend(item.values())
         elif isinstance(item, list):
             stack.extend(item)
-        elif isinstance(item, int) and not isinstance(item, bool) and abs(item) >= INT64_LIMIT:
+        elif isinstance(item, int) and not -INT64_LIMIT <= item < INT64_LIMIT:
             raise InvalidBody("JSON contains integer that is too large.")
 
 

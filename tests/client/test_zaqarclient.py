@@ -63,6 +63,7 @@ def test_queue_create_exists_list_delete(zclient: Client) -> None:
     names = ["alpha", "bravo", "charlie"]
     queues = [zclient.queue(name, force_create=True) for name in names]
     assert all(q.exists() for q in queues)
+    assert not zclient.queue("never-created", auto_create=False).exists()
 
     listed, count = zclient.queues(with_count=True)
     listed_queues = list(listed)

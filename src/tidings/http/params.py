@@ -36,11 +36,11 @@ def bool_param(req: falcon.asgi.Request, name: str) -> bool:
 
 
 def list_param(req: falcon.asgi.Request, name: str) -> list[str] | None:
-    """A comma-separated list; None when absent or blank."""
-    raw = req.get_param(name)
+    """Comma-separated and/or repeated (``?ids=a,b&ids=c``); None when absent or blank."""
+    raw = req.get_param_as_list(name)
     if raw is None:
         return None
-    items = [item.strip() for item in raw.split(",") if item.strip()]
+    items = [item.strip() for value in raw for item in value.split(",") if item.strip()]
     return items or None
 
 

@@ -82,6 +82,13 @@ class QueueItem(Resource):
     ) -> None:
         send_json(resp, await ops.queue_get(self.svc, caller(req), queue))
 
+    async def on_head(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, queue: str = ""
+    ) -> None:
+        # Zaqar answers 405, which makes python-zaqarclient's exists() always true.
+        found = await ops.queue_exists(self.svc, caller(req), queue)
+        resp.status = falcon.HTTP_204 if found else falcon.HTTP_404
+
     async def on_patch(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, queue: str = ""
     ) -> None:

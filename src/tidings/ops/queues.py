@@ -50,6 +50,12 @@ async def queue_get(svc: Services, caller: Caller, name: str) -> dict[str, Any]:
     return reserved.with_defaults(stored or {}, svc.settings.transport)
 
 
+@unavailable_as("Queue metadata could not be retrieved.")
+async def queue_exists(svc: Services, caller: Caller, name: str) -> bool:
+    check_queue_name(caller.project, name)
+    return await svc.storage.queues.get_metadata(caller.project, name) is not None
+
+
 @unavailable_as("Queues could not be listed.")
 async def queue_list(
     svc: Services,

@@ -44,6 +44,10 @@ from loadgen import (
 from servers import ServerProcess, TreeSampler, ceiling_server, tidings_server
 
 MIB = 1024 * 1024
+FULL: dict[str, Any] = {
+    "concurrency": "8,32,64", "duration": 8.0, "warmup": 1.0, "max_requests": 1_000_000
+}
+QUICK: dict[str, Any] = {"concurrency": "8", "duration": 1.0, "warmup": 0.2, "max_requests": 20_000}
 
 
 @dataclass
@@ -63,6 +67,9 @@ class PhaseResult:
     server_cpu_pct: float
     client_cpu_pct: float
     server_peak_rss_mib: float
+    server_us_per_req: float = 0.0
+    machine_cpu_pct: float = 0.0
+    steal_pct: float = 0.0
     ops: dict[str, dict[str, float]] = field(default_factory=dict)
     drained: bool = False
 
@@ -116,6 +123,7 @@ def summarize(
         server_cpu_pct=100 * server_cpu / elapsed,
         client_cpu_pct=100 * client_cpu / elapsed,
         server_peak_rss_mib=peak_rss / MIB,
+        server_us_per_req=1e6 * server_cpu / rec.requests if rec.requests else 0.0,
         ops=ops,
         drained=rec.done,
     )
@@ -124,6 +132,13 @@ def summarize(
 def _client_cpu() -> float:
     times = psutil.Process().cpu_times()
     return times.user + times.system
+
+
+def _machine_cpu() -> tuple[float, float]:
+    """Busy and stolen CPU seconds over all cores since boot."""
+    times = psutil.cpu_times()
+    idle = times.idle + getattr(times, "iowait", 0.0)
+    return sum(times) - idle, getattr(times, "steal", 0.0)
 
 
 async def measure(
@@ -135,17 +150,26 @@ async def measure(
     step: Step,
     headers: dict[str, str],
 ) -> PhaseResult:
-    sampler.reset_window()
-    server_cpu0, client_cpu0 = sampler.cpu_seconds(), _client_cpu()
+    marks: dict[bool, tuple[float, float, float, float]] = {}
+
+    def on_window(opening: bool) -> None:
+        if opening:
+            sampler.reset_window()
+        marks[opening] = (sampler.cpu_seconds(), _client_cpu(), *_machine_cpu())
+
     run = await run_phase(
-        headers, concurrency, args.duration, args.max_requests, step, warmup=args.warmup
+        headers, concurrency, args.duration, args.max_requests, step,
+        warmup=args.warmup, on_window=on_window,
     )
-    server_cpu = sampler.cpu_seconds() - server_cpu0
-    client_cpu = _client_cpu() - client_cpu0
+    server_cpu, client_cpu, busy, steal = (
+        end - begin for begin, end in zip(marks[True], marks[False], strict=True)
+    )
     sampler.sample()
     result = summarize(
         run, concurrency, phase, server.name, server_cpu, client_cpu, sampler.window_peak_rss
     )
+    result.machine_cpu_pct = 100 * busy / run.elapsed
+    result.steal_pct = 100 * steal / run.elapsed
     note = " (queue drained)" if result.drained else ""
     print(
         f"  c={concurrency:<3} {phase:<8} {result.req_per_s:8.0f} req/s "
@@ -199,8 +223,8 @@ async def run_all(
 def markdown(results: list[PhaseResult], meta: dict[str, Any]) -> str:
     lines = [
         "| conc. | phase | target | requests | req/s | msgs/s | p50 ms | p99 ms | errors "
-        "| server CPU | client CPU | server RSS MiB |",
-        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| server CPU | client CPU | machine CPU | server RSS MiB |",
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         errors = str(r.error_count)
@@ -212,7 +236,7 @@ def markdown(results: list[PhaseResult], meta: dict[str, Any]) -> str:
         lines.append(
             f"| {r.concurrency} | {r.phase} | {r.target} | {r.requests:,} | {r.req_per_s:,.0f} "
             f"| {msgs} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | {errors} "
-            f"| {r.server_cpu_pct:.0f}% | {r.client_cpu_pct:.0f}% "
+            f"| {r.server_cpu_pct:.0f}% | {r.client_cpu_pct:.0f}% | {r.machine_cpu_pct:.0f}% "
             f"| {r.server_peak_rss_mib:.0f} |"
         )
     consume = [r for r in results if r.phase == "consume" and r.ops]
@@ -229,16 +253,24 @@ def markdown(results: list[PhaseResult], meta: dict[str, Any]) -> str:
     ceilings = {r.concurrency: r for r in results if r.phase == "ceiling"}
     if ceilings:
         lines += ["", "Single-message posts against the ceiling (target ≥ 40%):", "",
-                  "| conc. | post-1 req/s | ceiling req/s | % of ceiling |",
-                  "|---:|---:|---:|---:|"]
+                  "| conc. | post-1 req/s | ceiling req/s | % of ceiling "
+                  "| server CPU µs/req post-1 | ceiling | CPU-efficiency % |",
+                  "|---:|---:|---:|---:|---:|---:|---:|"]
         for r in results:
             if r.phase == "post-1" and r.concurrency in ceilings:
-                ceil = ceilings[r.concurrency].req_per_s
-                pct = 100 * r.req_per_s / ceil if ceil else 0.0
+                top = ceilings[r.concurrency]
+                pct = 100 * r.req_per_s / top.req_per_s if top.req_per_s else 0.0
+                us = r.server_us_per_req
+                eff = 100 * top.server_us_per_req / us if us else 0.0
                 lines.append(
-                    f"| {r.concurrency} | {r.req_per_s:,.0f} | {ceil:,.0f} | {pct:.0f}% |"
+                    f"| {r.concurrency} | {r.req_per_s:,.0f} | {top.req_per_s:,.0f} | {pct:.0f}% "
+                    f"| {r.server_us_per_req:.0f} | {top.server_us_per_req:.0f} | {eff:.0f}% |"
                 )
     lines += [
+        "",
+        f"CPU columns: 100% = one core; the machine has {meta['machine']['nproc']} "
+        "(machine CPU = all processes, all cores). CPU-efficiency = ceiling server CPU per "
+        "request / Tidings server CPU per request (independent of the load generator).",
         "",
         f"Peak RSS of the Tidings server process tree over the run: "
         f"{meta['tidings_peak_rss_mib']:.1f} MiB "
@@ -249,27 +281,29 @@ def markdown(results: list[PhaseResult], meta: dict[str, Any]) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--concurrency", default="8,32,64",
-                        help="comma-separated concurrency levels (default 8,32,64)")
-    parser.add_argument("--duration", type=float, default=8.0,
-                        help="measured seconds per phase (default 8)")
-    parser.add_argument("--warmup", type=float, default=1.0,
-                        help="unrecorded warm-up seconds before each phase (default 1)")
-    parser.add_argument("--max-requests", type=int, default=1_000_000,
-                        help="request budget per phase (default 1,000,000)")
+    parser.add_argument("--concurrency",
+                        help="comma-separated concurrency levels (default 8,32,64; quick: 8)")
+    parser.add_argument("--duration", type=float,
+                        help="measured seconds per phase (default 8; quick: 1)")
+    parser.add_argument("--warmup", type=float,
+                        help="unrecorded warm-up seconds before each phase (default 1; quick: 0.2)")
+    parser.add_argument("--max-requests", type=int,
+                        help="request budget per phase (default 1,000,000; quick: 20,000)")
     parser.add_argument("--workers", type=int, default=1,
                         help="server worker processes, for Tidings and the ceiling (default 1)")
     parser.add_argument("--message-ttl", type=int, default=300)
     parser.add_argument("--no-ceiling", action="store_true", help="skip the ceiling app")
     parser.add_argument("--quick", action="store_true",
-                        help="smoke run: concurrency 8, 1 s phases, short warm-up")
+                        help="smoke run: concurrency 8, 1 s phases, short warm-up "
+                             "(explicit options still win)")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     parser.add_argument("--tmp-dir", help="parent for the temporary data directory")
     parser.add_argument("--keep", action="store_true", help="keep the data directory")
     args = parser.parse_args(argv)
-    if args.quick:
-        args.concurrency, args.duration, args.warmup = "8", 1.0, 0.2
-        args.max_requests = min(args.max_requests, 20_000)
+    defaults = QUICK if args.quick else FULL
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     args.concurrency = [int(c) for c in str(args.concurrency).split(",") if c.strip()]
     if not args.concurrency or min(args.concurrency) < 1:
         parser.error("--concurrency needs positive integers")
@@ -322,7 +356,10 @@ def main(argv: list[str] | None = None) -> int:
         tidings.stop()
         if ceiling is not None:
             ceiling.stop()
-        server_log = tidings.log().strip()
+        # Anything beyond the start-up banner (warnings, tracebacks) is worth showing.
+        server_log = "\n".join(
+            line for line in tidings.log().splitlines() if " serving on " not in line
+        ).strip()
         if not args.keep:
             shutil.rmtree(data_dir, ignore_errors=True)
     table = markdown(results, meta)

@@ -100,8 +100,13 @@ async def run_phase(
     max_requests: int,
     step: Step,
     warmup: float = 0.0,
+    on_window: Callable[[bool], None] | None = None,
 ) -> PhaseRun:
-    """Warm up (unrecorded), then run ``concurrency`` tasks of ``step`` for ``duration``."""
+    """Warm up (unrecorded), then run ``concurrency`` tasks of ``step`` for ``duration``.
+
+    ``on_window(True)`` is called as the measured window opens, ``on_window(False)`` as
+    it closes (e.g. to read CPU counters over exactly that window).
+    """
     connector = aiohttp.TCPConnector(limit=concurrency, ttl_dns_cache=None, use_dns_cache=True)
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(
@@ -113,11 +118,15 @@ async def run_phase(
             await asyncio.gather(*(_worker(warm, step, end) for _ in range(concurrency)))
         rec = Recorder(max_requests=max_requests)
         client = Client(session, rec)
+        if on_window is not None:
+            on_window(True)
         start = time.perf_counter()
         await asyncio.gather(
             *(_worker(client, step, start + duration) for _ in range(concurrency))
         )
         elapsed = time.perf_counter() - start
+        if on_window is not None:
+            on_window(False)
     return PhaseRun(rec, elapsed)
 
 

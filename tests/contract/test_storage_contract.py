@@ -8,7 +8,7 @@ import pytest
 
 from tidings.errors import ClaimedMessage, UnableToDelete
 from tidings.model import ClaimRequest, DeadLetterPolicy, NewMessage
-from tidings.storage.base import Storage
+from tidings.storage.base import PreparePost, Storage
 
 pytestmark = pytest.mark.anyio
 
@@ -20,8 +20,10 @@ OTHER_CLIENT = "22222222-2222-2222-2222-222222222222"
 NO_SUCH_CLAIM = "00000000-0000-0000-0000-000000000000"
 
 
-def batch(*bodies: int, ttl: int = 300, delay: int = 0) -> list[NewMessage]:
-    return [NewMessage(body=str(b).encode(), ttl=ttl, delay=delay) for b in bodies]
+def batch(*bodies: int, ttl: int = 300, delay: int = 0) -> PreparePost:
+    """A post whose messages do not depend on the queue's metadata."""
+    messages = [NewMessage(body=str(b).encode(), ttl=ttl, delay=delay) for b in bodies]
+    return lambda _metadata: messages
 
 
 async def listing(storage: Storage, now: float = T0, **options: object) -> list[str]:
@@ -132,6 +134,37 @@ async def test_post_creates_queue_and_keeps_fifo_order(storage: Storage) -> None
     assert len(set(ids)) == 4
     assert await storage.queues.get_metadata(P, Q) == {}
     assert await listing(storage) == ["1", "2", "3", "4"]
+
+
+async def test_post_prepares_the_batch_from_current_metadata(storage: Storage) -> None:
+    seen: list[dict[str, object]] = []
+
+    def prepare(metadata: dict[str, object]) -> list[NewMessage]:
+        seen.append(metadata)
+        return [NewMessage(body=b"1", ttl=int(str(metadata.get("ttl", 100))))]
+
+    await storage.messages.post(P, Q, prepare, CLIENT, T0)
+    await storage.queues.set_metadata(P, Q, {"ttl": 200})
+    await storage.messages.post(P, Q, prepare, CLIENT, T0)
+    assert seen == [{}, {"ttl": 200}]
+    found = await storage.messages.page(
+        P, Q, marker=None, limit=10, exclude_client=None,
+        include_claimed=False, include_delayed=False, now=T0,
+    )
+    assert [m.ttl for m in found] == [100, 200]
+
+
+async def test_failed_prepare_stores_nothing(storage: Storage) -> None:
+    def refuse(metadata: dict[str, object]) -> list[NewMessage]:
+        raise UnableToDelete("refused")
+
+    with pytest.raises(UnableToDelete):
+        await storage.messages.post(P, "new-queue", refuse, CLIENT, T0)
+    assert await storage.queues.get_metadata(P, "new-queue") is None
+    await storage.messages.post(P, Q, batch(1), CLIENT, T0)
+    with pytest.raises(UnableToDelete):
+        await storage.messages.post(P, Q, refuse, CLIENT, T0)
+    assert (await storage.queues.stats(P, Q, T0)).total == 1
 
 
 async def test_list_pages_with_exclusive_marker(storage: Storage) -> None:

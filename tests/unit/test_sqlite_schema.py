@@ -61,7 +61,7 @@ async def test_garbage_collection_works_in_chunks(tmp_path: Path) -> None:
     store = SQLiteStorage(tmp_path / "t.db")
     await store.open()
     batch = [NewMessage(body=b"1", ttl=60)] * (driver.GC_CHUNK * 2 + 5)
-    await store.messages.post("p", "q", batch, "c", 0.0)
+    await store.messages.post("p", "q", lambda _metadata: batch, "c", 0.0)
     assert await store.collect_garbage(61.0) == len(batch)
     assert (await store.queues.stats("p", "q", 0.0)).total == 0
     await store.close()

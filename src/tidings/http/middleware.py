@@ -9,6 +9,7 @@ import falcon.asgi
 
 from tidings.config import TransportSettings
 from tidings.errors import HeaderError, NotAcceptable
+from tidings.ids import new_id
 from tidings.ops.context import Caller
 
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
@@ -58,7 +59,7 @@ class RequestChecks:
         self._limits = limits
 
     async def process_request(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        resp.set_header("x-openstack-request-id", f"req-{uuid.uuid4()}")
+        resp.set_header("x-openstack-request-id", f"req-{new_id()}")
 
     async def process_resource(
         self,

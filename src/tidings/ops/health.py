@@ -50,7 +50,7 @@ async def health(svc: Services, caller: Caller) -> dict[str, Any]:
     async def post() -> None:
         batch = [NewMessage(body=b'{"health": true}', ttl=300)] * HEALTH_MESSAGES
         state["ids"] = await storage.messages.post(
-            project, queue, batch, caller.client_id, svc.clock()
+            project, queue, lambda _metadata: batch, caller.client_id, svc.clock()
         )
 
     async def claim() -> None:

@@ -7,7 +7,8 @@ from typing import Annotated, Any
 
 import msgspec
 
-from tidings.errors import BadRequest, InvalidBody, NotFound
+from tidings.config import TransportSettings
+from tidings.errors import BadRequest, InvalidBody, NotFound, TidingsError
 from tidings.model import Message, NewMessage
 from tidings.ops import metadata as reserved
 from tidings.ops.context import Caller, Services, unavailable_as
@@ -85,18 +86,7 @@ def not_found(queue: str, caller: Caller) -> NotFound:
     return NotFound(f"Queue {queue} does not exist for project {caller.project}")
 
 
-@unavailable_as("Messages could not be enqueued.")
-async def message_post(
-    svc: Services,
-    caller: Caller,
-    queue: str,
-    raw_messages: bytes | list[MessageIn],
-    size: int | None,
-) -> list[str]:
-    """Store a batch (all or nothing), creating the queue if needed; returns the ids."""
-    check_queue_name(caller.project, queue)
-    limits = svc.settings.transport
-    metadata = await _queue_metadata(svc, caller, queue)
+def _check_post_size(size: int | None, metadata: dict[str, Any], limits: TransportSettings) -> None:
     limit = reserved.post_size_limit(metadata, limits)
     if reserved.MAX_POST_SIZE in metadata:
         text = (
@@ -108,7 +98,11 @@ async def message_post(
     else:
         text = f"Message collection size is too large. Max size {limit}"
     check_size(size, limit, text)
-    items = parse_post_body(raw_messages) if isinstance(raw_messages, bytes) else raw_messages
+
+
+def _build_batch(
+    items: list[MessageIn], metadata: dict[str, Any], limits: TransportSettings
+) -> list[NewMessage]:
     if not items:
         raise BadRequest("No messages to enqueu.")
     default_ttl = reserved.message_ttl_default(metadata, limits)
@@ -122,8 +116,42 @@ async def message_post(
             delay = default_delay if item.delay is None else item.delay
             check_message_delay(delay, limits)
         batch.append(NewMessage(body=bytes(item.body), ttl=ttl, delay=delay))
+    return batch
+
+
+@unavailable_as("Messages could not be enqueued.")
+async def message_post(
+    svc: Services,
+    caller: Caller,
+    queue: str,
+    raw_messages: bytes | list[MessageIn],
+    size: int | None,
+) -> list[str]:
+    """Store a batch (all or nothing), creating the queue if needed; returns the ids.
+
+    The body is parsed here, off the store's critical section; the checks that depend
+    on the queue's metadata run inside it, in Zaqar's order (size before body errors).
+    """
+    check_queue_name(caller.project, queue)
+    limits = svc.settings.transport
+    items: list[MessageIn] = []
+    parse_error: TidingsError | None = None
+    if isinstance(raw_messages, bytes):
+        try:
+            items = parse_post_body(raw_messages)
+        except TidingsError as exc:
+            parse_error = exc
+    else:
+        items = raw_messages
+
+    def prepare(metadata: dict[str, Any]) -> list[NewMessage]:
+        _check_post_size(size, metadata, limits)
+        if parse_error is not None:
+            raise parse_error
+        return _build_batch(items, metadata, limits)
+
     return await svc.storage.messages.post(
-        caller.project, queue, batch, caller.client_id, svc.clock()
+        caller.project, queue, prepare, caller.client_id, svc.clock()
     )
 
 

@@ -11,7 +11,7 @@ are checked by ``tests/contract`` against every driver:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from tidings.model import (
@@ -23,6 +23,13 @@ from tidings.model import (
     QueueRecord,
     QueueStats,
 )
+
+PreparePost = Callable[[dict[str, Any]], Sequence[NewMessage]]
+"""Builds the batch to store from the queue's current metadata ({} for a new queue).
+
+Drivers call it inside the same atomic section that stores the batch, so limits and
+defaults come from the metadata in force at that moment; if it raises, nothing is
+stored and no queue is created."""
 
 
 class QueueStore(Protocol):
@@ -64,11 +71,14 @@ class MessageStore(Protocol):
         self,
         project: str,
         queue: str,
-        messages: Sequence[NewMessage],
+        prepare: PreparePost,
         client_id: str,
         now: float,
     ) -> list[str]:
-        """Store the batch atomically (creating the queue if needed); ids in batch order."""
+        """Store what ``prepare`` builds, atomically, creating the queue if needed.
+
+        Returns the new ids in batch order.
+        """
 
     async def page(
         self,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -11,17 +10,18 @@ from typing import Any, TypeVar
 import msgspec
 
 from tidings.errors import StorageError, UnableToDelete
+from tidings.ids import new_id, new_ids
 from tidings.model import (
     Claim,
     ClaimRequest,
     ClaimResult,
     Message,
     MessageSummary,
-    NewMessage,
     QueueRecord,
     QueueStats,
 )
 from tidings.storage import rules
+from tidings.storage.base import PreparePost
 from tidings.storage.sql import load_migrations, load_queries
 from tidings.storage.sqlite.executor import SQLiteExecutor
 
@@ -234,33 +234,37 @@ class SQLiteMessages(_Base):
         self,
         project: str,
         queue: str,
-        messages: Sequence[NewMessage],
+        prepare: PreparePost,
         client_id: str,
         now: float,
     ) -> list[str]:
-        ids = [str(uuid.uuid4()) for _ in messages]
-        rows = [
-            {
-                "id": mid,
-                "project": project,
-                "queue": queue,
-                "body": m.body,
-                "client_id": client_id,
-                "ttl": m.ttl,
-                "created": now,
-                "expires": now + m.ttl,
-                "delay_until": now + m.delay if m.delay else 0.0,
-                "claim_count": 0,
-            }
-            for mid, m in zip(ids, messages, strict=True)
-        ]
+        def work(db: sqlite3.Connection) -> list[str]:
+            row = db.execute(Q["queue_metadata"], {"project": project, "name": queue}).fetchone()
+            messages = prepare({} if row is None else dict(_json_decode(row[0])))
+            if row is None:
+                _ensure_queue(db, project, queue, now)
+            ids = new_ids(len(messages))
+            db.executemany(
+                Q["message_insert"],
+                [
+                    {
+                        "id": mid,
+                        "project": project,
+                        "queue": queue,
+                        "body": m.body,
+                        "client_id": client_id,
+                        "ttl": m.ttl,
+                        "created": now,
+                        "expires": now + m.ttl,
+                        "delay_until": now + m.delay if m.delay else 0.0,
+                        "claim_count": 0,
+                    }
+                    for mid, m in zip(ids, messages, strict=True)
+                ],
+            )
+            return ids
 
-        def work(db: sqlite3.Connection) -> None:
-            _ensure_queue(db, project, queue, now)
-            db.executemany(Q["message_insert"], rows)
-
-        await self._write(work)
-        return ids
+        return await self._write(work)
 
     async def page(
         self,
@@ -374,7 +378,7 @@ class SQLiteClaims(_Base):
     async def create(
         self, project: str, queue: str, request: ClaimRequest, now: float
     ) -> ClaimResult | None:
-        claim_id = str(uuid.uuid4())
+        claim_id = new_id()
         claim_expires = now + request.ttl
         dead_letter = request.dead_letter
 

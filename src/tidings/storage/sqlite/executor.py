@@ -3,23 +3,25 @@
 One writer thread owns the write connection. Jobs queued while it is busy are run
 together in one ``BEGIN IMMEDIATE`` transaction, each inside its own savepoint, and
 committed with a single fsync: many concurrent small writes cost one disk flush, and a
-failing job rolls back alone. A small pool of reader threads serves reads from their
-own connections (WAL lets them run beside the writer).
+failing job rolls back alone. Reader threads serve reads from their own connections
+(WAL lets them run beside the writer). Each thread hands a whole batch of results back
+to the event loop with one wake-up, not one per job.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import queue
 import sqlite3
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 Work = Callable[[sqlite3.Connection], T]
+Outcome = tuple[Any, BaseException | None]
 
 MAX_BATCH = 512
 
@@ -31,115 +33,169 @@ class _Job:
     future: asyncio.Future[Any]
 
 
-def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.cancelled():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
+def _settle_all(settled: list[tuple[asyncio.Future[Any], Outcome]]) -> None:
+    for future, (result, error) in settled:
+        if future.cancelled():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
 
 
-class SQLiteExecutor:
-    def __init__(self, connect: Callable[[], sqlite3.Connection], readers: int = 2) -> None:
+def _deliver(batch: list[_Job], outcomes: list[Outcome]) -> None:
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Outcome]]] = {}
+    for job, outcome in zip(batch, outcomes, strict=True):
+        by_loop.setdefault(job.loop, []).append((job.future, outcome))
+    for loop, settled in by_loop.items():
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(_settle_all, settled)
+
+
+class _Thread:
+    """A thread with its own connection that runs queued jobs in batches."""
+
+    def __init__(
+        self,
+        name: str,
+        connect: Callable[[], sqlite3.Connection],
+        run_batch: Callable[[sqlite3.Connection, list[_Job]], list[Outcome]],
+    ) -> None:
+        self.jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._connect = connect
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._writer: threading.Thread | None = None
-        self._local = threading.local()
-        self._readers = ThreadPoolExecutor(readers, thread_name_prefix="tidings-sqlite-read")
-        self._reader_connections: list[sqlite3.Connection] = []
-        self._reader_lock = threading.Lock()
+        self._run_batch = run_batch
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
 
     def start(self) -> None:
-        self._writer = threading.Thread(
-            target=self._write_loop, name="tidings-sqlite-write", daemon=True
-        )
-        self._writer.start()
+        self._thread.start()
 
-    async def write(self, work: Work[T]) -> T:
-        """Run ``work`` inside the next committed write transaction."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        self._jobs.put(_Job(work, loop, future))
-        return await future
+    def stop(self) -> None:
+        self.jobs.put(None)
 
-    async def read(self, work: Work[T]) -> T:
-        """Run ``work`` on a reader connection (sees everything committed so far)."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._readers, self._read, work)
+    def join(self) -> None:
+        self._thread.join()
 
-    def _read(self, work: Work[T]) -> T:
-        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
-        if connection is None:
-            connection = self._connect()
-            self._local.connection = connection
-            with self._reader_lock:
-                self._reader_connections.append(connection)
-        return work(connection)
-
-    def _write_loop(self) -> None:
-        connection: sqlite3.Connection | None = None
-        while True:
-            job = self._jobs.get()
-            if job is None:
+    def _next_batch(self) -> list[_Job] | None:
+        first = self.jobs.get()
+        if first is None:
+            return None
+        batch = [first]
+        while len(batch) < MAX_BATCH:
+            try:
+                job = self.jobs.get_nowait()
+            except queue.Empty:
                 break
-            batch = [job]
-            while len(batch) < MAX_BATCH:
-                try:
-                    nxt = self._jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    self._jobs.put(None)  # finish this batch, then stop
-                    break
-                batch.append(nxt)
+            if job is None:
+                self.jobs.put(None)  # finish this batch, then stop
+                break
+            batch.append(job)
+        return batch
+
+    def _loop(self) -> None:
+        connection: sqlite3.Connection | None = None
+        while (batch := self._next_batch()) is not None:
             try:
                 if connection is None:
                     connection = self._connect()
                 outcomes = self._run_batch(connection, batch)
             except BaseException as exc:
-                outcomes = [(None, exc) for _ in batch]
+                outcomes = [(None, exc)] * len(batch)
                 if connection is not None and isinstance(exc, sqlite3.DatabaseError):
                     # Drop a connection that may be broken; the next batch reopens.
                     connection.close()
                     connection = None
-            for item, (result, error) in zip(batch, outcomes, strict=True):
-                item.loop.call_soon_threadsafe(_settle, item.future, result, error)
+            _deliver(batch, outcomes)
         if connection is not None:
             connection.close()
 
-    @staticmethod
-    def _run_batch(
-        connection: sqlite3.Connection, batch: list[_Job]
-    ) -> list[tuple[Any, BaseException | None]]:
-        outcomes: list[tuple[Any, BaseException | None]] = []
-        connection.execute("BEGIN IMMEDIATE")
+
+def _run_reads(connection: sqlite3.Connection, batch: list[_Job]) -> list[Outcome]:
+    outcomes: list[Outcome] = []
+    for job in batch:
         try:
-            for job in batch:
-                connection.execute("SAVEPOINT job")
-                try:
-                    result = job.work(connection)
-                except Exception as exc:  # the job's own failure: undo it alone
-                    connection.execute("ROLLBACK TO job")
-                    connection.execute("RELEASE job")
-                    outcomes.append((None, exc))
-                else:
-                    connection.execute("RELEASE job")
-                    outcomes.append((result, None))
-            connection.execute("COMMIT")
-        except BaseException:
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
+            outcomes.append((job.work(connection), None))
+        except Exception as exc:
+            outcomes.append((None, exc))
+    return outcomes
+
+
+def _run_writes(connection: sqlite3.Connection, batch: list[_Job]) -> list[Outcome]:
+    if len(batch) == 1:
+        return [_run_alone(connection, batch[0])]
+    outcomes: list[Outcome] = []
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        for job in batch:
+            connection.execute("SAVEPOINT job")
+            try:
+                result = job.work(connection)
+            except Exception as exc:  # the job's own failure: undo it alone
+                connection.execute("ROLLBACK TO job")
+                connection.execute("RELEASE job")
+                outcomes.append((None, exc))
+            else:
+                connection.execute("RELEASE job")
+                outcomes.append((result, None))
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
+    return outcomes
+
+
+def _run_alone(connection: sqlite3.Connection, job: _Job) -> Outcome:
+    # A lone job needs no savepoint: its failure rolls back the whole transaction.
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        result = job.work(connection)
+    except Exception as exc:
+        connection.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.DatabaseError):
             raise
-        return outcomes
+        return None, exc
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")
+    return result, None
+
+
+class SQLiteExecutor:
+    def __init__(self, connect: Callable[[], sqlite3.Connection], readers: int = 2) -> None:
+        self._writer = _Thread("tidings-sqlite-write", connect, _run_writes)
+        self._readers = [
+            _Thread(f"tidings-sqlite-read-{n}", connect, _run_reads) for n in range(readers)
+        ]
+        self._next_reader = itertools.cycle(self._readers)
+        self._started = False
+
+    def start(self) -> None:
+        for thread in (self._writer, *self._readers):
+            thread.start()
+        self._started = True
+
+    async def write(self, work: Work[T]) -> T:
+        """Run ``work`` inside the next committed write transaction."""
+        return await self._submit(self._writer, work)
+
+    async def read(self, work: Work[T]) -> T:
+        """Run ``work`` on a reader connection (sees everything committed so far)."""
+        return await self._submit(next(self._next_reader), work)
+
+    @staticmethod
+    async def _submit(thread: _Thread, work: Work[T]) -> T:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        thread.jobs.put(_Job(work, loop, future))
+        return await future
 
     async def close(self) -> None:
-        if self._writer is not None:
-            self._jobs.put(None)
-            await asyncio.to_thread(self._writer.join)
-            self._writer = None
-        self._readers.shutdown(wait=True)
-        with self._reader_lock:
-            for connection in self._reader_connections:
-                connection.close()
-            self._reader_connections.clear()
+        if not self._started:
+            return
+        threads = (self._writer, *self._readers)
+        for thread in threads:
+            thread.stop()
+        for thread in threads:
+            await asyncio.to_thread(thread.join)
+        self._started = False

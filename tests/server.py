@@ -1,4 +1,4 @@
-"""Starts real Tidings server processes for tests and benchmarks."""
+"""Starts real server processes for tests and benchmarks."""
 
 from __future__ import annotations
 
@@ -10,12 +10,23 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import httpx
 
-STARTUP_TIMEOUT = 20.0
+STARTUP_TIMEOUT = 30.0
+
+RESERVED_DEFAULTS = {
+    "_max_messages_post_size": 262144,
+    "_default_message_ttl": 3600,
+    "_default_message_delay": 0,
+    "_dead_letter_queue": None,
+    "_dead_letter_queue_messages_ttl": None,
+    "_max_claim_count": None,
+    "_enable_encrypt_messages": False,
+}
+"""What GET on a queue shows for reserved keys it has not set, with default settings."""
 
 
 def free_port() -> int:
@@ -31,39 +42,39 @@ def client_headers(project: str | None = None, client_id: str | None = None) -> 
     }
 
 
-class TidingsServer:
-    """One ``tidings serve`` process on a free loopback port, over its own SQLite file."""
+class ServerProcess:
+    """A server (and its worker processes) in its own session on a loopback port.
+
+    ``start()`` may be called again after ``stop()`` or ``kill()``: same port, same files.
+    """
 
     def __init__(
         self,
-        data_dir: Path,
+        name: str,
+        argv: Sequence[str],
+        port: int,
+        log_path: Path,
         env: Mapping[str, str] | None = None,
-        workers: int = 1,
-        store_uri: str | None = None,
     ) -> None:
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.workers = workers
-        self.store_uri = store_uri or f"sqlite:///{data_dir / 'tidings.db'}"
+        self.name = name
+        self.argv = list(argv)
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = log_path
         self.env = dict(env or {})
         self.process: subprocess.Popen[bytes] | None = None
-        self.log_path = data_dir / f"server-{self.port}.log"
 
-    def start(self) -> TidingsServer:
+    def start(self) -> ServerProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
-        env.update({"TIDINGS_DRIVERS__MESSAGE_STORE": self.store_uri,
-                    "TIDINGS_SERVER__LOG_LEVEL": "warning"})
         env.update(self.env)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "tidings.cli", "serve", "--port", str(self.port),
-                 "--workers", str(self.workers)],
+                self.argv,
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,  # so kill() reaches every worker process
+                start_new_session=True,  # so stop() and kill() reach every worker
             )
         self.wait_ready()
         return self
@@ -73,20 +84,25 @@ class TidingsServer:
         while time.monotonic() < deadline:
             assert self.process is not None
             if self.process.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{self.log()}")
+                raise RuntimeError(f"{self.name} exited early:\n{self.log()}")
             try:
-                if httpx.get(self.url + "/", timeout=1.0).status_code == 300:
-                    return
+                httpx.get(self.url + "/", timeout=1.0)
             except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"server did not start in {STARTUP_TIMEOUT}s:\n{self.log()}")
+                time.sleep(0.1)
+            else:
+                return  # any HTTP answer means it is serving
+        raise RuntimeError(f"{self.name} did not start in {STARTUP_TIMEOUT}s:\n{self.log()}")
 
     def log(self) -> str:
         try:
             return self.log_path.read_text(errors="replace")[-5000:]
         except OSError:
             return ""
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
 
     def stop(self) -> None:
         """Graceful shutdown (SIGTERM), escalating to SIGKILL."""
@@ -107,6 +123,30 @@ class TidingsServer:
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=15)
         self.process = None
+
+
+class TidingsServer(ServerProcess):
+    """``tidings serve`` on a free loopback port, over its own SQLite file by default."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        env: Mapping[str, str] | None = None,
+        workers: int = 1,
+        store_uri: str | None = None,
+    ) -> None:
+        port = free_port()
+        self.data_dir = data_dir
+        self.workers = workers
+        self.store_uri = store_uri or f"sqlite:///{data_dir / 'tidings.db'}"
+        settings = {
+            "TIDINGS_DRIVERS__MESSAGE_STORE": self.store_uri,
+            "TIDINGS_SERVER__LOG_LEVEL": "warning",
+            **(env or {}),
+        }
+        argv = [sys.executable, "-m", "tidings.cli", "serve", "--host", "127.0.0.1",
+                "--port", str(port), "--workers", str(workers)]
+        super().__init__("tidings", argv, port, data_dir / f"server-{port}.log", settings)
 
     def client(self, project: str | None = None, client_id: str | None = None) -> httpx.Client:
         return httpx.Client(

@@ -15,18 +15,9 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from tests.server import TidingsServer
+from tests.server import RESERVED_DEFAULTS, TidingsServer
 
 JSON_PATCH = "application/openstack-messaging-v2.0-json-patch"
-RESERVED_DEFAULTS: dict[str, Any] = {
-    "_max_messages_post_size": 262144,
-    "_default_message_ttl": 3600,
-    "_default_message_delay": 0,
-    "_dead_letter_queue": None,
-    "_dead_letter_queue_messages_ttl": None,
-    "_max_claim_count": None,
-    "_enable_encrypt_messages": False,
-}
 REQUEST_ID = re.compile(
     r"^req-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
 )

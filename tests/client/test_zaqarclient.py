@@ -18,17 +18,7 @@ from zaqarclient.queues.v2.message import Message
 from zaqarclient.queues.v2.queues import Queue
 from zaqarclient.transport import errors
 
-from tests.server import TidingsServer
-
-RESERVED_DEFAULTS: dict[str, Any] = {
-    "_max_messages_post_size": 262144,
-    "_default_message_ttl": 3600,
-    "_default_message_delay": 0,
-    "_dead_letter_queue": None,
-    "_dead_letter_queue_messages_ttl": None,
-    "_max_claim_count": None,
-    "_enable_encrypt_messages": False,
-}
+from tests.server import RESERVED_DEFAULTS, TidingsServer
 
 
 def make_client(server: TidingsServer, project: str | None = None) -> Client:

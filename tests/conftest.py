@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.redis_cluster import RedisCluster
 from tests.server import TidingsServer
 
 
@@ -41,3 +42,11 @@ def make_server(tmp_path: Path) -> Iterator[type[TidingsServer]]:
     yield _Server
     for srv in started:
         srv.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """A real 3-master Redis Cluster on free loopback ports, for this test session."""
+    cluster = RedisCluster(tmp_path_factory.mktemp("redis-cluster")).start()
+    yield cluster
+    cluster.stop()

@@ -61,10 +61,17 @@ class DriverSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
 
 
 class StorageSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    """Housekeeping of the store."""
+    """Connections to the store and its housekeeping."""
 
     gc_interval: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    # SQLite: how long to wait for the write lock before failing with a 503.
     busy_timeout: Annotated[float, msgspec.Meta(gt=0)] = 5.0
+    # Redis and PostgreSQL: bound on one backend call (connect included); past it the
+    # request fails with a 503 instead of hanging.
+    operation_timeout: Annotated[float, msgspec.Meta(gt=0)] = 5.0
+    pool_size: Positive = 10
+    # PostgreSQL: apply pending schema migrations when the server starts.
+    migrate_on_start: bool = True
 
 
 class ServerSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):

@@ -5,6 +5,9 @@ from __future__ import annotations
 from tidings.config import Settings
 from tidings.storage.base import Storage
 
+REDIS_SCHEMES = frozenset({"redis", "rediss", "redis+cluster", "rediss+cluster"})
+POSTGRES_SCHEMES = frozenset({"postgresql", "postgres"})
+
 
 class UnsupportedStoreURI(ValueError):
     """The message store URI names a backend this build does not have."""
@@ -16,5 +19,17 @@ def create_storage(settings: Settings) -> Storage:
     if scheme == "sqlite":
         from tidings.storage.sqlite.driver import SQLiteStorage
 
-        return SQLiteStorage.from_uri(uri, busy_timeout=settings.storage.busy_timeout)
-    raise UnsupportedStoreURI(f"unsupported message store {uri!r}: use sqlite:///path/to/file.db")
+        return SQLiteStorage.from_uri(uri, settings.storage)
+    if scheme in REDIS_SCHEMES:
+        from tidings.storage.redis.driver import RedisStorage
+
+        return RedisStorage.from_uri(uri, settings.storage)
+    if scheme in POSTGRES_SCHEMES:
+        from tidings.storage.postgres.driver import PostgresStorage
+
+        return PostgresStorage.from_uri(uri, settings.storage)
+    raise UnsupportedStoreURI(
+        f"unsupported message store {uri!r}: use sqlite:///path/to/file.db, "
+        "redis://host:port/db, redis+cluster://host:port,host:port or "
+        "postgresql://user@host:port/database"
+    )

@@ -1,5 +1,10 @@
 """The storage interface: small Protocols every driver implements.
 
+Drivers turn every backend failure (connection refused or lost, timeout, server error)
+into ``StorageError``, which operations report as 503; they never hang past
+``[storage] operation_timeout`` and reconnect by themselves when the backend returns.
+Domain outcomes (a claimed message, an unknown claim) follow ``storage.rules``.
+
 Every time-dependent call receives ``now`` from the operation layer, so drivers stay
 deterministic and tests can control time. Atomicity rules are part of the contract and
 are checked by ``tests/contract`` against every driver:
@@ -13,6 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
+
+import msgspec
 
 from tidings.model import (
     Claim,
@@ -134,6 +141,14 @@ class ClaimStore(Protocol):
         """End the claim; its messages become claimable at once."""
 
 
+class StoreStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """What health checks report about the backend."""
+
+    reachable: bool
+    # Conditions an operator must know about, e.g. a Redis that restarted empty.
+    problems: list[str] = msgspec.field(default_factory=list)
+
+
 class Storage(Protocol):
     """A connected backend: the three stores plus lifecycle and housekeeping."""
 
@@ -153,7 +168,10 @@ class Storage(Protocol):
         """Release connections and threads."""
 
     async def ping(self) -> bool:
-        """True when the backend answers."""
+        """True when the backend answers (bounded in time; never raises)."""
+
+    async def status(self) -> StoreStatus:
+        """Reachability plus any detected problem (such as lost data); never raises."""
 
     async def collect_garbage(self, now: float) -> int:
         """Physically remove expired messages and claims; returns how many rows went."""

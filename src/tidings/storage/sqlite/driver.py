@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from tidings.config import StorageSettings
 from tidings.errors import StorageError, UnableToDelete
 from tidings.ids import new_id, new_ids
 from tidings.model import (
@@ -21,7 +22,7 @@ from tidings.model import (
     QueueStats,
 )
 from tidings.storage import rules
-from tidings.storage.base import PreparePost
+from tidings.storage.base import PreparePost, StoreStatus
 from tidings.storage.sql import load_migrations, load_queries
 from tidings.storage.sqlite.executor import SQLiteExecutor
 
@@ -543,8 +544,8 @@ class SQLiteStorage:
         self.claims = SQLiteClaims(self._executor)
 
     @classmethod
-    def from_uri(cls, uri: str, busy_timeout: float = 5.0) -> SQLiteStorage:
-        return cls(path_from_uri(uri), busy_timeout)
+    def from_uri(cls, uri: str, settings: StorageSettings) -> SQLiteStorage:
+        return cls(path_from_uri(uri), settings.busy_timeout)
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(
@@ -576,6 +577,9 @@ class SQLiteStorage:
         except sqlite3.Error:
             return False
         return True
+
+    async def status(self) -> StoreStatus:
+        return StoreStatus(reachable=await self.ping())
 
     async def collect_garbage(self, now: float) -> int:
         removed = 0

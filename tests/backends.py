@@ -6,8 +6,10 @@ The machine's shared services are used with a unique key prefix (Redis) or schem
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
+from pathlib import Path
 from urllib.parse import urlencode
 
 import asyncpg
@@ -50,3 +52,34 @@ async def drop_postgres_schema(schema: str, base: str = POSTGRES_DSN) -> None:
         await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     finally:
         await connection.close()
+
+
+STORE_KINDS = tuple(
+    kind.strip()
+    for kind in os.environ.get("TIDINGS_TEST_STORES", "sqlite,redis,postgres").split(",")
+    if kind.strip()
+)
+"""The stores every server-level test runs against (narrow it for a quick local run)."""
+
+
+class StoreNamespace:
+    """A fresh, empty namespace in one backend, named by a store URI."""
+
+    def __init__(self, kind: str, data_dir: Path) -> None:
+        self.kind = kind
+        self._name = unique_name(kind[0])
+        if kind == "sqlite":
+            self.uri = f"sqlite:///{data_dir / 'tidings.db'}"
+        elif kind == "redis":
+            self.uri = redis_store_uri(self._name)
+        elif kind == "postgres":
+            self.uri = postgres_store_uri(self._name)
+        else:
+            raise ValueError(f"unknown store kind {kind!r}")
+
+    def drop(self) -> None:
+        """Remove everything the namespace holds."""
+        if self.kind == "redis":
+            asyncio.run(drop_redis_prefix(self._name))
+        elif self.kind == "postgres":
+            asyncio.run(drop_postgres_schema(self._name))

@@ -1,25 +1,39 @@
-"""Shared fixtures: a real server process per test session (per xdist worker)."""
+"""Shared fixtures: real server processes, one per store kind and test session.
+
+Every test that uses ``server``, ``api`` or ``make_server`` runs once per store in
+``tests.backends.STORE_KINDS`` (SQLite, Redis, PostgreSQL), each server in a namespace
+of its own that is removed afterwards.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.backends import STORE_KINDS, StoreNamespace
 from tests.redis_cluster import RedisCluster
 from tests.server import TidingsServer
 
 
+@pytest.fixture(scope="session", params=STORE_KINDS)
+def store_kind(request: pytest.FixtureRequest) -> str:
+    kind: str = request.param
+    return kind
+
+
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TidingsServer]:
-    """The default server: embedded store, default limits, admin mode on."""
-    srv = TidingsServer(
-        tmp_path_factory.mktemp("server"), env={"TIDINGS_ADMIN_MODE": "true"}
-    ).start()
+def server(store_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TidingsServer]:
+    """The default server: default limits, admin mode on."""
+    data_dir = tmp_path_factory.mktemp(f"server-{store_kind}")
+    namespace = StoreNamespace(store_kind, data_dir)
+    srv = TidingsServer(data_dir, env={"TIDINGS_ADMIN_MODE": "true"}, store_uri=namespace.uri)
+    srv.start()
     yield srv
     srv.stop()
+    namespace.drop()
 
 
 @pytest.fixture
@@ -30,18 +44,39 @@ def api(server: TidingsServer) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture
-def make_server(tmp_path: Path) -> Iterator[type[TidingsServer]]:
-    """Start extra servers with their own settings; all are stopped after the test."""
+def make_server(store_kind: str, tmp_path: Path) -> Iterator[type[TidingsServer]]:
+    """Start extra servers with their own settings on the same kind of store.
+
+    Each gets a fresh namespace unless ``store_uri`` is given; all are stopped and their
+    namespaces dropped after the test.
+    """
     started: list[TidingsServer] = []
+    namespaces: list[StoreNamespace] = []
 
     class _Server(TidingsServer):
+        def __init__(
+            self,
+            data_dir: Path,
+            env: Mapping[str, str] | None = None,
+            workers: int = 1,
+            store_uri: str | None = None,
+        ) -> None:
+            if store_uri is None:
+                namespace = StoreNamespace(store_kind, data_dir)
+                namespaces.append(namespace)
+                store_uri = namespace.uri
+            super().__init__(data_dir, env=env, workers=workers, store_uri=store_uri)
+
         def start(self) -> TidingsServer:
             started.append(self)
-            return super().start()
+            super().start()
+            return self
 
     yield _Server
     for srv in started:
         srv.stop()
+    for namespace in namespaces:
+        namespace.drop()
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 """Core throughput/latency benchmark for Tidings, with an in-run HTTP-stack ceiling.
 
-Starts ``tidings serve`` over a fresh SQLite file in a temporary directory, plus a
+Starts ``tidings serve`` over a fresh store for each of ``--stores`` (SQLite file,
+private Redis with AOF ``appendfsync always``, PostgreSQL schema), plus a
 trivial Falcon ASGI app on the same server stack (uvicorn + uvloop + httptools, same
 worker count) as the "ceiling", then drives both from this process with an asyncio
 aiohttp client at each concurrency:
@@ -12,7 +13,11 @@ aiohttp client at each concurrency:
                (DELETE .../messages?ids=a,b,...&claim_ids=c); drains the ``post-10``
                queue, so that phase doubles as the pre-fill.
 
-Run:  /work/venv/bin/python benchmarks/bench_core.py [--quick] [--json out.json]
+After the phases, ``footprint`` posts 20,000 more messages and reports the storage they
+take per message (Redis memory, PostgreSQL rows and bytes, SQLite file growth).
+
+Run:  /work/venv/bin/python benchmarks/bench_core.py [--stores sqlite,redis,postgres]
+      [--quick] [--json out.json]
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from loadgen import (
     run_phase,
 )
 from servers import ServerProcess, TreeSampler, ceiling_server, tidings_server
+from stores import STORES, BenchStore, Footprint, bench_store
 
 MIB = 1024 * 1024
 FULL: dict[str, Any] = {
@@ -72,6 +78,7 @@ class PhaseResult:
     steal_pct: float = 0.0
     ops: dict[str, dict[str, float]] = field(default_factory=dict)
     drained: bool = False
+    store: str = "sqlite"
 
 
 def machine_info() -> dict[str, Any]:
@@ -220,11 +227,23 @@ async def run_all(
     return results
 
 
+async def fill_for_footprint(args: argparse.Namespace, tidings: ServerProcess) -> int:
+    """Post ``--footprint-messages`` messages in batches of 10; returns how many stored."""
+    headers = {"Client-ID": str(uuid.uuid4()), "X-Project-ID": "bench-footprint",
+               "Content-Type": "application/json"}
+    ten = message_payload(10, ttl=args.message_ttl)
+    run = await run_phase(
+        headers, 16, 600.0, args.footprint_messages // 10,
+        post_step(f"{tidings.url}/v2/queues/footprint/messages", ten, 10), warmup=0.0,
+    )
+    return run.recorder.messages
+
+
 def markdown(results: list[PhaseResult], meta: dict[str, Any]) -> str:
     lines = [
-        "| conc. | phase | target | requests | req/s | msgs/s | p50 ms | p99 ms | errors "
+        "| store | conc. | phase | target | requests | req/s | msgs/s | p50 ms | p99 ms | errors "
         "| server CPU | client CPU | machine CPU | server RSS MiB |",
-        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         errors = str(r.error_count)
@@ -234,7 +253,8 @@ def markdown(results: list[PhaseResult], meta: dict[str, Any]) -> str:
         if r.drained:
             msgs += " (drained)"
         lines.append(
-            f"| {r.concurrency} | {r.phase} | {r.target} | {r.requests:,} | {r.req_per_s:,.0f} "
+            f"| {r.store} | {r.concurrency} | {r.phase} | {r.target} | {r.requests:,} "
+            f"| {r.req_per_s:,.0f} "
             f"| {msgs} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | {errors} "
             f"| {r.server_cpu_pct:.0f}% | {r.client_cpu_pct:.0f}% | {r.machine_cpu_pct:.0f}% "
             f"| {r.server_peak_rss_mib:.0f} |"
@@ -242,41 +262,71 @@ def markdown(results: list[PhaseResult], meta: dict[str, Any]) -> str:
     consume = [r for r in results if r.phase == "consume" and r.ops]
     if consume:
         lines += ["", "Consume phase per operation:", "",
-                  "| conc. | claim p50 ms | claim p99 ms | delete p50 ms | delete p99 ms |",
-                  "|---:|---:|---:|---:|---:|"]
+                  "| store | conc. | claim p50 ms | claim p99 ms | delete p50 ms | delete p99 ms |",
+                  "|---|---:|---:|---:|---:|---:|"]
         for r in consume:
             claim, delete = r.ops.get("claim", {}), r.ops.get("delete", {})
             lines.append(
-                f"| {r.concurrency} | {claim.get('p50_ms', 0):.1f} | {claim.get('p99_ms', 0):.1f} "
+                f"| {r.store} | {r.concurrency} "
+                f"| {claim.get('p50_ms', 0):.1f} | {claim.get('p99_ms', 0):.1f} "
                 f"| {delete.get('p50_ms', 0):.1f} | {delete.get('p99_ms', 0):.1f} |"
             )
-    ceilings = {r.concurrency: r for r in results if r.phase == "ceiling"}
+    ceilings = {(r.store, r.concurrency): r for r in results if r.phase == "ceiling"}
     if ceilings:
         lines += ["", "Single-message posts against the ceiling (target ≥ 40%):", "",
-                  "| conc. | post-1 req/s | ceiling req/s | % of ceiling "
+                  "| store | conc. | post-1 req/s | ceiling req/s | % of ceiling "
                   "| server CPU µs/req post-1 | ceiling | CPU-efficiency % |",
-                  "|---:|---:|---:|---:|---:|---:|---:|"]
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for r in results:
-            if r.phase == "post-1" and r.concurrency in ceilings:
-                top = ceilings[r.concurrency]
+            if r.phase == "post-1" and (r.store, r.concurrency) in ceilings:
+                top = ceilings[(r.store, r.concurrency)]
                 pct = 100 * r.req_per_s / top.req_per_s if top.req_per_s else 0.0
                 us = r.server_us_per_req
                 eff = 100 * top.server_us_per_req / us if us else 0.0
                 lines.append(
-                    f"| {r.concurrency} | {r.req_per_s:,.0f} | {top.req_per_s:,.0f} | {pct:.0f}% "
+                    f"| {r.store} | {r.concurrency} | {r.req_per_s:,.0f} | {top.req_per_s:,.0f} "
+                    f"| {pct:.0f}% "
                     f"| {r.server_us_per_req:.0f} | {top.server_us_per_req:.0f} | {eff:.0f}% |"
                 )
+    lines += side_by_side(results)
+    footprints: dict[str, dict[str, Any]] = meta.get("footprint", {})
+    if footprints:
+        lines += ["", "Storage per message (~90-byte bodies posted in batches of 10):", "",
+                  "| store | messages | bytes | bytes/message | how measured |",
+                  "|---|---:|---:|---:|---|"]
+        for kind, f in footprints.items():
+            lines.append(f"| {kind} | {f['messages']:,} | {f['bytes_total']:,} "
+                         f"| {f['bytes_per_message']:,.0f} | {f['detail']} |")
     lines += [
         "",
         f"CPU columns: 100% = one core; the machine has {meta['machine']['nproc']} "
         "(machine CPU = all processes, all cores). CPU-efficiency = ceiling server CPU per "
         "request / Tidings server CPU per request (independent of the load generator).",
         "",
-        f"Peak RSS of the Tidings server process tree over the run: "
-        f"{meta['tidings_peak_rss_mib']:.1f} MiB "
-        f"({meta['workers']} worker(s); ceiling app: {meta['ceiling_peak_rss_mib']:.1f} MiB).",
+        "Peak RSS of the Tidings server process tree over each store's run: "
+        + ", ".join(f"{k} {v:.1f} MiB" for k, v in meta["tidings_peak_rss_mib"].items())
+        + f" ({meta['workers']} worker(s); ceiling app: {meta['ceiling_peak_rss_mib']:.1f} MiB).",
     ]
     return "\n".join(lines)
+
+
+def side_by_side(results: list[PhaseResult]) -> list[str]:
+    """msgs/s and p50/p99 of every phase, one column per store."""
+    stores = list(dict.fromkeys(r.store for r in results))
+    if len(stores) < 2:
+        return []
+    cell = {(r.store, r.concurrency, r.phase): r for r in results}
+    rows = list(dict.fromkeys((r.concurrency, r.phase) for r in results if r.phase != "ceiling"))
+    lines = ["", "Side by side (messages/s, p50 / p99 ms):", "",
+             "| conc. | phase | " + " | ".join(stores) + " |",
+             "|---:|---|" + "---:|" * len(stores)]
+    for concurrency, phase in rows:
+        cells = []
+        for store in stores:
+            r = cell.get((store, concurrency, phase))
+            cells.append(f"{r.msgs_per_s:,.0f} ({r.p50_ms:.1f} / {r.p99_ms:.1f})" if r else "—")
+        lines.append(f"| {concurrency} | {phase} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -293,6 +343,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="server worker processes, for Tidings and the ceiling (default 1)")
     parser.add_argument("--message-ttl", type=int, default=300)
     parser.add_argument("--no-ceiling", action="store_true", help="skip the ceiling app")
+    parser.add_argument("--stores", default="sqlite",
+                        help=f"comma-separated stores to run over (default sqlite; any of "
+                             f"{','.join(STORES)})")
+    parser.add_argument("--footprint-messages", type=int, default=20_000,
+                        help="messages posted to measure storage per message (0: skip)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: concurrency 8, 1 s phases, short warm-up "
                              "(explicit options still win)")
@@ -305,6 +360,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if getattr(args, name) is None:
             setattr(args, name, value)
     args.concurrency = [int(c) for c in str(args.concurrency).split(",") if c.strip()]
+    args.stores = [s.strip() for s in args.stores.split(",") if s.strip()]
+    if not set(args.stores) <= set(STORES):
+        parser.error(f"--stores takes {', '.join(STORES)}")
     if not args.concurrency or min(args.concurrency) < 1:
         parser.error("--concurrency needs positive integers")
     return args
@@ -318,23 +376,14 @@ def _event_loop_runner() -> Any:
     return uvloop.run
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    data_dir = Path(tempfile.mkdtemp(prefix="tidings-bench-", dir=args.tmp_dir))
-    meta: dict[str, Any] = {
-        "machine": machine_info(),
-        "workers": args.workers,
-        "duration_s": args.duration,
-        "warmup_s": args.warmup,
-        "concurrency": args.concurrency,
-        "consume_mode": "claim limit=10, then bulk DELETE ?ids=...&claim_ids=<claim>",
-        "data_dir": str(data_dir),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    print(f"data dir: {data_dir}", file=sys.stderr)
-    tidings = tidings_server(data_dir, args.workers)
-    ceiling = None if args.no_ceiling else ceiling_server(data_dir, args.workers)
+def run_store(
+    args: argparse.Namespace, store: BenchStore, meta: dict[str, Any]
+) -> tuple[list[PhaseResult], str]:
+    """Every phase over one store; returns the results and the server's log worth showing."""
+    tidings = tidings_server(store.data_dir, args.workers, store.uri)
+    ceiling = None if args.no_ceiling else ceiling_server(store.data_dir, args.workers)
     samplers: list[TreeSampler] = []
+    run = _event_loop_runner()
     try:
         tidings.start()
         t_sampler = TreeSampler(tidings.pid).start()
@@ -344,28 +393,63 @@ def main(argv: list[str] | None = None) -> int:
             ceiling.start()
             c_sampler = TreeSampler(ceiling.pid).start()
             samplers.append(c_sampler)
-        results = _event_loop_runner()(run_all(args, tidings, ceiling, t_sampler, c_sampler))
-        meta["tidings_peak_rss_mib"] = t_sampler.peak_rss / MIB
-        meta["ceiling_peak_rss_mib"] = c_sampler.peak_rss / MIB if c_sampler else 0.0
-        meta["db_size_mib"] = sum(
-            p.stat().st_size for p in data_dir.glob("tidings.db*")
-        ) / MIB
+        results = run(run_all(args, tidings, ceiling, t_sampler, c_sampler))
+        if args.footprint_messages:
+            store.mark_baseline()
+            stored = run(fill_for_footprint(args, tidings))
+            footprint: Footprint = store.footprint(stored)
+            meta.setdefault("footprint", {})[store.kind] = {
+                **asdict(footprint), "bytes_per_message": footprint.bytes_per_message
+            }
+        meta.setdefault("tidings_peak_rss_mib", {})[store.kind] = t_sampler.peak_rss / MIB
+        meta["ceiling_peak_rss_mib"] = max(
+            meta.get("ceiling_peak_rss_mib", 0.0), c_sampler.peak_rss / MIB if c_sampler else 0.0
+        )
     finally:
         for sampler in samplers:
             sampler.stop()
         tidings.stop()
         if ceiling is not None:
             ceiling.stop()
-        # Anything beyond the start-up banner (warnings, tracebacks) is worth showing.
-        server_log = "\n".join(
-            line for line in tidings.log().splitlines() if " serving on " not in line
-        ).strip()
+    for r in results:
+        r.store = store.kind
+    # Anything beyond the start-up banner (warnings, tracebacks) is worth showing.
+    server_log = "\n".join(
+        line for line in tidings.log().splitlines() if " serving on " not in line
+    ).strip()
+    return results, server_log
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    data_dir = Path(tempfile.mkdtemp(prefix="tidings-bench-", dir=args.tmp_dir))
+    meta: dict[str, Any] = {
+        "machine": machine_info(),
+        "workers": args.workers,
+        "duration_s": args.duration,
+        "warmup_s": args.warmup,
+        "concurrency": args.concurrency,
+        "stores": args.stores,
+        "consume_mode": "claim limit=10, then bulk DELETE ?ids=...&claim_ids=<claim>",
+        "data_dir": str(data_dir),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    print(f"data dir: {data_dir}", file=sys.stderr)
+    results: list[PhaseResult] = []
+    logs: dict[str, str] = {}
+    try:
+        for kind in args.stores:
+            print(f"store: {kind}", file=sys.stderr)
+            with bench_store(kind, data_dir / kind) as store:
+                store_results, logs[kind] = run_store(args, store, meta)
+            results += store_results
+    finally:
         if not args.keep:
             shutil.rmtree(data_dir, ignore_errors=True)
-    table = markdown(results, meta)
-    print(table)
-    if server_log:
-        print("\nTidings server log (tail):\n" + server_log, file=sys.stderr)
+    print(markdown(results, meta))
+    for kind, log in logs.items():
+        if log:
+            print(f"\nTidings server log over {kind} (tail):\n{log}", file=sys.stderr)
     if args.json:
         Path(args.json).write_text(
             json.dumps({"meta": meta, "results": [asdict(r) for r in results]}, indent=2) + "\n"

@@ -15,8 +15,8 @@ sys.path.insert(0, str(BENCH_DIR.parent))  # the server launcher is shared with 
 from tests.server import ServerProcess, TidingsServer, free_port  # noqa: E402
 
 
-def tidings_server(data_dir: Path, workers: int) -> ServerProcess:
-    return TidingsServer(data_dir, workers=workers)
+def tidings_server(data_dir: Path, workers: int, store_uri: str) -> ServerProcess:
+    return TidingsServer(data_dir, workers=workers, store_uri=store_uri)
 
 
 def ceiling_server(data_dir: Path, workers: int) -> ServerProcess:

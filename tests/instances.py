@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import IO
 
 from tests.server import free_port
 
@@ -39,6 +40,7 @@ class RedisInstance:
         self.appendonly = appendonly
         self.appendfsync = appendfsync
         self.process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -50,8 +52,9 @@ class RedisInstance:
                 "--dir", str(self.data_dir), "--save", "", "--daemonize", "no",
                 "--appendonly", "yes" if self.appendonly else "no",
                 "--appendfsync", self.appendfsync]
-        log = open(self.data_dir / "redis.log", "ab")  # noqa: SIM115 - lives with the process
-        self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        self._close_log()
+        self._log = open(self.data_dir / "redis.log", "ab")  # noqa: SIM115 - closed in _reap
+        self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT)
         _wait_until(self._answers, f"redis on port {self.port}")
         return self
 
@@ -65,7 +68,7 @@ class RedisInstance:
         if self.process is not None:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(timeout=15)
-            self.process = None
+        self._reap()
 
     def stop(self) -> None:
         if self.process is not None:
@@ -74,7 +77,16 @@ class RedisInstance:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.kill()
-            self.process = None
+        self._reap()
+
+    def _reap(self) -> None:
+        self.process = None
+        self._close_log()
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
 
 def _pg_bin(name: str) -> str:

@@ -54,6 +54,18 @@ def build_app(settings: Settings) -> falcon.asgi.App[falcon.asgi.Request, falcon
     return build_http_app(services, extra_middleware=[Lifecycle(services)])
 
 
+def configure_logging(level: str) -> None:
+    """Our own loggers print with their level and name (uvicorn configures only its own)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("tidings")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    root.propagate = False
+
+
 def create_app() -> falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]:
     """Factory for ASGI servers: settings come from TIDINGS_CONFIG and TIDINGS_* variables."""
-    return build_app(load_settings())
+    settings = load_settings()
+    configure_logging(settings.server.log_level)
+    return build_app(settings)

@@ -8,11 +8,17 @@ from typing import Any
 import falcon.asgi
 
 from tidings.config import TransportSettings
-from tidings.errors import HeaderError, NotAcceptable
+from tidings.errors import (
+    HeaderError,
+    InvalidParameter,
+    InvalidQueueIdentification,
+    NotAcceptable,
+)
 from tidings.ids import new_id
 from tidings.ops.context import Caller
 
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
+ID_PARAMETERS = frozenset({"ids", "claim_id", "claim_ids"})
 
 
 def _client_id(raw: str | None, limits: TransportSettings) -> str:
@@ -52,6 +58,18 @@ def _roles(raw: str | None) -> frozenset[str]:
     return frozenset(role.strip().lower() for role in raw.split(",") if role.strip())
 
 
+def _refuse_nul_characters(req: falcon.asgi.Request, project: str) -> None:
+    # No store keeps NUL in text (PostgreSQL refuses it); it is never meaningful here.
+    if "\x00" in project:
+        raise InvalidQueueIdentification()
+    for name, value in req.params.items():
+        if name in ID_PARAMETERS:
+            continue  # ids that are not UUIDs simply match nothing
+        values = value if isinstance(value, list) else [value]
+        if any("\x00" in v for v in values):
+            raise InvalidParameter(f'The "{name}" parameter is invalid.')
+
+
 class RequestChecks:
     """Validates headers after routing, so unknown paths and methods stay 404/405."""
 
@@ -84,6 +102,7 @@ class RequestChecks:
             raise NotAcceptable()
         client_id = _client_id(req.get_header("Client-ID"), self._limits)
         project = _project(req.get_header("X-Project-ID"))
+        _refuse_nul_characters(req, project)
         req.context.caller = Caller(
             project=project, client_id=client_id, roles=_roles(req.get_header("X-Roles"))
         )

@@ -1,0 +1,584 @@
+"""The PostgreSQL store: any number of nodes share one database.
+
+Every multi-step change runs in one transaction; claims lock rows with
+``FOR UPDATE SKIP LOCKED`` so concurrent claimers never share a message nor wait for
+each other. Decisions about claims and deletes come from ``storage.rules``.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import msgspec
+
+from tidings.config import StorageSettings
+from tidings.errors import UnableToDelete
+from tidings.ids import new_id, new_ids
+from tidings.model import (
+    Claim,
+    ClaimRequest,
+    ClaimResult,
+    Message,
+    MessageSummary,
+    NewMessage,
+    QueueRecord,
+    QueueStats,
+)
+from tidings.storage import rules
+from tidings.storage.base import PreparePost, StoreStatus
+from tidings.storage.postgres.database import (
+    SINGLE,
+    SNAPSHOT,
+    WRITE,
+    Connection,
+    Database,
+    Row,
+    parse_uri,
+)
+from tidings.storage.sql import load_queries
+
+Q = load_queries(__package__ or "tidings.storage.postgres", "queries.sql")
+
+GC_CHUNK = 1000
+# Bounds one collect_garbage call; whatever is left goes at the next run.
+GC_MAX_CHUNKS = 1000
+# Queue pages filtered by metadata read this many rows per query.
+QUEUE_SCAN_CHUNK = 100
+END_OF_QUEUE = 2**63 - 1
+_MARKER = re.compile(r"[0-9]{1,19}")
+
+_json_encode = msgspec.json.encode
+_json_decode = msgspec.json.decode
+
+
+def _message(row: Row) -> Message:
+    (
+        seq,
+        mid,
+        body,
+        ttl,
+        created,
+        expires,
+        client_id,
+        claim_id,
+        claim_expires,
+        claim_count,
+        delay_until,
+    ) = row
+    return Message(
+        id=mid,
+        marker=str(seq),
+        body=bytes(body),
+        ttl=ttl,
+        created=created,
+        expires=expires,
+        client_id=client_id,
+        claim_id=claim_id,
+        claim_expires=claim_expires,
+        claim_count=claim_count,
+        delay_until=delay_until,
+    )
+
+
+def _marker_seq(marker: str | None) -> int:
+    # Markers are the sequence numbers we hand out; a foreign one matches nothing after
+    # it (as in Zaqar, an unknown marker yields an empty page).
+    if marker is None:
+        return 0
+    if not _MARKER.fullmatch(marker):
+        return END_OF_QUEUE
+    return min(int(marker), END_OF_QUEUE)
+
+
+def _is_uuid(value: str) -> bool:
+    # Only the canonical form we hand out names a row; anything else matches nothing
+    # (and must not reach a uuid parameter, where PostgreSQL would reject it).
+    try:
+        return str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
+
+
+def _uuids(values: Iterable[str]) -> list[str]:
+    return [v for v in dict.fromkeys(values) if _is_uuid(v)]
+
+
+def _seqs(messages: Iterable[Message]) -> list[int]:
+    return [int(m.marker) for m in messages]
+
+
+class _Base:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+
+async def _ensure_queue(connection: Connection, project: str, name: str, now: float) -> None:
+    await connection.execute(Q["queue_insert"], project, name, "{}", now)
+
+
+async def _delete_queue_contents(connection: Connection, project: str, name: str) -> None:
+    await connection.execute(Q["queue_delete_messages"], project, name)
+    await connection.execute(Q["queue_delete_claims"], project, name)
+
+
+def _matches(metadata: dict[str, Any], wanted: dict[str, Any] | None) -> bool:
+    return not wanted or all(
+        key in metadata and metadata[key] == value for key, value in wanted.items()
+    )
+
+
+class PostgresQueues(_Base):
+    async def create(self, project: str, name: str, metadata: dict[str, Any], now: float) -> bool:
+        encoded = _json_encode(metadata).decode()
+
+        async def work(connection: Connection) -> bool:
+            status = await connection.execute(Q["queue_insert"], project, name, encoded, now)
+            return status == "INSERT 0 1"
+
+        return await self._db.run(work, SINGLE)
+
+    async def get_metadata(self, project: str, name: str) -> dict[str, Any] | None:
+        async def work(connection: Connection) -> str | None:
+            raw = await connection.fetchval(Q["queue_metadata"], project, name)
+            return None if raw is None else str(raw)
+
+        raw = await self._db.run(work, SINGLE)
+        return None if raw is None else dict(_json_decode(raw))
+
+    async def set_metadata(self, project: str, name: str, metadata: dict[str, Any]) -> bool:
+        encoded = _json_encode(metadata).decode()
+
+        async def work(connection: Connection) -> bool:
+            status = await connection.execute(Q["queue_set_metadata"], project, name, encoded)
+            return status == "UPDATE 1"
+
+        return await self._db.run(work, SINGLE)
+
+    async def delete(self, project: str, name: str) -> None:
+        async def work(connection: Connection) -> None:
+            # The queue row first: a concurrent post (which share-locks it) then waits
+            # for the whole delete instead of adding messages half-way through it.
+            await connection.execute(Q["queue_delete"], project, name)
+            await _delete_queue_contents(connection, project, name)
+
+        await self._db.run(work, WRITE)
+
+    async def page(
+        self,
+        project: str,
+        *,
+        marker: str | None,
+        limit: int,
+        name_contains: str | None = None,
+        metadata_equals: dict[str, Any] | None = None,
+    ) -> list[QueueRecord]:
+        # Metadata filters are applied here, so read larger chunks until the page is full.
+        chunk = max(limit, QUEUE_SCAN_CHUNK) if metadata_equals else limit
+
+        async def work(connection: Connection) -> list[QueueRecord]:
+            found: list[QueueRecord] = []
+            after = marker or ""
+            while len(found) < limit:
+                rows = await connection.fetch(Q["queue_list"], project, after, chunk, name_contains)
+                for name, raw in rows:
+                    metadata = dict(_json_decode(raw))
+                    if _matches(metadata, metadata_equals) and len(found) < limit:
+                        found.append(QueueRecord(name=name, metadata=metadata))
+                if len(rows) < chunk:
+                    break
+                after = rows[-1][0]
+            return found
+
+        return await self._db.run(work, SNAPSHOT)
+
+    async def count(self, project: str) -> int:
+        async def work(connection: Connection) -> int:
+            return int(await connection.fetchval(Q["queue_count"], project))
+
+        return await self._db.run(work, SINGLE)
+
+    async def stats(self, project: str, name: str, now: float) -> QueueStats:
+        async def work(connection: Connection) -> QueueStats:
+            counts = await connection.fetchrow(Q["queue_counts"], project, name, now)
+            total, claimed = counts if counts is not None else (0, 0)
+            if not total:
+                return QueueStats(total=0, claimed=0)
+            oldest = await connection.fetchrow(Q["queue_oldest"], project, name, now)
+            newest = await connection.fetchrow(Q["queue_newest"], project, name, now)
+            return QueueStats(
+                total=total,
+                claimed=claimed,
+                oldest=MessageSummary(id=oldest[0], created=oldest[1]) if oldest else None,
+                newest=MessageSummary(id=newest[0], created=newest[1]) if newest else None,
+            )
+
+        return await self._db.run(work, SNAPSHOT)  # one snapshot for counts and ends
+
+    async def purge_messages(self, project: str, name: str) -> None:
+        async def work(connection: Connection) -> None:
+            await connection.fetchval(Q["queue_lock"], project, name)
+            await _delete_queue_contents(connection, project, name)
+
+        await self._db.run(work, WRITE)
+
+
+async def _insert_batch(
+    connection: Connection,
+    project: str,
+    queue: str,
+    client_id: str,
+    messages: Sequence[NewMessage],
+    now: float,
+) -> list[str]:
+    ids = new_ids(len(messages))
+    await connection.execute(
+        Q["message_insert_batch"],
+        project,
+        queue,
+        client_id,
+        now,
+        ids,
+        [m.body for m in messages],
+        [m.ttl for m in messages],
+        [now + m.ttl for m in messages],
+        [now + m.delay if m.delay else 0.0 for m in messages],
+    )
+    return ids
+
+
+async def _claimable(
+    connection: Connection, project: str, queue: str, limit: int, now: float
+) -> list[Message]:
+    """Lock and return the oldest ``limit`` claimable messages nobody else has locked."""
+    lapsed = await connection.fetch(Q["message_claimable_lapsed"], project, queue, now, limit)
+    free = await connection.fetch(Q["message_claimable_free"], project, queue, now, limit)
+    # Both lists are in seq order; the surplus stays locked only until we commit.
+    merged = sorted((_message(r) for r in (*lapsed, *free)), key=lambda m: int(m.marker))
+    return merged[:limit]
+
+
+class PostgresMessages(_Base):
+    async def post(
+        self,
+        project: str,
+        queue: str,
+        prepare: PreparePost,
+        client_id: str,
+        now: float,
+    ) -> list[str]:
+        async def work(connection: Connection) -> list[str]:
+            raw = await connection.fetchval(Q["queue_metadata_for_post"], project, queue)
+            messages = prepare({} if raw is None else dict(_json_decode(raw)))
+            if raw is None:
+                await _ensure_queue(connection, project, queue, now)
+            if not messages:
+                return []
+            return await _insert_batch(connection, project, queue, client_id, messages, now)
+
+        return await self._db.run(work, WRITE)
+
+    async def page(
+        self,
+        project: str,
+        queue: str,
+        *,
+        marker: str | None,
+        limit: int,
+        exclude_client: str | None,
+        include_claimed: bool,
+        include_delayed: bool,
+        now: float,
+    ) -> list[Message]:
+        query = Q["message_list_all"] if include_claimed else Q["message_list_unclaimed"]
+        args = (project, queue, _marker_seq(marker), limit, now, exclude_client, include_delayed)
+
+        async def work(connection: Connection) -> list[Message]:
+            return [_message(r) for r in await connection.fetch(query, *args)]
+
+        return await self._db.run(work, SINGLE)
+
+    async def get(self, project: str, queue: str, ids: Sequence[str], now: float) -> list[Message]:
+        wanted = _uuids(ids)
+        if not wanted:
+            return []
+
+        async def work(connection: Connection) -> list[Message]:
+            rows = await connection.fetch(Q["message_by_ids"], project, queue, wanted, now)
+            return [_message(r) for r in rows]
+
+        return await self._db.run(work, SINGLE)
+
+    async def delete(
+        self, project: str, queue: str, message_id: str, claim_id: str | None, now: float
+    ) -> None:
+        if not _is_uuid(message_id):
+            return
+
+        async def work(connection: Connection) -> None:
+            rows = await connection.fetch(
+                Q["message_by_ids_for_update"], project, queue, [message_id], now
+            )
+            if not rows:
+                return
+            message = _message(rows[0])
+            live = claim_id is not None and await _claim_is_live(
+                connection, project, queue, claim_id, now
+            )
+            rules.check_delete(message, claim_id, live, now)
+            await connection.execute(Q["message_delete"], project, queue, [int(message.marker)])
+
+        await self._db.run(work, WRITE)
+
+    async def delete_many(
+        self,
+        project: str,
+        queue: str,
+        ids: Sequence[str],
+        claim_ids: Sequence[str] | None,
+        now: float,
+    ) -> None:
+        wanted = _uuids(ids)
+        if not wanted:
+            return
+
+        async def work(connection: Connection) -> None:
+            rows = await connection.fetch(
+                Q["message_by_ids_for_update"], project, queue, wanted, now
+            )
+            doomed = [_message(r) for r in rows]
+            if claim_ids is not None:
+                allowed = set(claim_ids)
+                for message in doomed:
+                    reason = rules.message_not_held(message, allowed, now)
+                    if reason:
+                        raise UnableToDelete(reason)
+            if doomed:
+                await connection.execute(Q["message_delete"], project, queue, _seqs(doomed))
+
+        await self._db.run(work, WRITE)
+
+    async def pop(self, project: str, queue: str, limit: int, now: float) -> list[Message]:
+        async def work(connection: Connection) -> list[Message]:
+            popped = await _claimable(connection, project, queue, limit, now)
+            if popped:
+                await connection.execute(Q["message_delete"], project, queue, _seqs(popped))
+            return popped
+
+        return await self._db.run(work, WRITE)
+
+
+async def _claim_is_live(
+    connection: Connection, project: str, queue: str, claim_id: str, now: float
+) -> bool:
+    if not _is_uuid(claim_id):
+        return False
+    row = await connection.fetchrow(Q["claim_get"], claim_id, project, queue, now)
+    return row is not None
+
+
+async def _move_to_dead_letter(
+    connection: Connection,
+    project: str,
+    queue: str,
+    message: Message,
+    dead_letter_queue: str,
+    message_ttl: int | None,
+    now: float,
+) -> None:
+    """Re-append the message at the tail of the dead-letter queue, unclaimed."""
+    await _ensure_queue(connection, project, dead_letter_queue, now)
+    await connection.execute(Q["message_delete"], project, queue, [int(message.marker)])
+    ttl = message_ttl if message_ttl else message.ttl
+    expires = now + message_ttl if message_ttl else message.expires
+    await connection.execute(
+        Q["message_insert"],
+        message.id,
+        project,
+        dead_letter_queue,
+        message.body,
+        message.client_id,
+        ttl,
+        message.created,
+        expires,
+        message.claim_count,
+    )
+
+
+def _claimed(
+    message: Message, claim_id: str, claim_expires: float, request: ClaimRequest
+) -> Message:
+    expires, ttl = rules.claimed_lifetime(
+        message.expires, message.ttl, claim_expires, request.ttl, request.grace
+    )
+    return msgspec.structs.replace(
+        message,
+        claim_id=claim_id,
+        claim_expires=claim_expires,
+        expires=expires,
+        ttl=ttl,
+        claim_count=message.claim_count + 1,
+    )
+
+
+class PostgresClaims(_Base):
+    async def create(
+        self, project: str, queue: str, request: ClaimRequest, now: float
+    ) -> ClaimResult | None:
+        claim_id = new_id()
+        claim_expires = now + request.ttl
+        dead_letter = request.dead_letter
+
+        async def work(connection: Connection) -> ClaimResult | None:
+            candidates = await _claimable(connection, project, queue, request.limit, now)
+            claimed: list[Message] = []
+            for message in candidates:
+                if dead_letter and message.claim_count >= dead_letter.max_claim_count:
+                    await _move_to_dead_letter(
+                        connection,
+                        project,
+                        queue,
+                        message,
+                        dead_letter.queue,
+                        dead_letter.message_ttl,
+                        now,
+                    )
+                    continue
+                claimed.append(_claimed(message, claim_id, claim_expires, request))
+            if not claimed:
+                return None
+            await connection.execute(
+                Q["message_claim"],
+                project,
+                queue,
+                claim_id,
+                claim_expires,
+                _seqs(claimed),
+                [m.expires for m in claimed],
+                [m.ttl for m in claimed],
+            )
+            await connection.execute(
+                Q["claim_insert"],
+                claim_id,
+                project,
+                queue,
+                request.ttl,
+                request.grace,
+                now,
+                claim_expires,
+            )
+            return ClaimResult(id=claim_id, messages=claimed)
+
+        return await self._db.run(work, WRITE)
+
+    async def get(self, project: str, queue: str, claim_id: str, now: float) -> Claim | None:
+        if not _is_uuid(claim_id):
+            return None
+        args = (claim_id, project, queue, now)
+
+        async def work(connection: Connection) -> Claim | None:
+            row = await connection.fetchrow(Q["claim_get"], *args)
+            if row is None:
+                return None
+            messages = [_message(r) for r in await connection.fetch(Q["claim_messages"], *args)]
+            cid, ttl, grace, updated, expires = row
+            return Claim(
+                id=cid, ttl=ttl, grace=grace, updated=updated, expires=expires, messages=messages
+            )
+
+        return await self._db.run(work, SNAPSHOT)
+
+    async def renew(
+        self, project: str, queue: str, claim_id: str, ttl: int, grace: int, now: float
+    ) -> bool:
+        if not _is_uuid(claim_id):
+            return False
+        claim_expires = now + ttl
+        args = (claim_id, project, queue, now)
+
+        async def work(connection: Connection) -> bool:
+            status = await connection.execute(Q["claim_renew"], *args, ttl, grace, claim_expires)
+            if status != "UPDATE 1":
+                return False
+            held = [
+                _message(r) for r in await connection.fetch(Q["claim_messages_for_update"], *args)
+            ]
+            lifetimes = [
+                rules.claimed_lifetime(m.expires, m.ttl, claim_expires, ttl, grace) for m in held
+            ]
+            await connection.execute(
+                Q["message_extend_claim"],
+                project,
+                queue,
+                claim_expires,
+                _seqs(held),
+                [expires for expires, _ in lifetimes],
+                [new_ttl for _, new_ttl in lifetimes],
+            )
+            return True
+
+        return await self._db.run(work, WRITE)
+
+    async def release(self, project: str, queue: str, claim_id: str, now: float) -> None:
+        if not _is_uuid(claim_id):
+            return
+        args = (claim_id, project, queue)
+
+        async def work(connection: Connection) -> None:
+            await connection.execute(Q["claim_delete"], *args)
+            await connection.execute(Q["claim_release_messages"], *args)
+
+        await self._db.run(work, WRITE)
+
+
+class PostgresStorage:
+    """Storage in one PostgreSQL schema; any number of nodes may share it."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self.queues = PostgresQueues(db)
+        self.messages = PostgresMessages(db)
+        self.claims = PostgresClaims(db)
+
+    @classmethod
+    def from_uri(cls, uri: str, settings: StorageSettings) -> PostgresStorage:
+        """``postgresql://user@host:port/db[?schema=NAME]`` (``postgres://`` too)."""
+        return cls(Database(parse_uri(uri), settings))
+
+    @property
+    def schema(self) -> str:
+        return self._db.target.schema
+
+    async def open(self) -> None:
+        await self._db.open()
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def upgrade(self) -> int:
+        """Apply pending schema migrations; returns the version reached."""
+        return await self._db.upgrade()
+
+    async def ping(self) -> bool:
+        return await self._db.ping()
+
+    async def status(self) -> StoreStatus:
+        return StoreStatus(reachable=await self.ping())
+
+    async def collect_garbage(self, now: float) -> int:
+        removed = 0
+        for query in (Q["gc_messages"], Q["gc_claims"]):
+            for _ in range(GC_MAX_CHUNKS):
+                affected = await self._gc_chunk(query, now)
+                removed += affected
+                if affected < GC_CHUNK:
+                    break
+        return removed
+
+    async def _gc_chunk(self, query: str, now: float) -> int:
+        async def work(connection: Connection) -> int:
+            return int(await connection.fetchval(query, now, GC_CHUNK))
+
+        return await self._db.run(work, WRITE)

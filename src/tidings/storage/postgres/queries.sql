@@ -1,0 +1,239 @@
+-- Named queries of the PostgreSQL driver; parameters are positional ($1, $2, ...).
+-- A message is claimed while claim_id IS NOT NULL AND claim_expires > now; a live
+-- message has expires > now; a delayed one has delay_until > now. "now" is always a
+-- parameter ($n), never now(): the caller owns the clock.
+-- Message rows are always selected as:
+--   seq, id, body, ttl, created, expires, client_id, claim_id, claim_expires,
+--   claim_count, delay_until
+
+-- name: queue_insert
+INSERT INTO queues (project, name, metadata, created)
+VALUES ($1, $2, $3, $4)
+ON CONFLICT (project, name) DO NOTHING;
+
+-- name: queue_metadata
+SELECT metadata FROM queues WHERE project = $1 AND name = $2;
+
+-- Posting reads the metadata under a share lock: a concurrent metadata change or
+-- queue delete waits for the batch, and the batch is built from what is in force.
+-- name: queue_metadata_for_post
+SELECT metadata FROM queues WHERE project = $1 AND name = $2 FOR SHARE;
+
+-- name: queue_lock
+SELECT 1 FROM queues WHERE project = $1 AND name = $2 FOR UPDATE;
+
+-- name: queue_set_metadata
+UPDATE queues SET metadata = $3 WHERE project = $1 AND name = $2;
+
+-- name: queue_delete
+DELETE FROM queues WHERE project = $1 AND name = $2;
+
+-- name: queue_delete_messages
+DELETE FROM messages WHERE project = $1 AND queue = $2;
+
+-- name: queue_delete_claims
+DELETE FROM claims WHERE project = $1 AND queue = $2;
+
+-- name: queue_list
+SELECT name, metadata FROM queues
+WHERE project = $1
+  AND name > $2
+  AND ($4::text IS NULL OR strpos(name, $4::text) > 0)
+ORDER BY name
+LIMIT $3;
+
+-- name: queue_count
+SELECT count(*) FROM queues WHERE project = $1;
+
+-- name: queue_counts
+SELECT count(*), count(*) FILTER (WHERE claim_id IS NOT NULL AND claim_expires > $3)
+FROM messages
+WHERE project = $1 AND queue = $2 AND expires > $3;
+
+-- name: queue_oldest
+SELECT id::text, created FROM messages
+WHERE project = $1 AND queue = $2 AND expires > $3
+ORDER BY seq LIMIT 1;
+
+-- name: queue_newest
+SELECT id::text, created FROM messages
+WHERE project = $1 AND queue = $2 AND expires > $3
+ORDER BY seq DESC LIMIT 1;
+
+-- One statement for the whole batch; ORDER BY keeps the batch's order in seq.
+-- name: message_insert_batch
+INSERT INTO messages (id, project, queue, body, client_id, ttl, created, expires,
+                      delay_until, claim_count)
+SELECT b.id, $1, $2, b.body, $3, b.ttl, $4, b.expires, b.delay_until, 0
+FROM unnest($5::uuid[], $6::bytea[], $7::integer[], $8::float8[], $9::float8[])
+     WITH ORDINALITY AS b (id, body, ttl, expires, delay_until, position)
+ORDER BY b.position;
+
+-- name: message_insert
+INSERT INTO messages (id, project, queue, body, client_id, ttl, created, expires,
+                      delay_until, claim_count)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9);
+
+-- Listing that includes claimed messages walks the queue in post order.
+-- name: message_list_all
+SELECT seq, id::text, body, ttl, created, expires, client_id, claim_id::text,
+       claim_expires, claim_count, delay_until
+FROM messages
+WHERE project = $1 AND queue = $2 AND seq > $3
+  AND expires > $5
+  AND ($6::text IS NULL OR client_id <> $6::text)
+  AND ($7::boolean OR delay_until <= $5)
+ORDER BY seq
+LIMIT $4;
+
+-- Listing without claimed messages merges the free ones and those whose claim has
+-- lapsed, each read from its own partial index (see the migration).
+-- name: message_list_unclaimed
+SELECT * FROM (
+    (SELECT seq, id::text, body, ttl, created, expires, client_id, claim_id::text,
+            claim_expires, claim_count, delay_until
+     FROM messages
+     WHERE project = $1 AND queue = $2 AND claim_id IS NULL AND seq > $3
+       AND expires > $5
+       AND ($6::text IS NULL OR client_id <> $6::text)
+       AND ($7::boolean OR delay_until <= $5)
+     ORDER BY seq
+     LIMIT $4)
+    UNION ALL
+    (SELECT seq, id::text, body, ttl, created, expires, client_id, claim_id::text,
+            claim_expires, claim_count, delay_until
+     FROM messages
+     WHERE project = $1 AND queue = $2 AND claim_id IS NOT NULL AND claim_expires <= $5
+       AND seq > $3
+       AND expires > $5
+       AND ($6::text IS NULL OR client_id <> $6::text)
+       AND ($7::boolean OR delay_until <= $5)
+     ORDER BY seq
+     LIMIT $4)
+) AS page
+ORDER BY seq
+LIMIT $4;
+
+-- name: message_by_ids
+SELECT seq, id::text, body, ttl, created, expires, client_id, claim_id::text,
+       claim_expires, claim_count, delay_until
+FROM messages
+WHERE id = ANY($3::uuid[]) AND project = $1 AND queue = $2 AND expires > $4
+ORDER BY seq;
+
+-- Locks are taken in seq order everywhere, so multi-row changes never deadlock.
+-- name: message_by_ids_for_update
+SELECT seq, id::text, body, ttl, created, expires, client_id, claim_id::text,
+       claim_expires, claim_count, delay_until
+FROM messages
+WHERE id = ANY($3::uuid[]) AND project = $1 AND queue = $2 AND expires > $4
+ORDER BY seq
+FOR UPDATE;
+
+-- name: message_delete
+DELETE FROM messages WHERE project = $1 AND queue = $2 AND seq = ANY($3::bigint[]);
+
+-- Claimable = live, undelayed, and free or with a lapsed claim. SKIP LOCKED lets
+-- concurrent claimers on any node pass over each other's rows instead of waiting.
+-- name: message_claimable_free
+SELECT seq, id::text, body, ttl, created, expires, client_id, claim_id::text,
+       claim_expires, claim_count, delay_until
+FROM messages
+WHERE project = $1 AND queue = $2 AND claim_id IS NULL
+  AND expires > $3 AND delay_until <= $3
+ORDER BY seq
+LIMIT $4
+FOR UPDATE SKIP LOCKED;
+
+-- name: message_claimable_lapsed
+SELECT seq, id::text, body, ttl, created, expires, client_id, claim_id::text,
+       claim_expires, claim_count, delay_until
+FROM messages
+WHERE project = $1 AND queue = $2 AND claim_id IS NOT NULL AND claim_expires <= $3
+  AND expires > $3 AND delay_until <= $3
+ORDER BY seq
+LIMIT $4
+FOR UPDATE SKIP LOCKED;
+
+-- name: message_claim
+UPDATE messages AS m
+SET claim_id = $3, claim_expires = $4, claim_count = m.claim_count + 1,
+    expires = u.expires, ttl = u.ttl
+FROM unnest($5::bigint[], $6::float8[], $7::integer[]) AS u (seq, expires, ttl)
+WHERE m.project = $1 AND m.queue = $2 AND m.seq = u.seq;
+
+-- name: message_extend_claim
+UPDATE messages AS m
+SET claim_expires = $3, expires = u.expires, ttl = u.ttl
+FROM unnest($4::bigint[], $5::float8[], $6::integer[]) AS u (seq, expires, ttl)
+WHERE m.project = $1 AND m.queue = $2 AND m.seq = u.seq;
+
+-- name: claim_insert
+INSERT INTO claims (id, project, queue, ttl, grace, updated, expires)
+VALUES ($1, $2, $3, $4, $5, $6, $7);
+
+-- name: claim_get
+SELECT id::text, ttl, grace, updated, expires FROM claims
+WHERE id = $1 AND project = $2 AND queue = $3 AND expires > $4;
+
+-- name: claim_messages
+SELECT seq, id::text, body, ttl, created, expires, client_id, claim_id::text,
+       claim_expires, claim_count, delay_until
+FROM messages
+WHERE claim_id = $1 AND project = $2 AND queue = $3
+  AND claim_expires > $4 AND expires > $4
+ORDER BY seq;
+
+-- name: claim_messages_for_update
+SELECT seq, id::text, body, ttl, created, expires, client_id, claim_id::text,
+       claim_expires, claim_count, delay_until
+FROM messages
+WHERE claim_id = $1 AND project = $2 AND queue = $3
+  AND claim_expires > $4 AND expires > $4
+ORDER BY seq
+FOR UPDATE;
+
+-- The claim row is locked before its messages by renew and release alike.
+-- name: claim_renew
+UPDATE claims SET ttl = $5, grace = $6, updated = $4, expires = $7
+WHERE id = $1 AND project = $2 AND queue = $3 AND expires > $4;
+
+-- name: claim_delete
+DELETE FROM claims WHERE id = $1 AND project = $2 AND queue = $3;
+
+-- name: claim_release_messages
+UPDATE messages SET claim_id = NULL, claim_expires = 0
+WHERE project = $2 AND queue = $3 AND seq IN (
+    SELECT seq FROM messages
+    WHERE claim_id = $1 AND project = $2 AND queue = $3
+    ORDER BY seq
+    FOR UPDATE);
+
+-- Garbage collection works in bounded chunks so that no statement holds many locks
+-- for long; rows someone is working on are left for the next run.
+
+-- name: gc_messages
+WITH gone AS (
+    -- By ctid: the rows are locked, so their addresses hold until the delete.
+    DELETE FROM messages WHERE ctid = ANY(ARRAY(
+        SELECT ctid FROM messages WHERE expires <= $1
+        LIMIT $2
+        FOR UPDATE SKIP LOCKED))
+    RETURNING 1
+)
+SELECT count(*) FROM gone;
+
+-- A message's claim mark always names an existing claim row with the same expiry,
+-- so clearing the marks of the claims removed here leaves no lapsed mark behind.
+-- name: gc_claims
+WITH gone AS (
+    DELETE FROM claims WHERE id IN (
+        SELECT id FROM claims WHERE expires <= $1
+        LIMIT $2
+        FOR UPDATE SKIP LOCKED)
+    RETURNING id
+), unmarked AS (
+    UPDATE messages SET claim_id = NULL, claim_expires = 0
+    WHERE claim_id IN (SELECT id FROM gone)
+)
+SELECT count(*) FROM gone;

@@ -1,0 +1,1 @@
+"""The Redis store (standalone or cluster); Lua scripts live in ``lua/``."""

@@ -1,0 +1,157 @@
+"""Clients from URIs, bounded calls, and the Lua scripts loaded by name."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.commands.core import AsyncScript
+from redis.exceptions import RedisClusterException, RedisError
+
+from tidings.config import StorageSettings
+from tidings.errors import StorageError
+from tidings.storage.redis.keys import KeySpace
+
+T = TypeVar("T")
+Client = Redis | RedisCluster
+
+DEFAULT_PREFIX = "tidings"
+DEFAULT_PORT = 6379
+CLUSTER_SCHEMES = {"redis+cluster": False, "rediss+cluster": True}
+QUEUE_PRELUDE = "queue_lib"
+QUEUE_SCRIPTS = (
+    "post", "page", "get", "delete", "delete_many", "pop", "claim", "adopt",
+    "claim_get", "renew", "release", "stats", "gc", "purge",
+)  # fmt: skip
+CATALOG_SCRIPTS = ("catalog_create", "catalog_set", "catalog_delete", "catalog_page")
+
+
+def _lua(name: str) -> str:
+    return (
+        resources.files(__package__ or "tidings.storage.redis")
+        .joinpath("lua", f"{name}.lua")
+        .read_text(encoding="utf-8")
+    )
+
+
+def load_scripts() -> dict[str, str]:
+    """Script texts by name; per-queue scripts get the shared prelude in front."""
+    prelude = _lua(QUEUE_PRELUDE)
+    scripts = {name: prelude + _lua(name) for name in QUEUE_SCRIPTS}
+    scripts.update({name: _lua(name) for name in CATALOG_SCRIPTS})
+    return scripts
+
+
+SCRIPTS = load_scripts()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Target:
+    """What a store URI names: a client to build and the key prefix to use."""
+
+    url: str
+    prefix: str
+    cluster: bool
+    nodes: tuple[tuple[str, int], ...] = ()
+    ssl: bool = False
+    username: str | None = None
+    password: str | None = None
+
+
+def parse_uri(uri: str) -> Target:
+    """``redis://host:port/db``, ``rediss://``, ``redis+cluster://h:p,h:p``; ``?prefix=``."""
+    parts = urlsplit(uri)
+    scheme = parts.scheme.lower()
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    prefix = next((v for k, v in query if k == "prefix"), DEFAULT_PREFIX)
+    rest = urlencode([(k, v) for k, v in query if k != "prefix"])
+    if scheme in CLUSTER_SCHEMES:
+        credentials, _, hosts = parts.netloc.rpartition("@")
+        username, _, password = credentials.partition(":")
+        return Target(
+            url=uri,
+            prefix=prefix,
+            cluster=True,
+            nodes=tuple(_host_port(h) for h in hosts.split(",") if h),
+            ssl=CLUSTER_SCHEMES[scheme],
+            username=unquote(username) or None,
+            password=unquote(password) or None,
+        )
+    if scheme not in ("redis", "rediss"):
+        raise ValueError(f"not a Redis URI: {uri}")
+    url = urlunsplit((parts.scheme, parts.netloc, parts.path, rest, parts.fragment))
+    return Target(url=url, prefix=prefix, cluster=False)
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or host.endswith(":"):  # no port, or a bare IPv6 address
+        host, port = text, ""
+    return host.strip("[]"), int(port) if port else DEFAULT_PORT
+
+
+def make_client(target: Target, settings: StorageSettings) -> Client:
+    """A client that connects lazily, so building it never fails on a Redis that is down."""
+    timeout = settings.operation_timeout
+    # A few quick retries ride over a restart; the outer deadline still bounds the call.
+    retry = Retry(ExponentialBackoff(cap=timeout / 4, base=0.05), retries=2)
+    if target.cluster:
+        if not target.nodes:
+            raise ValueError(f"the cluster URI names no node: {target.url}")
+        return RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in target.nodes],
+            max_connections=settings.pool_size,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            ssl=target.ssl,
+            username=target.username,
+            password=target.password,
+            retry=retry,
+        )
+    pool = BlockingConnectionPool.from_url(
+        target.url,
+        max_connections=settings.pool_size,
+        timeout=timeout,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=retry,
+    )
+    return Redis.from_pool(pool)
+
+
+class Backend:
+    """A client, its scripts and key names; every call bounded and errors translated."""
+
+    def __init__(self, client: Client, keys: KeySpace, settings: StorageSettings) -> None:
+        self.client = client
+        self.keys = keys
+        self.timeout = settings.operation_timeout
+        # The cluster client fails (rather than waits) past max_connections per node, so
+        # keep at most pool_size calls in flight ourselves.
+        self._slots = asyncio.Semaphore(settings.pool_size)
+        self._scripts: dict[str, AsyncScript] = {
+            name: client.register_script(text) for name, text in SCRIPTS.items()
+        }
+
+    async def call(self, work: Callable[[], Awaitable[T]]) -> T:
+        """Run one Redis call within the operation timeout, as a StorageError on failure."""
+        try:
+            async with asyncio.timeout(self.timeout), self._slots:
+                return await work()
+        except TimeoutError as exc:
+            raise StorageError(f"Redis did not answer within {self.timeout:g} s") from exc
+        except (RedisError, RedisClusterException, OSError) as exc:
+            raise StorageError(f"Redis failed: {exc}") from exc
+
+    async def script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run a Lua script by name (EVALSHA; reloaded by itself after a restart)."""
+        script = self._scripts[name]
+        return await self.call(lambda: script(keys=list(keys), args=list(args)))

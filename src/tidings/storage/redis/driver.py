@@ -1,0 +1,521 @@
+"""The Redis store: queues, messages and claims kept atomic by Lua scripts.
+
+Layout (see ``keys.py`` and ``lua/queue_lib.lua``): each queue's keys share one hash
+tag, so every per-queue script touches one cluster slot; each project's catalog (queue
+names and metadata) has a hash tag of its own; a global set of projects lets garbage
+collection find every queue without scanning the keyspace. Expiry is decided by the
+scripts from the caller's ``now``, so nothing past its time is ever returned even when
+garbage collection never runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from tidings.config import StorageSettings
+from tidings.errors import StorageError, UnableToDelete
+from tidings.ids import new_id, new_ids
+from tidings.model import (
+    Claim,
+    ClaimRequest,
+    ClaimResult,
+    Message,
+    MessageSummary,
+    QueueRecord,
+    QueueStats,
+)
+from tidings.storage import rules
+from tidings.storage.base import PreparePost, StoreStatus
+from tidings.storage.redis.connection import Backend, make_client, parse_uri
+from tidings.storage.redis.keys import KeySpace
+
+log = logging.getLogger(__name__)
+
+# Candidates a script examines per call at most, so one call never stalls Redis.
+SCAN_FACTOR = 50
+SCAN_MIN = 1000
+CATALOG_SCAN = 1000
+GC_CHUNK = 500
+GC_MAX_ROUNDS = 1000
+# A dead-letter move whose second step has not happened after this long was cut short
+# (the process died): garbage collection replays it.
+OUTBOX_STALE_AFTER = 60.0
+MARKER_INTERVAL = 5.0
+
+_Record = tuple[str, int, str, int, float, float, str, str, float, int, float]
+_ClaimRecord = tuple[int, int, float, float, list[str]]
+_OutboxEntry = tuple[str, str, str, int, float, float, str, int, float]
+_decode_record = msgspec.msgpack.Decoder(_Record).decode
+_decode_claim = msgspec.msgpack.Decoder(_ClaimRecord).decode
+_decode_outbox = msgspec.msgpack.Decoder(_OutboxEntry).decode
+_json_encode = msgspec.json.encode
+_json_decode = msgspec.json.decode
+
+
+def _message(raw: bytes) -> Message:
+    try:
+        mid, seq, body, ttl, created, expires, client, claim, claim_exp, count, delay = (
+            _decode_record(raw)
+        )
+    except msgspec.DecodeError as exc:
+        raise StorageError(f"unreadable message record in Redis: {exc}") from exc
+    return Message(
+        id=mid,
+        marker=str(seq),
+        body=body.encode(),
+        ttl=ttl,
+        created=float(created),
+        expires=float(expires),
+        client_id=client,
+        claim_id=claim or None,
+        claim_expires=float(claim_exp),
+        claim_count=count,
+        delay_until=float(delay),
+    )
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _marker_seq(marker: str | None) -> str | None:
+    # Markers are the sequence numbers we hand out; a foreign one matches nothing after
+    # it (as in Zaqar, an unknown marker yields an empty page).
+    if marker is None:
+        return "0"
+    try:
+        return str(int(marker))
+    except ValueError:
+        return None
+
+
+def _scan_cap(limit: int) -> int:
+    return max(SCAN_MIN, limit * SCAN_FACTOR)
+
+
+def _well_formed(claim_id: str) -> bool:
+    try:
+        uuid.UUID(claim_id)
+    except ValueError:
+        return False
+    return True
+
+
+def _flag(value: bool) -> str:
+    return "1" if value else "0"
+
+
+def _matches(metadata: dict[str, Any], wanted: dict[str, Any] | None) -> bool:
+    return not wanted or all(
+        key in metadata and metadata[key] == value for key, value in wanted.items()
+    )
+
+
+class RedisQueues:
+    def __init__(self, backend: Backend) -> None:
+        self._b = backend
+
+    async def create(self, project: str, name: str, metadata: dict[str, Any], now: float) -> bool:
+        keys = self._b.keys
+        # Indexed before it exists, so garbage collection can never miss a queue.
+        await self._b.call(lambda: self._b.client.sadd(keys.projects, project))
+        created = await self._b.script(
+            "catalog_create", keys.catalog(project), [name, _json_encode(metadata)]
+        )
+        return bool(created)
+
+    async def get_metadata(self, project: str, name: str) -> dict[str, Any] | None:
+        key = self._b.keys.catalog(project)[1]
+        raw = await self._b.call(lambda: self._b.client.hget(key, name))
+        return None if raw is None else dict(_json_decode(raw))
+
+    async def set_metadata(self, project: str, name: str, metadata: dict[str, Any]) -> bool:
+        keys = self._b.keys.catalog(project)
+        return bool(await self._b.script("catalog_set", keys, [name, _json_encode(metadata)]))
+
+    async def delete(self, project: str, name: str) -> None:
+        await self._b.script("catalog_delete", self._b.keys.catalog(project), [name])
+        await self._b.script("purge", self._b.keys.queue(project, name), ["1"])
+
+    async def page(
+        self,
+        project: str,
+        *,
+        marker: str | None,
+        limit: int,
+        name_contains: str | None = None,
+        metadata_equals: dict[str, Any] | None = None,
+    ) -> list[QueueRecord]:
+        keys = self._b.keys.catalog(project)
+        found: list[QueueRecord] = []
+        cursor = marker or ""
+        # Metadata filters are applied here, so keep reading until full or exhausted.
+        while len(found) < limit:
+            reply = await self._b.script(
+                "catalog_page", keys, [cursor, limit, name_contains or "", CATALOG_SCAN]
+            )
+            for name, raw in zip(reply[1::2], reply[2::2], strict=True):
+                metadata = dict(_json_decode(raw))
+                if _matches(metadata, metadata_equals) and len(found) < limit:
+                    found.append(QueueRecord(name=name.decode(), metadata=metadata))
+            cursor = reply[0].decode()
+            if not cursor:
+                break
+        return found
+
+    async def count(self, project: str) -> int:
+        key = self._b.keys.catalog(project)[0]
+        return int(await self._b.call(lambda: self._b.client.zcard(key)))
+
+    async def stats(self, project: str, name: str, now: float) -> QueueStats:
+        total, claimed, oldest, newest = await self._b.script(
+            "stats", self._b.keys.queue(project, name), [now, SCAN_MIN]
+        )
+        return QueueStats(
+            total=int(total),
+            claimed=int(claimed),
+            oldest=_summary(oldest),
+            newest=_summary(newest),
+        )
+
+    async def purge_messages(self, project: str, name: str) -> None:
+        await self._b.script("purge", self._b.keys.queue(project, name), ["0"])
+
+
+def _summary(raw: bytes) -> MessageSummary | None:
+    if not raw:
+        return None
+    message = _message(raw)
+    return MessageSummary(id=message.id, created=message.created)
+
+
+class RedisMessages:
+    def __init__(self, backend: Backend, queues: RedisQueues) -> None:
+        self._b = backend
+        self._queues = queues
+
+    async def post(
+        self,
+        project: str,
+        queue: str,
+        prepare: PreparePost,
+        client_id: str,
+        now: float,
+    ) -> list[str]:
+        # The catalog lives in another slot than the queue, so this cannot be one
+        # script: prepare first (a refusal writes nothing), then create, then append.
+        metadata = await self._queues.get_metadata(project, queue)
+        messages = prepare({} if metadata is None else metadata)
+        if metadata is None:
+            await self._queues.create(project, queue, {}, now)
+        if not messages:
+            return []
+        ids = new_ids(len(messages))
+        args: list[Any] = [now, client_id]
+        for mid, message in zip(ids, messages, strict=True):
+            args += [mid, message.body, message.ttl, message.delay]
+        await self._b.script("post", self._b.keys.queue(project, queue), args)
+        return ids
+
+    async def page(
+        self,
+        project: str,
+        queue: str,
+        *,
+        marker: str | None,
+        limit: int,
+        exclude_client: str | None,
+        include_claimed: bool,
+        include_delayed: bool,
+        now: float,
+    ) -> list[Message]:
+        after = _marker_seq(marker)
+        if after is None:
+            return []
+        args = [
+            now, after, limit, _scan_cap(limit), exclude_client or "",
+            _flag(include_claimed), _flag(include_delayed),
+        ]  # fmt: skip
+        reply = await self._b.script("page", self._b.keys.queue(project, queue), args)
+        return [_message(raw) for raw in reply]
+
+    async def get(self, project: str, queue: str, ids: Sequence[str], now: float) -> list[Message]:
+        unique = list(dict.fromkeys(ids))
+        if not unique:
+            return []
+        reply = await self._b.script("get", self._b.keys.queue(project, queue), [now, *unique])
+        return [_message(raw) for raw in reply]
+
+    async def delete(
+        self, project: str, queue: str, message_id: str, claim_id: str | None, now: float
+    ) -> None:
+        malformed = claim_id is not None and not _well_formed(claim_id)
+        args = [now, message_id, _flag(claim_id is not None), claim_id or "", _flag(malformed)]
+        reply = await self._b.script("delete", self._b.keys.queue(project, queue), args)
+        if int(reply[0]) == 0:
+            return
+        # The script refused; the shared rules say why, from the same snapshot.
+        message, claim_is_live = _message(reply[1]), bool(int(reply[2]))
+        rules.check_delete(message, claim_id, claim_is_live, now)
+        raise StorageError("the Redis delete script refused a delete the rules allow")
+
+    async def delete_many(
+        self,
+        project: str,
+        queue: str,
+        ids: Sequence[str],
+        claim_ids: Sequence[str] | None,
+        now: float,
+    ) -> None:
+        unique = list(dict.fromkeys(ids))
+        if not unique:
+            return
+        allowed = list(claim_ids or [])
+        args = [now, _flag(claim_ids is not None), len(allowed), *allowed, *unique]
+        reply = await self._b.script("delete_many", self._b.keys.queue(project, queue), args)
+        if int(reply[0]) == 0:
+            return
+        reason = rules.message_not_held(_message(reply[1]), set(allowed), now)
+        if reason is None:
+            raise StorageError("the Redis delete script refused a delete the rules allow")
+        raise UnableToDelete(reason)
+
+    async def pop(self, project: str, queue: str, limit: int, now: float) -> list[Message]:
+        args = [now, limit, _scan_cap(limit)]
+        reply = await self._b.script("pop", self._b.keys.queue(project, queue), args)
+        return [_message(raw) for raw in reply]
+
+
+class RedisClaims:
+    def __init__(self, backend: Backend, queues: RedisQueues) -> None:
+        self._b = backend
+        self._queues = queues
+
+    async def create(
+        self, project: str, queue: str, request: ClaimRequest, now: float
+    ) -> ClaimResult | None:
+        claim_id = new_id()
+        policy = request.dead_letter
+        args = [
+            now, claim_id, request.ttl, request.grace, request.limit, _scan_cap(request.limit),
+            policy.max_claim_count if policy else 0,
+            policy.queue if policy else "",
+            (policy.message_ttl or 0) if policy else 0,
+        ]  # fmt: skip
+        claimed, moved = await self._b.script("claim", self._b.keys.queue(project, queue), args)
+        if moved:
+            await deliver_dead_letters(self._b, self._queues, project, queue, moved, now)
+        if not claimed:
+            return None
+        return ClaimResult(id=claim_id, messages=[_message(raw) for raw in claimed])
+
+    async def get(self, project: str, queue: str, claim_id: str, now: float) -> Claim | None:
+        reply = await self._b.script(
+            "claim_get", self._b.keys.queue(project, queue), [now, claim_id]
+        )
+        if not reply:
+            return None
+        ttl, grace, updated, expires, _ids = _decode_claim(reply[0])
+        return Claim(
+            id=claim_id,
+            ttl=ttl,
+            grace=grace,
+            updated=float(updated),
+            expires=float(expires),
+            messages=[_message(raw) for raw in reply[1]],
+        )
+
+    async def renew(
+        self, project: str, queue: str, claim_id: str, ttl: int, grace: int, now: float
+    ) -> bool:
+        keys = self._b.keys.queue(project, queue)
+        return bool(await self._b.script("renew", keys, [now, claim_id, ttl, grace]))
+
+    async def release(self, project: str, queue: str, claim_id: str, now: float) -> None:
+        await self._b.script("release", self._b.keys.queue(project, queue), [claim_id])
+
+
+async def deliver_dead_letters(
+    backend: Backend,
+    queues: RedisQueues,
+    project: str,
+    source: str,
+    entries: Sequence[bytes],
+    now: float,
+) -> None:
+    """Second step of a dead-letter move: append to the target queue, then ack.
+
+    The target queue is in another slot, so the claim script can only stage the moved
+    messages in the source queue's outbox. Appending is idempotent (by message id), so
+    a move cut short is replayed safely by garbage collection.
+    """
+    by_target: dict[str, list[bytes]] = {}
+    for entry in entries:
+        by_target.setdefault(_decode_outbox(entry)[0], []).append(entry)
+    for target, staged in by_target.items():
+        await queues.create(project, target, {}, now)
+        await backend.script("adopt", backend.keys.queue(project, target), staged)
+        await _ack_outbox(backend, project, source, [_decode_outbox(e)[1] for e in staged])
+
+
+async def _ack_outbox(backend: Backend, project: str, queue: str, ids: list[str]) -> None:
+    outbox = backend.keys.queue(project, queue)[6]
+    await backend.call(lambda: backend.client.hdel(outbox, *ids))
+
+
+class RedisStorage:
+    """Storage over a Redis server or cluster, all keys under ``<prefix>:``."""
+
+    def __init__(self, backend: Backend) -> None:
+        self._b = backend
+        self.queues = RedisQueues(backend)
+        self.messages = RedisMessages(backend, self.queues)
+        self.claims = RedisClaims(backend, self.queues)
+        self._instance = new_id()
+        self._marker_seen: bytes | None = None
+        self._problems: list[str] = []
+        self._watchdog: asyncio.Task[None] | None = None
+        self._marker_lock = asyncio.Lock()  # the watchdog and status() may race
+
+    @classmethod
+    def from_uri(cls, uri: str, settings: StorageSettings) -> RedisStorage:
+        target = parse_uri(uri)
+        client = make_client(target, settings)
+        return cls(Backend(client, KeySpace(target.prefix), settings))
+
+    async def open(self) -> None:
+        try:
+            await self._check_marker()
+        except StorageError as exc:
+            # Connections are made lazily and retried per call; serve 503s until it is up.
+            log.warning("Redis is not reachable yet (%s); will keep trying", exc)
+        self._watchdog = asyncio.create_task(self._watch(), name="tidings-redis-marker")
+
+    async def close(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
+            self._watchdog = None
+        with contextlib.suppress(Exception):
+            await self._b.client.aclose()
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._b.call(self._b.client.ping))
+        except StorageError:
+            return False
+
+    async def status(self) -> StoreStatus:
+        reachable = await self.ping()
+        if reachable:
+            with contextlib.suppress(StorageError):
+                await self._check_marker()
+        return StoreStatus(reachable=reachable, problems=list(self._problems))
+
+    async def collect_garbage(self, now: float) -> int:
+        removed = 0
+        for project in await self._projects():
+            low = "-"
+            while True:  # ends when the catalog is exhausted
+                names = await self._queue_names(project, low)
+                for name in names:
+                    removed += await self._collect_queue(project, name, now)
+                if len(names) < GC_CHUNK:
+                    break
+                low = f"({names[-1]}"
+        return removed
+
+    async def _projects(self) -> list[str]:
+        """Every indexed project, read in SSCAN chunks so Redis is never held long."""
+        projects: set[str] = set()
+        cursor = 0
+        while True:
+            cursor, chunk = await self._sscan_projects(cursor)
+            projects.update(chunk)
+            if cursor == 0:
+                return sorted(projects)
+
+    async def _sscan_projects(self, cursor: int) -> tuple[int, list[str]]:
+        key = self._b.keys.projects
+        after, chunk = await self._b.call(lambda: self._b.client.sscan(key, cursor, count=GC_CHUNK))
+        return int(after), [_text(p) for p in chunk]
+
+    async def _queue_names(self, project: str, low: str) -> list[str]:
+        key = self._b.keys.catalog(project)[0]
+        names = await self._b.call(
+            lambda: self._b.client.zrangebylex(key, low, "+", start=0, num=GC_CHUNK)
+        )
+        return [_text(name) for name in names]
+
+    async def _collect_queue(self, project: str, name: str, now: float) -> int:
+        keys = self._b.keys.queue(project, name)
+        removed = 0
+        for _ in range(GC_MAX_ROUNDS):  # each round removes a chunk; the rest waits a run
+            count, more, stale = await self._b.script(
+                "gc", keys, [now, GC_CHUNK, now - OUTBOX_STALE_AFTER]
+            )
+            removed += int(count)
+            if stale:
+                await deliver_dead_letters(self._b, self.queues, project, name, stale, now)
+            if not int(more):
+                break
+        return removed
+
+    # --- lost-data detection ------------------------------------------------------
+    # A marker key written once per Redis dataset: if it vanishes (or is replaced by
+    # another instance after it vanished), Redis restarted without its data. In a
+    # cluster the marker lives on the one node owning its slot, so only that node's
+    # data loss is detected.
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(MARKER_INTERVAL)
+            try:
+                await self._check_marker()
+            except StorageError as exc:
+                log.debug("Redis marker check failed: %s", exc)
+
+    async def _check_marker(self) -> None:
+        """Compare the marker with the one seen last; re-create it when missing."""
+        async with self._marker_lock:
+            await self._check_marker_once()
+
+    async def _check_marker_once(self) -> None:
+        client, key = self._b.client, self._b.keys.marker
+        value: Any = await self._b.call(lambda: client.get(key))
+        if value is None:
+            fresh = f"{self._instance} {time.time():.3f}".encode()
+            await self._b.call(lambda: client.set(key, fresh, nx=True))
+            value = await self._b.call(lambda: client.get(key))
+            if value is None:
+                raise StorageError("Redis did not keep the marker key just written")
+        if self._marker_seen is not None and value != self._marker_seen:
+            self._report_loss(self._marker_seen)
+        self._marker_seen = value
+
+    def _report_loss(self, seen: bytes) -> None:
+        written = _marker_time(seen)
+        problem = (
+            f"Redis lost its data: marker written at {written} is gone; "
+            "messages stored before may be lost"
+        )
+        log.error("%s", problem)
+        self._problems.append(problem)
+
+
+def _marker_time(value: bytes) -> str:
+    try:
+        stamp = float(value.split()[-1])
+    except (ValueError, IndexError):
+        return "an unknown time"
+    return datetime.fromtimestamp(stamp, UTC).isoformat(timespec="seconds")

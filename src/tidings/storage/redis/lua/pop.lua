@@ -1,0 +1,12 @@
+-- Remove and return up to `limit` claimable messages, oldest first.
+-- ARGV: now, limit, cap.
+local now, limit, cap = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local popped = {}
+scan(0, cap, function(m, raw)
+  if claimable(m, now) then
+    popped[#popped + 1] = raw
+    remove(m[F_ID])
+  end
+  return #popped >= limit
+end)
+return popped

@@ -1,0 +1,16 @@
+-- End a claim (live or not); its messages become claimable at once. ARGV: claim_id.
+local claim_id = ARGV[1]
+local raw = redis.call('HGET', CLAIMS, claim_id)
+if not raw then
+  return 0
+end
+for _, id in ipairs(cmsgpack.unpack(raw)[C_IDS]) do
+  local m = load(id)
+  if m and m[F_CLAIM] == claim_id then
+    m[F_CLAIM], m[F_CLAIM_EXPIRES] = '', 0
+    save(m)
+  end
+end
+redis.call('HDEL', CLAIMS, claim_id)
+redis.call('ZREM', CLAIM_EXPIRY, claim_id)
+return 1

@@ -11,7 +11,8 @@ CLAIM_NOT_LIVE = "The specified claim does not exist or has expired."
 NOT_CLAIMED = "A claim was specified, but the message is not currently claimed."
 
 
-def _well_formed(claim_id: str) -> bool:
+def well_formed_claim_id(claim_id: str) -> bool:
+    """Claim ids are UUIDs; anything else is refused before any lookup."""
     try:
         uuid.UUID(claim_id)
     except ValueError:
@@ -25,7 +26,7 @@ def check_delete(message: Message, claim_id: str | None, claim_is_live: bool, no
     ``claim_is_live`` tells whether ``claim_id`` names a live claim of the same queue.
     A malformed claim id is refused before anything else, as Zaqar does.
     """
-    if claim_id is not None and not _well_formed(claim_id):
+    if claim_id is not None and not well_formed_claim_id(claim_id):
         raise UnableToDelete(CLAIM_NOT_LIVE)
     if not message.claimed(now):
         if claim_id is not None:

@@ -7,7 +7,6 @@ each other. Decisions about claims and deletes come from ``storage.rules``.
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -35,9 +34,9 @@ from tidings.storage.postgres.database import (
     WRITE,
     Connection,
     Database,
-    Row,
     parse_uri,
 )
+from tidings.storage.rows import marker_seq, message_from_row
 from tidings.storage.sql import load_queries
 
 Q = load_queries(__package__ or "tidings.storage.postgres", "queries.sql")
@@ -47,50 +46,9 @@ GC_CHUNK = 1000
 GC_MAX_CHUNKS = 1000
 # Queue pages filtered by metadata read this many rows per query.
 QUEUE_SCAN_CHUNK = 100
-END_OF_QUEUE = 2**63 - 1
-_MARKER = re.compile(r"[0-9]{1,19}")
 
 _json_encode = msgspec.json.encode
 _json_decode = msgspec.json.decode
-
-
-def _message(row: Row) -> Message:
-    (
-        seq,
-        mid,
-        body,
-        ttl,
-        created,
-        expires,
-        client_id,
-        claim_id,
-        claim_expires,
-        claim_count,
-        delay_until,
-    ) = row
-    return Message(
-        id=mid,
-        marker=str(seq),
-        body=bytes(body),
-        ttl=ttl,
-        created=created,
-        expires=expires,
-        client_id=client_id,
-        claim_id=claim_id,
-        claim_expires=claim_expires,
-        claim_count=claim_count,
-        delay_until=delay_until,
-    )
-
-
-def _marker_seq(marker: str | None) -> int:
-    # Markers are the sequence numbers we hand out; a foreign one matches nothing after
-    # it (as in Zaqar, an unknown marker yields an empty page).
-    if marker is None:
-        return 0
-    if not _MARKER.fullmatch(marker):
-        return END_OF_QUEUE
-    return min(int(marker), END_OF_QUEUE)
 
 
 def _is_uuid(value: str) -> bool:
@@ -256,7 +214,7 @@ async def _claimable(
     lapsed = await connection.fetch(Q["message_claimable_lapsed"], project, queue, now, limit)
     free = await connection.fetch(Q["message_claimable_free"], project, queue, now, limit)
     # Both lists are in seq order; the surplus stays locked only until we commit.
-    merged = sorted((_message(r) for r in (*lapsed, *free)), key=lambda m: int(m.marker))
+    merged = sorted((message_from_row(r) for r in (*lapsed, *free)), key=lambda m: int(m.marker))
     return merged[:limit]
 
 
@@ -293,10 +251,10 @@ class PostgresMessages(_Base):
         now: float,
     ) -> list[Message]:
         query = Q["message_list_all"] if include_claimed else Q["message_list_unclaimed"]
-        args = (project, queue, _marker_seq(marker), limit, now, exclude_client, include_delayed)
+        args = (project, queue, marker_seq(marker), limit, now, exclude_client, include_delayed)
 
         async def work(connection: Connection) -> list[Message]:
-            return [_message(r) for r in await connection.fetch(query, *args)]
+            return [message_from_row(r) for r in await connection.fetch(query, *args)]
 
         return await self._db.run(work, SINGLE)
 
@@ -307,7 +265,7 @@ class PostgresMessages(_Base):
 
         async def work(connection: Connection) -> list[Message]:
             rows = await connection.fetch(Q["message_by_ids"], project, queue, wanted, now)
-            return [_message(r) for r in rows]
+            return [message_from_row(r) for r in rows]
 
         return await self._db.run(work, SINGLE)
 
@@ -323,7 +281,7 @@ class PostgresMessages(_Base):
             )
             if not rows:
                 return
-            message = _message(rows[0])
+            message = message_from_row(rows[0])
             live = claim_id is not None and await _claim_is_live(
                 connection, project, queue, claim_id, now
             )
@@ -348,7 +306,7 @@ class PostgresMessages(_Base):
             rows = await connection.fetch(
                 Q["message_by_ids_for_update"], project, queue, wanted, now
             )
-            doomed = [_message(r) for r in rows]
+            doomed = [message_from_row(r) for r in rows]
             if claim_ids is not None:
                 allowed = set(claim_ids)
                 for message in doomed:
@@ -482,7 +440,9 @@ class PostgresClaims(_Base):
             row = await connection.fetchrow(Q["claim_get"], *args)
             if row is None:
                 return None
-            messages = [_message(r) for r in await connection.fetch(Q["claim_messages"], *args)]
+            messages = [
+                message_from_row(r) for r in await connection.fetch(Q["claim_messages"], *args)
+            ]
             cid, ttl, grace, updated, expires = row
             return Claim(
                 id=cid, ttl=ttl, grace=grace, updated=updated, expires=expires, messages=messages
@@ -503,7 +463,8 @@ class PostgresClaims(_Base):
             if status != "UPDATE 1":
                 return False
             held = [
-                _message(r) for r in await connection.fetch(Q["claim_messages_for_update"], *args)
+                message_from_row(r)
+                for r in await connection.fetch(Q["claim_messages_for_update"], *args)
             ]
             lifetimes = [
                 rules.claimed_lifetime(m.expires, m.ttl, claim_expires, ttl, grace) for m in held

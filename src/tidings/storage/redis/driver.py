@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -100,14 +99,6 @@ def _marker_seq(marker: str | None) -> str | None:
 
 def _scan_cap(limit: int) -> int:
     return max(SCAN_MIN, limit * SCAN_FACTOR)
-
-
-def _well_formed(claim_id: str) -> bool:
-    try:
-        uuid.UUID(claim_id)
-    except ValueError:
-        return False
-    return True
 
 
 def _flag(value: bool) -> str:
@@ -258,7 +249,7 @@ class RedisMessages:
     async def delete(
         self, project: str, queue: str, message_id: str, claim_id: str | None, now: float
     ) -> None:
-        malformed = claim_id is not None and not _well_formed(claim_id)
+        malformed = claim_id is not None and not rules.well_formed_claim_id(claim_id)
         args = [now, message_id, _flag(claim_id is not None), claim_id or "", _flag(malformed)]
         reply = await self._b.script("delete", self._b.keys.queue(project, queue), args)
         if int(reply[0]) == 0:

@@ -23,6 +23,7 @@ from tidings.model import (
 )
 from tidings.storage import rules
 from tidings.storage.base import PreparePost, StoreStatus
+from tidings.storage.rows import marker_seq, message_from_row
 from tidings.storage.sql import load_migrations, load_queries
 from tidings.storage.sqlite.executor import SQLiteExecutor
 
@@ -33,50 +34,9 @@ Q = load_queries(__package__ or "tidings.storage.sqlite", "queries.sql")
 MIGRATIONS = load_migrations("tidings.storage.sqlite.migrations", ".")
 
 GC_CHUNK = 1000
-END_OF_QUEUE = 2**63 - 1
 
 _json_encode = msgspec.json.encode
 _json_decode = msgspec.json.decode
-
-
-def _message(row: Row) -> Message:
-    (
-        seq,
-        mid,
-        body,
-        ttl,
-        created,
-        expires,
-        client_id,
-        claim_id,
-        claim_expires,
-        claim_count,
-        delay_until,
-    ) = row
-    return Message(
-        id=mid,
-        marker=str(seq),
-        body=body,
-        ttl=ttl,
-        created=created,
-        expires=expires,
-        client_id=client_id,
-        claim_id=claim_id,
-        claim_expires=claim_expires,
-        claim_count=claim_count,
-        delay_until=delay_until,
-    )
-
-
-def _marker_seq(marker: str | None) -> int:
-    # Markers are the sequence numbers we hand out; a foreign one matches nothing after
-    # it (as in Zaqar, an unknown marker yields an empty page).
-    if marker is None:
-        return 0
-    try:
-        return int(marker)
-    except ValueError:
-        return END_OF_QUEUE
 
 
 def path_from_uri(uri: str) -> Path:
@@ -282,7 +242,7 @@ class SQLiteMessages(_Base):
         params = {
             "project": project,
             "queue": queue,
-            "marker": _marker_seq(marker),
+            "marker": marker_seq(marker),
             "limit": limit,
             "exclude_client": exclude_client,
             "include_claimed": include_claimed,
@@ -291,7 +251,7 @@ class SQLiteMessages(_Base):
         }
 
         def work(db: sqlite3.Connection) -> list[Message]:
-            return [_message(r) for r in db.execute(Q["message_list"], params)]
+            return [message_from_row(r) for r in db.execute(Q["message_list"], params)]
 
         return await self._read(work)
 
@@ -304,7 +264,7 @@ class SQLiteMessages(_Base):
                     {"id": mid, "project": project, "queue": queue, "now": now},
                 ).fetchone()
                 if row is not None:
-                    found.append(_message(row))
+                    found.append(message_from_row(row))
             return found
 
         return await self._read(work)
@@ -319,7 +279,7 @@ class SQLiteMessages(_Base):
             ).fetchone()
             if row is None:
                 return
-            message = _message(row)
+            message = message_from_row(row)
             live = claim_id is not None and _claim_is_live(db, project, queue, claim_id, now)
             rules.check_delete(message, claim_id, live, now)
             db.execute(Q["message_delete"], {"seq": int(message.marker)})
@@ -342,7 +302,7 @@ class SQLiteMessages(_Base):
                     {"id": mid, "project": project, "queue": queue, "now": now},
                 ).fetchone()
                 if row is not None:
-                    doomed.append(_message(row))
+                    doomed.append(message_from_row(row))
             if claim_ids is not None:
                 allowed = set(claim_ids)
                 for message in doomed:
@@ -359,7 +319,7 @@ class SQLiteMessages(_Base):
                 Q["message_claimable"],
                 {"project": project, "queue": queue, "now": now, "limit": limit},
             ).fetchall()
-            popped = [_message(r) for r in rows]
+            popped = [message_from_row(r) for r in rows]
             db.executemany(Q["message_delete"], [{"seq": int(m.marker)} for m in popped])
             return popped
 
@@ -389,7 +349,7 @@ class SQLiteClaims(_Base):
                 {"project": project, "queue": queue, "now": now, "limit": request.limit},
             ).fetchall()
             claimed: list[Message] = []
-            for message in map(_message, rows):
+            for message in map(message_from_row, rows):
                 if dead_letter and message.claim_count >= dead_letter.max_claim_count:
                     _move_to_dead_letter(
                         db, project, message, dead_letter.queue, dead_letter.message_ttl, now
@@ -445,7 +405,7 @@ class SQLiteClaims(_Base):
                 row = db.execute(Q["claim_get"], params).fetchone()
                 if row is None:
                     return None
-                messages = [_message(r) for r in db.execute(Q["claim_messages"], params)]
+                messages = [message_from_row(r) for r in db.execute(Q["claim_messages"], params)]
             finally:
                 db.execute("COMMIT")
             cid, ttl, grace, updated, expires = row
@@ -467,7 +427,7 @@ class SQLiteClaims(_Base):
         params = {"id": claim_id, "project": project, "queue": queue, "now": now}
 
         def work(db: sqlite3.Connection) -> bool:
-            held = [_message(r) for r in db.execute(Q["claim_messages"], params)]
+            held = [message_from_row(r) for r in db.execute(Q["claim_messages"], params)]
             cursor = db.execute(
                 Q["claim_renew"],
                 {**params, "ttl": ttl, "grace": grace, "expires": claim_expires},

@@ -1,0 +1,55 @@
+"""Row shapes shared by the SQL drivers (SQLite and PostgreSQL select the same columns)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from tidings.model import Message
+
+END_OF_QUEUE = 2**63 - 1
+_MARKER = re.compile(r"[0-9]{1,19}")
+
+
+def message_from_row(row: tuple[Any, ...] | Any) -> Message:
+    """A message from ``seq, id, body, ttl, created, expires, client_id, claim_id,
+    claim_expires, claim_count, delay_until``."""
+    (
+        seq,
+        mid,
+        body,
+        ttl,
+        created,
+        expires,
+        client_id,
+        claim_id,
+        claim_expires,
+        claim_count,
+        delay_until,
+    ) = row
+    return Message(
+        id=str(mid),
+        marker=str(seq),
+        body=bytes(body),
+        ttl=ttl,
+        created=created,
+        expires=expires,
+        client_id=client_id,
+        claim_id=None if claim_id is None else str(claim_id),
+        claim_expires=claim_expires,
+        claim_count=claim_count,
+        delay_until=delay_until,
+    )
+
+
+def marker_seq(marker: str | None) -> int:
+    """The sequence after which a page starts.
+
+    Markers are the sequence numbers we hand out; a foreign one matches nothing after it
+    (as in Zaqar, an unknown marker yields an empty page).
+    """
+    if marker is None:
+        return 0
+    if not _MARKER.fullmatch(marker):
+        return END_OF_QUEUE
+    return min(int(marker), END_OF_QUEUE)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,15 +69,26 @@ class BenchStore:
         elif self.kind == "redis":
             detail = "used_memory delta (INFO memory)"
         else:
-            detail = "database + WAL file growth"
+            detail = "pages in use (page_count - freelist_count), WAL checkpointed or not"
         return Footprint(messages=messages, bytes_total=total, detail=detail)
 
     def _size(self) -> int:
         if self.kind == "sqlite":
-            return sum(p.stat().st_size for p in self.data_dir.glob("tidings.db*"))
+            return self._sqlite_pages_in_use()
         if self.kind == "redis":
             return asyncio.run(self._redis_memory())
         return asyncio.run(self._postgres_size())
+
+    def _sqlite_pages_in_use(self) -> int:
+        # File size misleads: pages freed by consumed messages are reused, not returned.
+        path = self.data_dir / "tidings.db"
+        if not path.exists():
+            return 0
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            pages = db.execute("PRAGMA page_count").fetchone()[0]
+            free = db.execute("PRAGMA freelist_count").fetchone()[0]
+            size = db.execute("PRAGMA page_size").fetchone()[0]
+        return int((pages - free) * size)
 
     async def _redis_memory(self) -> int:
         assert self._redis is not None

@@ -100,6 +100,16 @@ class Conflict(TidingsError):
     title = "Resource conflict"
 
 
+class SubscriberTaken(Conflict):
+    """Another live subscription of the source already has this subscriber."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Such subscription already exists. "
+            "Subscriptions are unique by project + queue + subscriber URI."
+        )
+
+
 class UnsupportedMediaType(TidingsError):
     status = 415
     title = "415 Unsupported Media Type"

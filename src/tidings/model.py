@@ -5,6 +5,7 @@ Times are POSIX seconds as floats; the API reports whole seconds.
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
 import msgspec
@@ -79,3 +80,54 @@ class ClaimRequest(msgspec.Struct, frozen=True, kw_only=True):
 class ClaimResult(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     messages: list[Message]
+
+
+class Subscription(msgspec.Struct, frozen=True, kw_only=True):
+    """Where messages posted to a queue (or topic) are pushed."""
+
+    id: str
+    source: str
+    subscriber: str
+    ttl: int
+    options: dict[str, Any]
+    confirmed: bool
+    updated: float  # creation or last ttl change; age counts from here
+    expires: float
+
+
+class DeliveryKind(enum.StrEnum):
+    NOTIFICATION = "notification"
+    CONFIRMATION = "confirmation"
+    UNSUBSCRIBE = "unsubscribe"
+
+
+class Delivery(msgspec.Struct, frozen=True, kw_only=True):
+    """One push owed to one subscription, as taken from the outbox.
+
+    ``payload`` is the message body (notifications) or the whole document to send
+    (confirmations). ``subscriber`` and ``options`` are the subscription's current ones.
+    """
+
+    id: str
+    project: str
+    source: str
+    subscription_id: str
+    kind: DeliveryKind
+    message_id: str | None
+    payload: bytes
+    ttl: int
+    delay: int
+    attempts: int
+    subscriber: str
+    options: dict[str, Any]
+
+
+class DeliveryFailure(msgspec.Struct, frozen=True, kw_only=True):
+    """A delivery that exhausted its retries, kept where an operator can see it."""
+
+    subscription_id: str
+    kind: DeliveryKind
+    message_id: str | None
+    attempts: int
+    error: str
+    failed: float

@@ -16,6 +16,7 @@ are checked by ``tests/contract`` against every driver:
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -25,11 +26,24 @@ from tidings.model import (
     Claim,
     ClaimRequest,
     ClaimResult,
+    Delivery,
+    DeliveryFailure,
+    DeliveryKind,
     Message,
     NewMessage,
     QueueRecord,
     QueueStats,
+    Subscription,
 )
+
+
+class Audience(enum.Enum):
+    """Which subscriptions a post notifies."""
+
+    NOBODY = "nobody"
+    ALL = "all"
+    CONFIRMED = "confirmed"  # [notification] require_confirmation
+
 
 PreparePost = Callable[[dict[str, Any]], Sequence[NewMessage]]
 """Builds the batch to store from the queue's current metadata ({} for a new queue).
@@ -81,10 +95,13 @@ class MessageStore(Protocol):
         prepare: PreparePost,
         client_id: str,
         now: float,
+        notify: Audience = Audience.NOBODY,
     ) -> list[str]:
         """Store what ``prepare`` builds, atomically, creating the queue if needed.
 
-        Returns the new ids in batch order.
+        In the same atomic step, owe every live subscription of the queue that
+        ``notify`` admits one notification per message, due when the message's delay
+        ends. Returns the new ids in batch order.
         """
 
     async def page(
@@ -123,6 +140,98 @@ class MessageStore(Protocol):
         """Atomically remove and return up to ``limit`` claimable messages."""
 
 
+class SubscriptionStore(Protocol):
+    """Subscriptions of a source (a queue, or a topic in its own namespace).
+
+    A subscription is live until ``updated + ttl``; expired ones are never returned.
+    Subscribers are unique per (project, source) among live subscriptions.
+    """
+
+    async def create(
+        self,
+        project: str,
+        source: str,
+        subscriber: str,
+        ttl: int,
+        options: dict[str, Any],
+        now: float,
+    ) -> tuple[Subscription, bool]:
+        """A new unconfirmed subscription (True), or the live one with that subscriber (False)."""
+
+    async def get(
+        self, project: str, source: str, subscription_id: str, now: float
+    ) -> Subscription | None: ...
+
+    async def page(
+        self, project: str, source: str, *, marker: str | None, limit: int, now: float
+    ) -> list[Subscription]:
+        """Live subscriptions ordered by id, after ``marker`` (exclusive)."""
+
+    async def update(
+        self,
+        project: str,
+        source: str,
+        subscription_id: str,
+        now: float,
+        *,
+        subscriber: str | None = None,
+        ttl: int | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> Subscription | None:
+        """Change the given fields (a new ttl restarts the clock); None when not live.
+
+        Raises ``SubscriberTaken`` when another live subscription has that subscriber.
+        """
+
+    async def confirm(
+        self, project: str, source: str, subscription_id: str, confirmed: bool, now: float
+    ) -> Subscription | None:
+        """Set ``confirmed``; None when not live."""
+
+    async def delete(self, project: str, source: str, subscription_id: str) -> None: ...
+
+    async def purge(self, project: str, source: str) -> None:
+        """Delete every subscription of the source (and what is owed to them)."""
+
+
+class OutboxStore(Protocol):
+    """Pushes owed to subscribers, kept in the store so that none is lost on a restart.
+
+    Notifications enter with the messages (``MessageStore.post`` with ``notify``);
+    confirmations through ``enqueue``. A taken delivery is leased: unless it is marked
+    done, retried or failed before ``lease`` seconds pass, it is taken again.
+    """
+
+    async def enqueue(
+        self,
+        project: str,
+        source: str,
+        subscription_id: str,
+        kind: DeliveryKind,
+        payload: bytes,
+        now: float,
+    ) -> None:
+        """Owe one push of ``payload`` to the subscription, due now."""
+
+    async def take(self, now: float, lease: float, limit: int) -> list[Delivery]:
+        """Up to ``limit`` due deliveries of any project, leased; those whose
+        subscription is gone are dropped instead."""
+
+    async def done(self, delivery_id: str) -> None:
+        """The push succeeded: forget it."""
+
+    async def retry(self, delivery_id: str, attempts: int, due: float) -> None:
+        """The push failed; try again at ``due``."""
+
+    async def fail(self, delivery: Delivery, attempts: int, error: str, now: float) -> None:
+        """The push failed for good: move it to the subscription's failures."""
+
+    async def failures(
+        self, project: str, source: str, subscription_id: str, limit: int
+    ) -> list[DeliveryFailure]:
+        """The most recent failed pushes of the subscription, newest first."""
+
+
 class ClaimStore(Protocol):
     async def create(
         self, project: str, queue: str, request: ClaimRequest, now: float
@@ -150,7 +259,13 @@ class StoreStatus(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Storage(Protocol):
-    """A connected backend: the three stores plus lifecycle and housekeeping."""
+    """A connected backend: the stores plus lifecycle and housekeeping."""
+
+    @property
+    def subscriptions(self) -> SubscriptionStore: ...
+
+    @property
+    def outbox(self) -> OutboxStore: ...
 
     @property
     def queues(self) -> QueueStore: ...

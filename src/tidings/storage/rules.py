@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
+
+import msgspec
 
 from tidings.errors import ClaimedMessage, UnableToDelete
-from tidings.model import Message
+from tidings.model import Message, Subscription
 
 CLAIM_NOT_LIVE = "The specified claim does not exist or has expired."
 NOT_CLAIMED = "A claim was specified, but the message is not currently claimed."
@@ -55,3 +58,22 @@ def claimed_lifetime(
     if expires < claim_expires:
         return claim_expires + grace, claim_ttl + grace
     return expires, ttl
+
+
+def changed_subscription(
+    current: Subscription,
+    now: float,
+    *,
+    subscriber: str | None = None,
+    ttl: int | None = None,
+    options: dict[str, Any] | None = None,
+) -> Subscription:
+    """The subscription after an update: options are replaced, a new ttl restarts the clock."""
+    changes: dict[str, Any] = {}
+    if subscriber is not None:
+        changes["subscriber"] = subscriber
+    if options is not None:
+        changes["options"] = options
+    if ttl is not None:
+        changes.update(ttl=ttl, updated=now, expires=now + ttl)
+    return msgspec.structs.replace(current, **changes)

@@ -10,19 +10,24 @@ from typing import Any, TypeVar
 import msgspec
 
 from tidings.config import StorageSettings
-from tidings.errors import StorageError, UnableToDelete
+from tidings.errors import StorageError, SubscriberTaken, UnableToDelete
 from tidings.ids import new_id, new_ids
 from tidings.model import (
     Claim,
     ClaimRequest,
     ClaimResult,
+    Delivery,
+    DeliveryFailure,
+    DeliveryKind,
     Message,
     MessageSummary,
+    NewMessage,
     QueueRecord,
     QueueStats,
+    Subscription,
 )
 from tidings.storage import rules
-from tidings.storage.base import PreparePost, StoreStatus
+from tidings.storage.base import Audience, PreparePost, StoreStatus
 from tidings.storage.rows import marker_seq, message_from_row
 from tidings.storage.sql import load_migrations, load_queries
 from tidings.storage.sqlite.executor import SQLiteExecutor
@@ -198,6 +203,7 @@ class SQLiteMessages(_Base):
         prepare: PreparePost,
         client_id: str,
         now: float,
+        notify: Audience = Audience.NOBODY,
     ) -> list[str]:
         def work(db: sqlite3.Connection) -> list[str]:
             row = db.execute(Q["queue_metadata"], {"project": project, "name": queue}).fetchone()
@@ -223,6 +229,8 @@ class SQLiteMessages(_Base):
                     for mid, m in zip(ids, messages, strict=True)
                 ],
             )
+            if notify is not Audience.NOBODY:
+                _fan_out(db, project, queue, ids, messages, notify, now)
             return ids
 
         return await self._write(work)
@@ -324,6 +332,34 @@ class SQLiteMessages(_Base):
             return popped
 
         return await self._write(work)
+
+
+def _fan_out(
+    db: sqlite3.Connection,
+    project: str,
+    source: str,
+    ids: list[str],
+    messages: Sequence[NewMessage],
+    audience: Audience,
+    now: float,
+) -> None:
+    db.executemany(
+        Q["delivery_fan_out"],
+        [
+            {
+                "project": project,
+                "source": source,
+                "message_id": mid,
+                "payload": m.body,
+                "ttl": m.ttl,
+                "delay": m.delay,
+                "due": now + m.delay,
+                "now": now,
+                "confirmed_only": audience is Audience.CONFIRMED,
+            }
+            for mid, m in zip(ids, messages, strict=True)
+        ],
+    )
 
 
 def _claim_is_live(
@@ -492,6 +528,275 @@ def _move_to_dead_letter(
     )
 
 
+def _subscription(row: Row) -> Subscription:
+    sid, source, subscriber, ttl, options, confirmed, updated, expires = row
+    return Subscription(
+        id=sid,
+        source=source,
+        subscriber=subscriber,
+        ttl=ttl,
+        options=dict(_json_decode(options)),
+        confirmed=bool(confirmed),
+        updated=updated,
+        expires=expires,
+    )
+
+
+class SQLiteSubscriptions(_Base):
+    async def create(
+        self,
+        project: str,
+        source: str,
+        subscriber: str,
+        ttl: int,
+        options: dict[str, Any],
+        now: float,
+    ) -> tuple[Subscription, bool]:
+        fresh = Subscription(
+            id=new_id(),
+            source=source,
+            subscriber=subscriber,
+            ttl=ttl,
+            options=options,
+            confirmed=False,
+            updated=now,
+            expires=now + ttl,
+        )
+
+        def work(db: sqlite3.Connection) -> tuple[Subscription, bool]:
+            params = {"project": project, "source": source, "subscriber": subscriber, "now": now}
+            row = db.execute(Q["subscription_by_subscriber"], params).fetchone()
+            if row is not None:
+                return _subscription(row), False
+            db.execute(
+                Q["subscription_insert"],
+                {
+                    **params,
+                    "id": fresh.id,
+                    "ttl": ttl,
+                    "options": _json_encode(options).decode(),
+                    "expires": fresh.expires,
+                },
+            )
+            return fresh, True
+
+        return await self._write(work)
+
+    async def get(
+        self, project: str, source: str, subscription_id: str, now: float
+    ) -> Subscription | None:
+        params = {"id": subscription_id, "project": project, "source": source, "now": now}
+
+        def work(db: sqlite3.Connection) -> Subscription | None:
+            row = db.execute(Q["subscription_by_id"], params).fetchone()
+            return None if row is None else _subscription(row)
+
+        return await self._read(work)
+
+    async def page(
+        self, project: str, source: str, *, marker: str | None, limit: int, now: float
+    ) -> list[Subscription]:
+        params = {
+            "project": project,
+            "source": source,
+            "marker": marker or "",
+            "limit": limit,
+            "now": now,
+        }
+
+        def work(db: sqlite3.Connection) -> list[Subscription]:
+            return [_subscription(r) for r in db.execute(Q["subscription_page"], params)]
+
+        return await self._read(work)
+
+    async def update(
+        self,
+        project: str,
+        source: str,
+        subscription_id: str,
+        now: float,
+        *,
+        subscriber: str | None = None,
+        ttl: int | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> Subscription | None:
+        def work(db: sqlite3.Connection) -> Subscription | None:
+            params = {"id": subscription_id, "project": project, "source": source, "now": now}
+            row = db.execute(Q["subscription_by_id"], params).fetchone()
+            if row is None:
+                return None
+            current = _subscription(row)
+            if subscriber is not None and subscriber != current.subscriber:
+                taken = db.execute(
+                    Q["subscription_by_subscriber"],
+                    {"project": project, "source": source, "subscriber": subscriber, "now": now},
+                ).fetchone()
+                if taken is not None:
+                    raise SubscriberTaken()
+            changed = rules.changed_subscription(
+                current, now, subscriber=subscriber, ttl=ttl, options=options
+            )
+            db.execute(
+                Q["subscription_update"],
+                {
+                    "id": changed.id,
+                    "subscriber": changed.subscriber,
+                    "ttl": changed.ttl,
+                    "options": _json_encode(changed.options).decode(),
+                    "updated": changed.updated,
+                    "expires": changed.expires,
+                },
+            )
+            return changed
+
+        return await self._write(work)
+
+    async def confirm(
+        self, project: str, source: str, subscription_id: str, confirmed: bool, now: float
+    ) -> Subscription | None:
+        params = {"id": subscription_id, "project": project, "source": source, "now": now}
+
+        def work(db: sqlite3.Connection) -> Subscription | None:
+            db.execute(Q["subscription_confirm"], {**params, "confirmed": int(confirmed)})
+            row = db.execute(Q["subscription_by_id"], params).fetchone()
+            return None if row is None else _subscription(row)
+
+        return await self._write(work)
+
+    async def delete(self, project: str, source: str, subscription_id: str) -> None:
+        def work(db: sqlite3.Connection) -> None:
+            params = {"id": subscription_id, "project": project, "source": source}
+            if db.execute(Q["subscription_delete"], params).rowcount:
+                db.execute(Q["subscription_deliveries_delete"], {"id": subscription_id})
+
+        await self._write(work)
+
+    async def purge(self, project: str, source: str) -> None:
+        def work(db: sqlite3.Connection) -> None:
+            params = {"project": project, "source": source}
+            db.execute(Q["subscription_purge_deliveries"], params)
+            db.execute(Q["subscription_purge"], params)
+
+        await self._write(work)
+
+
+class SQLiteOutbox(_Base):
+    async def enqueue(
+        self,
+        project: str,
+        source: str,
+        subscription_id: str,
+        kind: DeliveryKind,
+        payload: bytes,
+        now: float,
+    ) -> None:
+        params = {
+            "project": project,
+            "source": source,
+            "subscription_id": subscription_id,
+            "kind": kind.value,
+            "payload": payload,
+            "now": now,
+        }
+        await self._write(lambda db: db.execute(Q["delivery_insert"], params))
+
+    async def take(self, now: float, lease: float, limit: int) -> list[Delivery]:
+        def work(db: sqlite3.Connection) -> list[Delivery]:
+            taken: list[Delivery] = []
+            for row in db.execute(Q["delivery_due"], {"now": now, "limit": limit}).fetchall():
+                (
+                    did,
+                    project,
+                    source,
+                    sid,
+                    kind,
+                    message_id,
+                    payload,
+                    ttl,
+                    delay,
+                    attempts,
+                    subscriber,
+                    options,
+                    live,
+                ) = row
+                if not live:  # the subscription expired or was deleted
+                    db.execute(Q["delivery_delete"], {"id": did})
+                    continue
+                db.execute(Q["delivery_lease"], {"id": did, "until": now + lease})
+                taken.append(
+                    Delivery(
+                        id=str(did),
+                        project=project,
+                        source=source,
+                        subscription_id=sid,
+                        kind=DeliveryKind(kind),
+                        message_id=message_id,
+                        payload=bytes(payload),
+                        ttl=ttl,
+                        delay=delay,
+                        attempts=attempts,
+                        subscriber=subscriber,
+                        options=dict(_json_decode(options)),
+                    )
+                )
+            return taken
+
+        return await self._write(work)
+
+    async def done(self, delivery_id: str) -> None:
+        await self._write(lambda db: db.execute(Q["delivery_delete"], {"id": int(delivery_id)}))
+
+    async def retry(self, delivery_id: str, attempts: int, due: float) -> None:
+        params = {"id": int(delivery_id), "attempts": attempts, "due": due}
+        await self._write(lambda db: db.execute(Q["delivery_retry"], params))
+
+    async def fail(self, delivery: Delivery, attempts: int, error: str, now: float) -> None:
+        def work(db: sqlite3.Connection) -> None:
+            db.execute(Q["delivery_delete"], {"id": int(delivery.id)})
+            db.execute(
+                Q["failure_insert"],
+                {
+                    "project": delivery.project,
+                    "source": delivery.source,
+                    "subscription_id": delivery.subscription_id,
+                    "kind": delivery.kind.value,
+                    "message_id": delivery.message_id,
+                    "attempts": attempts,
+                    "error": error,
+                    "now": now,
+                },
+            )
+
+        await self._write(work)
+
+    async def failures(
+        self, project: str, source: str, subscription_id: str, limit: int
+    ) -> list[DeliveryFailure]:
+        params = {
+            "project": project,
+            "source": source,
+            "subscription_id": subscription_id,
+            "limit": limit,
+        }
+
+        def work(db: sqlite3.Connection) -> list[DeliveryFailure]:
+            return [
+                DeliveryFailure(
+                    subscription_id=sid,
+                    kind=DeliveryKind(kind),
+                    message_id=message_id,
+                    attempts=attempts,
+                    error=error,
+                    failed=failed,
+                )
+                for sid, kind, message_id, attempts, error, failed in db.execute(
+                    Q["failure_page"], params
+                )
+            ]
+
+        return await self._read(work)
+
+
 class SQLiteStorage:
     """Storage over one SQLite file; any number of processes may share it."""
 
@@ -502,6 +807,8 @@ class SQLiteStorage:
         self.queues = SQLiteQueues(self._executor)
         self.messages = SQLiteMessages(self._executor)
         self.claims = SQLiteClaims(self._executor)
+        self.subscriptions = SQLiteSubscriptions(self._executor)
+        self.outbox = SQLiteOutbox(self._executor)
 
     @classmethod
     def from_uri(cls, uri: str, settings: StorageSettings) -> SQLiteStorage:
@@ -544,6 +851,7 @@ class SQLiteStorage:
     async def collect_garbage(self, now: float) -> int:
         removed = 0
         for query, counts in (
+            ("gc_subscriptions", True),
             ("gc_messages", True),
             ("gc_claims", True),
             ("gc_claim_marks", False),

@@ -139,3 +139,98 @@ UPDATE messages SET claim_id = NULL, claim_expires = 0
 WHERE seq IN (
     SELECT seq FROM messages
     WHERE claim_id IS NOT NULL AND claim_expires <= :now LIMIT :chunk);
+
+-- Subscriptions and their outbox. A subscription is live while expires > :now.
+
+-- name: subscription_insert
+INSERT INTO subscriptions (id, project, source, subscriber, ttl, options, confirmed,
+                           updated, expires)
+VALUES (:id, :project, :source, :subscriber, :ttl, :options, 0, :now, :expires);
+
+-- name: subscription_by_subscriber
+SELECT id, source, subscriber, ttl, options, confirmed, updated, expires
+FROM subscriptions
+WHERE project = :project AND source = :source AND subscriber = :subscriber
+  AND expires > :now;
+
+-- name: subscription_by_id
+SELECT id, source, subscriber, ttl, options, confirmed, updated, expires
+FROM subscriptions
+WHERE id = :id AND project = :project AND source = :source AND expires > :now;
+
+-- name: subscription_page
+SELECT id, source, subscriber, ttl, options, confirmed, updated, expires
+FROM subscriptions
+WHERE project = :project AND source = :source AND id > :marker AND expires > :now
+ORDER BY id
+LIMIT :limit;
+
+-- name: subscription_update
+UPDATE subscriptions
+SET subscriber = :subscriber, ttl = :ttl, options = :options, updated = :updated,
+    expires = :expires
+WHERE id = :id;
+
+-- name: subscription_confirm
+UPDATE subscriptions SET confirmed = :confirmed
+WHERE id = :id AND project = :project AND source = :source AND expires > :now;
+
+-- name: subscription_delete
+DELETE FROM subscriptions WHERE id = :id AND project = :project AND source = :source;
+
+-- name: subscription_deliveries_delete
+DELETE FROM deliveries WHERE subscription_id = :id;
+
+-- name: subscription_purge_deliveries
+DELETE FROM deliveries WHERE project = :project AND source = :source;
+
+-- name: subscription_purge
+DELETE FROM subscriptions WHERE project = :project AND source = :source;
+
+-- One notification per message per admitted live subscription, due when the message's
+-- delay ends. :confirmed_only admits only confirmed subscriptions.
+-- name: delivery_fan_out
+INSERT INTO deliveries (project, source, subscription_id, kind, message_id, payload, ttl,
+                        delay, due)
+SELECT :project, :source, s.id, 'notification', :message_id, :payload, :ttl, :delay, :due
+FROM subscriptions AS s
+WHERE s.project = :project AND s.source = :source AND s.expires > :now
+  AND (NOT :confirmed_only OR s.confirmed);
+
+-- name: delivery_insert
+INSERT INTO deliveries (project, source, subscription_id, kind, message_id, payload, due)
+VALUES (:project, :source, :subscription_id, :kind, NULL, :payload, :now);
+
+-- name: delivery_due
+SELECT d.id, d.project, d.source, d.subscription_id, d.kind, d.message_id, d.payload,
+       d.ttl, d.delay, d.attempts, s.subscriber, s.options, s.expires > :now
+FROM deliveries AS d
+LEFT JOIN subscriptions AS s ON s.id = d.subscription_id
+WHERE d.due <= :now
+ORDER BY d.due
+LIMIT :limit;
+
+-- name: delivery_lease
+UPDATE deliveries SET due = :until WHERE id = :id;
+
+-- name: delivery_delete
+DELETE FROM deliveries WHERE id = :id;
+
+-- name: delivery_retry
+UPDATE deliveries SET attempts = :attempts, due = :due WHERE id = :id;
+
+-- name: failure_insert
+INSERT INTO delivery_failures (project, source, subscription_id, kind, message_id,
+                               attempts, error, failed)
+VALUES (:project, :source, :subscription_id, :kind, :message_id, :attempts, :error, :now);
+
+-- name: failure_page
+SELECT subscription_id, kind, message_id, attempts, error, failed
+FROM delivery_failures
+WHERE project = :project AND source = :source AND subscription_id = :subscription_id
+ORDER BY id DESC
+LIMIT :limit;
+
+-- name: gc_subscriptions
+DELETE FROM subscriptions WHERE id IN (
+    SELECT id FROM subscriptions WHERE expires <= :now LIMIT :chunk);

@@ -12,6 +12,7 @@ import falcon.asgi
 from tidings.config import Settings, load_settings
 from tidings.errors import StorageError
 from tidings.http.app import build_http_app
+from tidings.notify.dispatcher import Dispatcher, Doorbell
 from tidings.ops.context import Services
 from tidings.storage import create_storage
 
@@ -19,21 +20,28 @@ log = logging.getLogger("tidings")
 
 
 class Lifecycle:
-    """Opens the store at start-up, runs garbage collection, closes it at shutdown."""
+    """Opens the store at start-up, runs garbage collection and the delivery dispatcher,
+    and stops them all at shutdown."""
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, dispatcher: Dispatcher) -> None:
         self._services = services
-        self._gc_task: asyncio.Task[None] | None = None
+        self._dispatcher = dispatcher
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def process_startup(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
         await self._services.storage.open()
-        self._gc_task = asyncio.create_task(self._collect_garbage(), name="tidings-gc")
+        self._tasks = [
+            asyncio.create_task(self._collect_garbage(), name="tidings-gc"),
+            asyncio.create_task(self._dispatcher.run(), name="tidings-dispatcher"),
+        ]
 
     async def process_shutdown(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
-        if self._gc_task is not None:
-            self._gc_task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._gc_task
+                await task
+        await self._dispatcher.close()
         await self._services.storage.close()
 
     async def _collect_garbage(self) -> None:
@@ -50,8 +58,12 @@ class Lifecycle:
 
 
 def build_app(settings: Settings) -> falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]:
-    services = Services(settings=settings, storage=create_storage(settings))
-    return build_http_app(services, extra_middleware=[Lifecycle(services)])
+    doorbell = Doorbell()
+    services = Services(
+        settings=settings, storage=create_storage(settings), wake_dispatcher=doorbell.ring
+    )
+    dispatcher = Dispatcher(services.storage, settings.notification, doorbell, services.clock)
+    return build_http_app(services, extra_middleware=[Lifecycle(services, dispatcher)])
 
 
 def configure_logging(level: str) -> None:

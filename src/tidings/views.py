@@ -9,17 +9,20 @@ from typing import Any
 
 import msgspec
 
-from tidings.model import Message, MessageSummary, QueueStats
+from tidings.model import DeliveryFailure, Message, MessageSummary, QueueStats, Subscription
 
 API_PREFIX = "/v2"
 
 
-def queue_href(queue: str) -> str:
-    return f"{API_PREFIX}/queues/{queue}"
+def queue_href(queue: str, collection: str = "queues") -> str:
+    """A queue's (or, with ``collection="topics"``, a topic's) path."""
+    return f"{API_PREFIX}/{collection}/{queue}"
 
 
-def message_href(queue: str, message_id: str, claim_id: str | None = None) -> str:
-    href = f"{API_PREFIX}/queues/{queue}/messages/{message_id}"
+def message_href(
+    queue: str, message_id: str, claim_id: str | None = None, collection: str = "queues"
+) -> str:
+    href = f"{API_PREFIX}/{collection}/{queue}/messages/{message_id}"
     return f"{href}?claim_id={claim_id}" if claim_id else href
 
 
@@ -37,11 +40,13 @@ def checksum(body: bytes) -> str:
     return "MD5:" + hashlib.md5(rendered.encode(), usedforsecurity=False).hexdigest()
 
 
-def message(m: Message, queue: str, now: float, *, with_checksum: bool = False) -> dict[str, Any]:
+def message(
+    m: Message, queue: str, now: float, *, with_checksum: bool = False, collection: str = "queues"
+) -> dict[str, Any]:
     claim_id = m.claim_id if m.claimed(now) else None
     view: dict[str, Any] = {
         "id": m.id,
-        "href": message_href(queue, m.id, claim_id),
+        "href": message_href(queue, m.id, claim_id, collection),
         "ttl": m.ttl,
         "age": age(m.created, now),
         "body": msgspec.Raw(m.body),
@@ -67,17 +72,39 @@ def iso8601(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _summary(s: MessageSummary, queue: str, now: float) -> dict[str, Any]:
+def _summary(s: MessageSummary, queue: str, now: float, collection: str) -> dict[str, Any]:
     return {
         "age": age(s.created, now),
         "created": iso8601(s.created),
-        "href": message_href(queue, s.id),
+        "href": message_href(queue, s.id, collection=collection),
     }
 
 
-def stats(s: QueueStats, queue: str, now: float) -> dict[str, Any]:
+def stats(s: QueueStats, queue: str, now: float, collection: str = "queues") -> dict[str, Any]:
     counts: dict[str, Any] = {"claimed": s.claimed, "free": s.total - s.claimed, "total": s.total}
     if s.total and s.oldest and s.newest:
-        counts["oldest"] = _summary(s.oldest, queue, now)
-        counts["newest"] = _summary(s.newest, queue, now)
+        counts["oldest"] = _summary(s.oldest, queue, now, collection)
+        counts["newest"] = _summary(s.newest, queue, now, collection)
     return {"messages": counts}
+
+
+def subscription(s: Subscription, now: float) -> dict[str, Any]:
+    return {
+        "id": s.id,
+        "source": s.source,
+        "subscriber": s.subscriber,
+        "ttl": s.ttl,
+        "age": age(s.updated, now),
+        "options": s.options,
+        "confirmed": s.confirmed,
+    }
+
+
+def delivery_failure(f: DeliveryFailure) -> dict[str, Any]:
+    return {
+        "kind": f.kind.value,
+        "message_id": f.message_id,
+        "attempts": f.attempts,
+        "error": f.error,
+        "failed": iso8601(f.failed),
+    }

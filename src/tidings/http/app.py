@@ -8,7 +8,7 @@ import falcon
 import falcon.asgi
 
 from tidings.errors import TidingsError
-from tidings.http import claims, messages, queues, system
+from tidings.http import claims, messages, queues, share, subscriptions, system
 from tidings.http.errors import handle_tidings_error, handle_unexpected
 from tidings.http.middleware import RequestChecks
 from tidings.ops.context import Services
@@ -17,7 +17,12 @@ from tidings.ops.context import Services
 def build_http_app(
     services: Services, extra_middleware: list[Any] | None = None
 ) -> falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]:
-    middleware: list[Any] = [*(extra_middleware or []), RequestChecks(services.settings.transport)]
+    checks = RequestChecks(
+        services.settings.transport,
+        secret_key=services.settings.signed_url.secret_key,
+        clock=services.clock,
+    )
+    middleware: list[Any] = [*(extra_middleware or []), checks]
     app = falcon.asgi.App(
         middleware=middleware,
         cors_enable=False,
@@ -27,21 +32,49 @@ def build_http_app(
     app.add_error_handler(Exception, handle_unexpected)
     app.add_error_handler(TidingsError, handle_tidings_error)
 
-    queue_item = queues.QueueItem(services)
-    message_collection = messages.MessageCollection(services)
     app.add_route("/", system.Versions())
     app.add_route("/v2/", system.Home(services))
     app.add_route("/v2/ping", system.Ping(services))
     if services.settings.admin_mode:
         app.add_route("/v2/health", system.Health(services))
-    app.add_route("/v2/queues", queues.QueueCollection(services))
-    app.add_route("/v2/queues/", queue_item)
-    app.add_route("/v2/queues/{queue}", queue_item)
-    app.add_route("/v2/queues/{queue}/stats", queues.QueueStats(services))
-    app.add_route("/v2/queues/{queue}/purge", queues.QueuePurge(services))
-    app.add_route("/v2/queues/{queue}/messages", message_collection)
-    app.add_route("/v2/queues/{queue}/messages/", message_collection)
-    app.add_route("/v2/queues/{queue}/messages/{message_id}", messages.MessageItem(services))
+    for collection in ("queues", "topics"):
+        _add_collection_routes(app, services, collection)
+    app.add_route("/v2/queues/{queue}/share", share.QueueShare(services))
     app.add_route("/v2/queues/{queue}/claims", claims.ClaimCollection(services))
     app.add_route("/v2/queues/{queue}/claims/{claim_id}", claims.ClaimItem(services))
     return app
+
+
+def _add_collection_routes(
+    app: falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response],
+    services: Services,
+    collection: str,
+) -> None:
+    """Queues and topics share their routes; topics live in a namespace of their own."""
+    base = f"/v2/{collection}"
+    item = queues.QueueItem(services, collection)
+    message_collection = messages.MessageCollection(services, collection)
+    subscription_item = subscriptions.SubscriptionItem(services, collection)
+    app.add_route(base, queues.QueueCollection(services, collection))
+    app.add_route(f"{base}/", item)
+    app.add_route(f"{base}/{{queue}}", item)
+    app.add_route(f"{base}/{{queue}}/stats", queues.QueueStats(services, collection))
+    app.add_route(f"{base}/{{queue}}/purge", queues.QueuePurge(services, collection))
+    app.add_route(f"{base}/{{queue}}/messages", message_collection)
+    app.add_route(f"{base}/{{queue}}/messages/", message_collection)
+    app.add_route(
+        f"{base}/{{queue}}/messages/{{message_id}}", messages.MessageItem(services, collection)
+    )
+    app.add_route(
+        f"{base}/{{queue}}/subscriptions",
+        subscriptions.SubscriptionCollection(services, collection),
+    )
+    app.add_route(f"{base}/{{queue}}/subscriptions/{{subscription_id}}", subscription_item)
+    app.add_route(
+        f"{base}/{{queue}}/subscriptions/{{subscription_id}}/confirm",
+        subscriptions.SubscriptionConfirm(services, collection),
+    )
+    app.add_route(
+        f"{base}/{{queue}}/subscriptions/{{subscription_id}}/failures",
+        subscriptions.SubscriptionFailures(services, collection),
+    )

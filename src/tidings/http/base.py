@@ -9,14 +9,32 @@ import falcon
 import falcon.asgi
 import msgspec
 
-from tidings.ops.context import Caller, Services
+from tidings import views
+from tidings.model import Message
+from tidings.ops.context import Caller, Services, in_collection
 
 _encode = msgspec.json.Encoder().encode
 
 
 class Resource:
-    def __init__(self, services: Services) -> None:
+    """Base of the resources; ``collection`` is ``queues`` or ``topics``."""
+
+    def __init__(self, services: Services, collection: str = "queues") -> None:
         self.svc = services
+        self.collection = collection
+
+    def caller(self, req: falcon.asgi.Request) -> Caller:
+        """The caller as storage sees it for this resource's collection."""
+        return in_collection(caller(req), self.collection)
+
+    def message_view(self, message: Message, queue: str, now: float) -> dict[str, Any]:
+        return views.message(
+            message,
+            queue,
+            now,
+            with_checksum=self.svc.settings.enable_checksum,
+            collection=self.collection,
+        )
 
 
 def caller(req: falcon.asgi.Request) -> Caller:

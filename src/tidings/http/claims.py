@@ -6,7 +6,7 @@ import falcon
 import falcon.asgi
 
 from tidings import views
-from tidings.http.base import Resource, caller, send_json
+from tidings.http.base import Resource, send_json
 from tidings.http.params import int_param, read_document
 from tidings.ops import claims as ops
 
@@ -19,14 +19,13 @@ class ClaimCollection(Resource):
     ) -> None:
         document = await read_document(req, MAX_CLAIM_BODY)
         result, now = await ops.claim_create(
-            self.svc, caller(req), queue, document, int_param(req, "limit")
+            self.svc, self.caller(req), queue, document, int_param(req, "limit")
         )
         if result is None:
             resp.status = falcon.HTTP_204
             return
-        checksum = self.svc.settings.enable_checksum
         resp.location = views.claim_href(queue, result.id)
-        messages = [views.message(m, queue, now, with_checksum=checksum) for m in result.messages]
+        messages = [self.message_view(m, queue, now) for m in result.messages]
         send_json(resp, {"messages": messages}, 201)
 
 
@@ -34,16 +33,13 @@ class ClaimItem(Resource):
     async def on_get(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, queue: str, claim_id: str
     ) -> None:
-        claim, now = await ops.claim_get(self.svc, caller(req), queue, claim_id)
-        checksum = self.svc.settings.enable_checksum
+        claim, now = await ops.claim_get(self.svc, self.caller(req), queue, claim_id)
         send_json(
             resp,
             {
                 "age": views.age(claim.updated, now),
                 "ttl": claim.ttl,
-                "messages": [
-                    views.message(m, queue, now, with_checksum=checksum) for m in claim.messages
-                ],
+                "messages": [self.message_view(m, queue, now) for m in claim.messages],
                 "href": views.claim_href(queue, claim.id),
             },
         )
@@ -52,11 +48,11 @@ class ClaimItem(Resource):
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, queue: str, claim_id: str
     ) -> None:
         document = await read_document(req, MAX_CLAIM_BODY)
-        await ops.claim_renew(self.svc, caller(req), queue, claim_id, document)
+        await ops.claim_renew(self.svc, self.caller(req), queue, claim_id, document)
         resp.status = falcon.HTTP_204
 
     async def on_delete(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, queue: str, claim_id: str
     ) -> None:
-        await ops.claim_release(self.svc, caller(req), queue, claim_id)
+        await ops.claim_release(self.svc, self.caller(req), queue, claim_id)
         resp.status = falcon.HTTP_204

@@ -7,7 +7,7 @@ import falcon.asgi
 
 from tidings import views
 from tidings.errors import BadRequest
-from tidings.http.base import Resource, caller, next_link, send_json
+from tidings.http.base import Resource, next_link, send_json
 from tidings.http.params import bool_param, int_param, list_param, read_body
 from tidings.ops import messages as ops
 
@@ -17,23 +17,26 @@ class MessageCollection(Resource):
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, queue: str
     ) -> None:
         raw, size = await read_body(req, self.svc.settings.transport.max_messages_post_size)
-        ids = await ops.message_post(self.svc, caller(req), queue, raw, size)
-        resp.location = f"{views.queue_href(queue)}/messages?ids={','.join(ids)}"
-        send_json(resp, {"resources": [views.message_href(queue, i) for i in ids]}, 201)
+        ids = await ops.message_post(self.svc, self.caller(req), queue, raw, size)
+        resp.location = f"{views.queue_href(queue, self.collection)}/messages?ids={','.join(ids)}"
+        send_json(
+            resp,
+            {"resources": [views.message_href(queue, i, collection=self.collection) for i in ids]},
+            201,
+        )
 
     async def on_get(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, queue: str
     ) -> None:
-        checksum = self.svc.settings.enable_checksum
         ids = list_param(req, "ids")
         if ids is not None:
-            found, now = await ops.message_get_many(self.svc, caller(req), queue, ids)
-            items = [views.message(m, queue, now, with_checksum=checksum) for m in found]
+            found, now = await ops.message_get_many(self.svc, self.caller(req), queue, ids)
+            items = [self.message_view(m, queue, now) for m in found]
             send_json(resp, {"messages": items})
             return
         page = await ops.message_list(
             self.svc,
-            caller(req),
+            self.caller(req),
             queue,
             marker=req.get_param("marker"),
             limit=int_param(req, "limit"),
@@ -41,7 +44,7 @@ class MessageCollection(Resource):
             include_claimed=bool_param(req, "include_claimed"),
             include_delayed=bool_param(req, "include_delayed"),
         )
-        items = [views.message(m, queue, page.now, with_checksum=checksum) for m in page.messages]
+        items = [self.message_view(m, queue, page.now) for m in page.messages]
         links: list[dict[str, str]] = []
         if page.messages:
             extra = {"include_delayed": "true"} if page.delays_off else {}
@@ -56,7 +59,7 @@ class MessageCollection(Resource):
         if ids is not None and pop is not None:
             raise BadRequest("pop and id params cannot be present together in the delete request.")
         if pop is not None:
-            popped, now = await ops.message_pop(self.svc, caller(req), queue, pop)
+            popped, now = await ops.message_pop(self.svc, self.caller(req), queue, pop)
             send_json(resp, {"messages": [views.popped_message(m, now) for m in popped]})
             return
         if ids is None:
@@ -65,7 +68,7 @@ class MessageCollection(Resource):
                 "to be able to delete."
             )
         claim_ids = list_param(req, "claim_ids")
-        await ops.message_delete_many(self.svc, caller(req), queue, ids, claim_ids)
+        await ops.message_delete_many(self.svc, self.caller(req), queue, ids, claim_ids)
         resp.status = falcon.HTTP_204
 
 
@@ -73,13 +76,15 @@ class MessageItem(Resource):
     async def on_get(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, queue: str, message_id: str
     ) -> None:
-        message, now = await ops.message_get(self.svc, caller(req), queue, message_id)
-        checksum = self.svc.settings.enable_checksum
-        send_json(resp, views.message(message, queue, now, with_checksum=checksum))
+        message, now = await ops.message_get(self.svc, self.caller(req), queue, message_id)
+        send_json(
+            resp,
+            self.message_view(message, queue, now),
+        )
 
     async def on_delete(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, queue: str, message_id: str
     ) -> None:
         claim_id = req.get_param("claim_id")
-        await ops.message_delete(self.svc, caller(req), queue, message_id, claim_id)
+        await ops.message_delete(self.svc, self.caller(req), queue, message_id, claim_id)
         resp.status = falcon.HTTP_204

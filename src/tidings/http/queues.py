@@ -9,7 +9,7 @@ import falcon.asgi
 
 from tidings import views
 from tidings.errors import UnsupportedMediaType
-from tidings.http.base import Resource, caller, next_link, send_json
+from tidings.http.base import Resource, next_link, send_json
 from tidings.http.params import (
     bool_param,
     int_param,
@@ -36,7 +36,7 @@ class QueueCollection(Resource):
         detailed = bool_param(req, "detailed")
         page = await ops.queue_list(
             self.svc,
-            caller(req),
+            self.caller(req),
             marker=req.get_param("marker"),
             limit=int_param(req, "limit"),
             with_count=bool_param(req, "with_count"),
@@ -53,10 +53,10 @@ class QueueCollection(Resource):
             item: dict[str, Any] = {"name": queue.name}
             if detailed:
                 item["metadata"] = reserved.with_defaults(queue.metadata, limits)
-            item["href"] = views.queue_href(queue.name)
+            item["href"] = views.queue_href(queue.name, self.collection)
             items.append(item)
         body: dict[str, Any] = {
-            "queues": items,
+            self.collection: items,
             "links": next_link(req, page.queues[-1].name) if page.queues else [],
         }
         if page.count:
@@ -72,21 +72,21 @@ class QueueItem(Resource):
     ) -> None:
         raw, size = await read_body(req, self.svc.settings.transport.max_queue_metadata)
         ops.check_metadata_size(self.svc, size)
-        created = await ops.queue_create(self.svc, caller(req), queue, optional_document(raw))
+        created = await ops.queue_create(self.svc, self.caller(req), queue, optional_document(raw))
         resp.status = falcon.HTTP_201 if created else falcon.HTTP_204
         resp.content_type = falcon.MEDIA_JSON
-        resp.location = views.queue_href(queue)
+        resp.location = views.queue_href(queue, self.collection)
 
     async def on_get(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, queue: str = ""
     ) -> None:
-        send_json(resp, await ops.queue_get(self.svc, caller(req), queue))
+        send_json(resp, await ops.queue_get(self.svc, self.caller(req), queue))
 
     async def on_head(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, queue: str = ""
     ) -> None:
         # Zaqar answers 405, which makes python-zaqarclient's exists() always true.
-        found = await ops.queue_exists(self.svc, caller(req), queue)
+        found = await ops.queue_exists(self.svc, self.caller(req), queue)
         resp.status = falcon.HTTP_204 if found else falcon.HTTP_404
 
     async def on_patch(
@@ -99,12 +99,12 @@ class QueueItem(Resource):
                 f"Accepted media type for PATCH: {{'Accept-Patch': '{PATCH_MEDIA_TYPE}'}}."
             )
         document = optional_document(raw)
-        send_json(resp, await ops.queue_update(self.svc, caller(req), queue, document))
+        send_json(resp, await ops.queue_update(self.svc, self.caller(req), queue, document))
 
     async def on_delete(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, queue: str = ""
     ) -> None:
-        await ops.queue_delete(self.svc, caller(req), queue)
+        await ops.queue_delete(self.svc, self.caller(req), queue)
         resp.status = falcon.HTTP_204
 
 
@@ -112,8 +112,8 @@ class QueueStats(Resource):
     async def on_get(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, queue: str
     ) -> None:
-        stats, now = await ops.queue_stats(self.svc, caller(req), queue)
-        send_json(resp, views.stats(stats, queue, now))
+        stats, now = await ops.queue_stats(self.svc, self.caller(req), queue)
+        send_json(resp, views.stats(stats, queue, now, self.collection))
 
 
 class QueuePurge(Resource):
@@ -121,5 +121,5 @@ class QueuePurge(Resource):
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, queue: str
     ) -> None:
         document = await read_document(req, self.svc.settings.transport.max_queue_metadata)
-        await ops.queue_purge(self.svc, caller(req), queue, document)
+        await ops.queue_purge(self.svc, self.caller(req), queue, document)
         resp.status = falcon.HTTP_204

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import wraps
 from typing import ParamSpec, TypeVar
 
@@ -21,6 +21,8 @@ class Services:
     settings: Settings
     storage: Storage
     clock: Callable[[], float] = time.time
+    # Tells this process's delivery dispatcher that pushes are owed (None: no dispatcher).
+    wake_dispatcher: Callable[[], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +32,25 @@ class Caller:
     project: str
     client_id: str
     roles: frozenset[str] = field(default_factory=frozenset)
+
+
+# Topics live in a namespace of their own beside the project's queues. Control
+# characters are refused in project ids, so no real project can look like this.
+TOPIC_NAMESPACE = "\x1ftopics"
+
+
+def in_collection(caller: Caller, collection: str) -> Caller:
+    """The caller as seen by storage for ``queues`` or ``topics``."""
+    if collection == "topics":
+        return replace(caller, project=caller.project + TOPIC_NAMESPACE)
+    return caller
+
+
+def split_namespace(project: str) -> tuple[str, str]:
+    """(the client's project, ``queues`` or ``topics``) for a project as stored."""
+    if project.endswith(TOPIC_NAMESPACE):
+        return project[: -len(TOPIC_NAMESPACE)], "topics"
+    return project, "queues"
 
 
 def unavailable_as(

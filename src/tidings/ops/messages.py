@@ -23,6 +23,7 @@ from tidings.ops.validation import (
     integer_field,
     may_hold_huge_integer,
 )
+from tidings.storage.base import Audience
 
 NO_MESSAGES = "No messages were found in the request body."
 
@@ -150,9 +151,15 @@ async def message_post(
             raise parse_error
         return _build_batch(items, metadata, limits)
 
-    return await svc.storage.messages.post(
-        caller.project, queue, prepare, caller.client_id, svc.clock()
+    audience = (
+        Audience.CONFIRMED if svc.settings.notification.require_confirmation else Audience.ALL
     )
+    ids = await svc.storage.messages.post(
+        caller.project, queue, prepare, caller.client_id, svc.clock(), audience
+    )
+    if svc.wake_dispatcher is not None:
+        svc.wake_dispatcher()
+    return ids
 
 
 class MessagePage(msgspec.Struct, frozen=True, kw_only=True):

@@ -7,6 +7,7 @@ from typing import Any
 from tidings.config import TransportSettings
 from tidings.errors import BadRequest
 from tidings.model import DeadLetterPolicy
+from tidings.notify import retry
 from tidings.ops.validation import MIN_MESSAGE_TTL, QUEUE_NAME
 
 DEFAULT_TTL = "_default_message_ttl"
@@ -78,8 +79,8 @@ def validate(metadata: dict[str, Any], limits: TransportSettings) -> None:
     if encrypt and not isinstance(encrypt, bool):
         raise BadRequest(f"{ENCRYPT} must be boolean.")
     policy = metadata.get(RETRY_POLICY)
-    if policy is not None and not isinstance(policy, dict):
-        raise BadRequest(f"{RETRY_POLICY} must be an object.")
+    if policy:
+        retry.validate(policy)
 
 
 def with_defaults(metadata: dict[str, Any], limits: TransportSettings) -> dict[str, Any]:

@@ -197,3 +197,5 @@ async def queue_purge(svc: Services, caller: Caller, name: str, document: Any) -
             raise BadRequest("Resource types must be a sub set of {'messages', 'subscriptions'}.")
     if "messages" in types:
         await svc.storage.queues.purge_messages(caller.project, name)
+    if "subscriptions" in types:
+        await svc.storage.subscriptions.purge(caller.project, name)

@@ -1,0 +1,1 @@
+"""Pushing new messages to subscribers: payloads, retry policy, senders, dispatcher."""

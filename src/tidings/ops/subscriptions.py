@@ -1,0 +1,251 @@
+"""Subscription operations: create, list, get, update, delete, confirm, failures."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import msgspec
+
+from tidings import signing
+from tidings.errors import BadRequest, Conflict, NotFound, TidingsError
+from tidings.model import DeliveryFailure, DeliveryKind, Subscription
+from tidings.notify import retry
+from tidings.ops.context import Caller, Services, split_namespace, unavailable_as
+from tidings.ops.validation import check_page_limit, check_queue_name, require_object
+
+# The latest moment Zaqar can represent; subscriptions may not outlive it.
+LATEST_EXPIRY = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
+MIN_SUBSCRIPTION_TTL = 60
+UPDATABLE = ("subscriber", "ttl", "options")
+
+
+class UnableToUpdate(TidingsError):
+    status = 400
+    title = "Unable to update subscription"
+
+
+class SubscriptionExists(Conflict):
+    """A duplicate of a confirmed subscription (Zaqar's text has no space after the period)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Such subscription already exists."
+            "Subscriptions are unique by project + queue + subscriber URI."
+        )
+
+
+def not_found(subscription_id: str) -> NotFound:
+    return NotFound(f"Subscription {subscription_id} does not exist")
+
+
+def _check_subscriber(svc: Services, subscriber: Any) -> str:
+    if not subscriber or not isinstance(subscriber, str):
+        raise BadRequest("Missing parameter subscriber in body.")
+    allowed = svc.settings.transport.subscriber_types
+    parts = urlsplit(subscriber)
+    if parts.scheme not in allowed:
+        raise BadRequest(
+            "The subscriber type of subscription must be supported in the list "
+            f"{list(allowed)!r}."
+        )
+    # Zaqar checks only the scheme; a subscriber we could never reach is refused here.
+    if parts.scheme == "mailto" and "@" not in parts.path:
+        raise BadRequest("A mailto: subscriber needs an address, e.g. mailto:ops@example.com.")
+    if parts.scheme in ("http", "https") and not parts.hostname:
+        raise BadRequest("A webhook subscriber needs a host, e.g. https://example.com/hook.")
+    return subscriber
+
+
+def _check_ttl(ttl: Any, now: float) -> int:
+    if isinstance(ttl, bool) or not isinstance(ttl, int):
+        raise BadRequest("TTL must be an integer.")
+    if ttl < MIN_SUBSCRIPTION_TTL:  # Zaqar lets 0 through and then fails with a 500
+        raise BadRequest(
+            f"The TTL for a subscription must be at least {MIN_SUBSCRIPTION_TTL} seconds long."
+        )
+    if now + ttl >= LATEST_EXPIRY:
+        raise BadRequest(
+            "The TTL seconds for a subscription plus current time must be less than "
+            "9999-12-31 23:59:59.999999."
+        )
+    return ttl
+
+
+def _check_options(options: Any) -> dict[str, Any]:
+    if not options:
+        return {}
+    if not isinstance(options, dict):
+        raise BadRequest("Options must be a dict.")
+    policy = options.get("_retry_policy")
+    if policy:
+        retry.validate(policy)
+    return options
+
+
+@unavailable_as("Subscription could not be created.")
+async def subscription_create(
+    svc: Services, caller: Caller, source: str, document: Any
+) -> tuple[str, bool]:
+    """(the subscription id, whether it was new); re-sends confirmation for duplicates."""
+    check_queue_name(caller.project, source)
+    body = require_object(document if document is not None else {})
+    now = svc.clock()
+    subscriber = _check_subscriber(svc, body.get("subscriber"))
+    options = _check_options(body.get("options"))
+    ttl = body.get("ttl")
+    ttl = svc.settings.transport.default_subscription_ttl if ttl is None else _check_ttl(ttl, now)
+    # Created only once the request is valid (Zaqar creates it first).
+    await svc.storage.queues.create(caller.project, source, {}, now)
+    subscription, created = await svc.storage.subscriptions.create(
+        caller.project, source, subscriber, ttl, options, now
+    )
+    if not created and subscription.confirmed:
+        raise SubscriptionExists()
+    if svc.settings.notification.require_confirmation:
+        await _owe_confirmation(svc, caller.project, subscription, DeliveryKind.CONFIRMATION, now)
+    return subscription.id, created
+
+
+@unavailable_as("Subscriptions could not be listed.")
+async def subscription_list(
+    svc: Services, caller: Caller, source: str, *, marker: str | None, limit: int | None
+) -> tuple[list[Subscription], float]:
+    check_queue_name(caller.project, source)
+    maximum = svc.settings.transport.max_subscriptions_per_page
+    limit = min(10, maximum) if limit is None else limit
+    check_page_limit(limit, maximum)
+    now = svc.clock()
+    page = await svc.storage.subscriptions.page(
+        caller.project, source, marker=marker, limit=limit, now=now
+    )
+    return page, now
+
+
+@unavailable_as("Subscription could not be retrieved.")
+async def subscription_get(
+    svc: Services, caller: Caller, source: str, subscription_id: str
+) -> tuple[Subscription, float]:
+    check_queue_name(caller.project, source)
+    now = svc.clock()
+    found = await svc.storage.subscriptions.get(caller.project, source, subscription_id, now)
+    if found is None:
+        raise not_found(subscription_id)
+    return found, now
+
+
+@unavailable_as("Subscription could not be updated.")
+async def subscription_update(
+    svc: Services, caller: Caller, source: str, subscription_id: str, document: Any
+) -> None:
+    check_queue_name(caller.project, source)
+    body = require_object(document if document is not None else {})
+    if not body:
+        raise BadRequest("No subscription to create.")
+    if not any(key in body for key in UPDATABLE):
+        raise UnableToUpdate(f"Subscription {subscription_id} could not be updated.")
+    now = svc.clock()
+    changes: dict[str, Any] = {}
+    if "subscriber" in body:
+        changes["subscriber"] = _check_subscriber(svc, body["subscriber"])
+    if "ttl" in body:
+        changes["ttl"] = _check_ttl(body["ttl"], now)
+    if "options" in body:
+        changes["options"] = _check_options(body["options"])
+    updated = await svc.storage.subscriptions.update(
+        caller.project, source, subscription_id, now, **changes
+    )
+    if updated is None:
+        raise not_found(subscription_id)
+
+
+@unavailable_as("Subscription could not be deleted.")
+async def subscription_delete(
+    svc: Services, caller: Caller, source: str, subscription_id: str
+) -> None:
+    check_queue_name(caller.project, source)
+    await svc.storage.subscriptions.delete(caller.project, source, subscription_id)
+
+
+@unavailable_as("Subscription could not be confirmed.")
+async def subscription_confirm(
+    svc: Services, caller: Caller, source: str, subscription_id: str, document: Any
+) -> None:
+    check_queue_name(caller.project, source)
+    body = require_object(document if document is not None else {})
+    confirmed = body.get("confirmed")
+    if not isinstance(confirmed, bool):
+        raise BadRequest("The 'confirmed' should be boolean.")
+    now = svc.clock()
+    subscription = await svc.storage.subscriptions.confirm(
+        caller.project, source, subscription_id, confirmed, now
+    )
+    if subscription is None:
+        raise not_found(subscription_id)
+    if not confirmed and svc.settings.notification.require_confirmation:
+        await _owe_confirmation(svc, caller.project, subscription, DeliveryKind.UNSUBSCRIBE, now)
+
+
+@unavailable_as("Subscription failures could not be listed.")
+async def subscription_failures(
+    svc: Services, caller: Caller, source: str, subscription_id: str, limit: int | None
+) -> list[DeliveryFailure]:
+    """Deliveries to this subscription that exhausted their retries, newest first."""
+    await subscription_get(svc, caller, source, subscription_id)
+    limit = 20 if limit is None else limit
+    check_page_limit(limit, 100)
+    return await svc.storage.outbox.failures(caller.project, source, subscription_id, limit)
+
+
+def confirmation_document(
+    svc: Services, project: str, subscription: Subscription, kind: DeliveryKind, now: float
+) -> bytes:
+    """The signed (un)subscribe request a subscriber receives, as Zaqar words it."""
+    client_project, collection = split_namespace(project)
+    secret = svc.settings.signed_url.secret_key
+    assert secret is not None  # enforced at start-up when confirmation is required
+    path = f"/v2/{collection}/{subscription.source}/subscriptions/{subscription.id}/confirm"
+    # Zaqar signs the unsubscribe link for the default ttl, not the subscription's.
+    lifetime = (
+        subscription.ttl
+        if kind is DeliveryKind.CONFIRMATION
+        else svc.settings.transport.default_subscription_ttl
+    )
+    signed = signing.create(
+        secret, [path], ["PUT"], client_project,
+        datetime.fromtimestamp(now + lifetime, UTC).replace(tzinfo=None),
+    )
+    noun = "queue" if collection == "queues" else "topic"
+    if kind is DeliveryKind.CONFIRMATION:
+        message_type = "SubscriptionConfirmation"
+        text = f"You have chosen to subscribe to the {noun}: {subscription.source}"
+    else:
+        message_type = "UnsubscribeConfirmation"
+        text = (
+            f"You have unsubscribed successfully to the {noun}: {subscription.source}, "
+            "you can resubscribe it by using confirmed=True."
+        )
+    return msgspec.json.encode({
+        "Message_Type": message_type,
+        "Message": text,
+        "URL-Signature": signed.signature,
+        "URL-Methods": "PUT",
+        "URL-Paths": path,
+        "X-Project-ID": client_project,
+        "URL-Expires": signed.expires,
+        "SubscribeBody": {"confirmed": True},
+        "UnsubscribeBody": {"confirmed": False},
+        f"{noun}_name": subscription.source,
+    })
+
+
+async def _owe_confirmation(
+    svc: Services, project: str, subscription: Subscription, kind: DeliveryKind, now: float
+) -> None:
+    document = confirmation_document(svc, project, subscription, kind, now)
+    await svc.storage.outbox.enqueue(
+        project, subscription.source, subscription.id, kind, document, now
+    )
+    if svc.wake_dispatcher is not None:
+        svc.wake_dispatcher()

@@ -47,6 +47,12 @@ class TransportSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknow
     min_length_client_id: Positive = 10
     max_length_client_id: Positive = 36
     message_delete_with_claim_id: bool = False
+    default_subscription_ttl: Annotated[int, msgspec.Meta(ge=60)] = 3600
+    max_subscriptions_per_page: Positive = 20
+    # trust+http(s) needs Keystone trusts, which this build does not do.
+    subscriber_types: list[Literal["http", "https", "mailto"]] = msgspec.field(
+        default_factory=lambda: ["http", "https", "mailto"]
+    )
 
 
 def default_message_store() -> str:
@@ -81,6 +87,64 @@ class ServerSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+class EmailTemplate(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """A confirmation email: ``body`` gets {0} the queue, {1} the project, {2} the link."""
+
+    topic: str
+    body: str
+    sender: str
+
+
+class NotificationSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Subscriptions' delivery (Zaqar's ``[notification]`` group, plus bounds of our own)."""
+
+    require_confirmation: bool = False
+    # Deliveries in flight per worker process; past it, deliveries wait in the outbox.
+    max_notifier_workers: Positive = 10
+    # Every outbound call is bounded: seconds for a webhook POST or an SMTP exchange.
+    delivery_timeout: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    # How often each worker looks for deliveries owed by other nodes (its own posts wake it).
+    poll_interval: Annotated[float, msgspec.Meta(gt=0)] = 0.5
+    # A delivery taken by a worker that dies is taken again after this many seconds.
+    lease: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    smtp_mode: Literal["third_part", "self_local"] = "third_part"
+    smtp_command: str = "/usr/sbin/sendmail -t -oi"
+    smtp_host: str = "localhost"
+    smtp_port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 465
+    smtp_user_name: str | None = None
+    smtp_user_password: str | None = None
+    # self_local: "ssl" (implicit TLS, as Zaqar), "starttls", or "none" (plain, local relays).
+    smtp_security: Literal["ssl", "starttls", "none"] = "ssl"
+    external_confirmation_url: str | None = None
+    subscription_confirmation_email_template: EmailTemplate = msgspec.field(
+        default_factory=lambda: EmailTemplate(
+            topic="Confirm your subscription",
+            body=(
+                "You subscribed to the queue {0} of project {1}. To confirm the "
+                "subscription, open this link: {2}"
+            ),
+            sender="Tidings Notifications <no-reply@localhost>",
+        )
+    )
+    unsubscribe_confirmation_email_template: EmailTemplate = msgspec.field(
+        default_factory=lambda: EmailTemplate(
+            topic="You have unsubscribed",
+            body=(
+                "You unsubscribed from the queue {0} of project {1}. To subscribe "
+                "again, open this link: {2}"
+            ),
+            sender="Tidings Notifications <no-reply@localhost>",
+        )
+    )
+
+
+class SignedUrlSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Pre-signed URLs (Zaqar's ``[signed_url]`` group)."""
+
+    # No default: without a key, POST .../share answers 400 and signed requests get 404.
+    secret_key: Annotated[str, msgspec.Meta(min_length=1)] | None = None
+
+
 class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     admin_mode: bool = False
     enable_checksum: bool = False
@@ -88,6 +152,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     drivers: DriverSettings = msgspec.field(default_factory=DriverSettings)
     storage: StorageSettings = msgspec.field(default_factory=StorageSettings)
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
+    signed_url: SignedUrlSettings = msgspec.field(default_factory=SignedUrlSettings)
+    notification: NotificationSettings = msgspec.field(default_factory=NotificationSettings)
 
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
@@ -97,11 +163,24 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
             continue
         name = key[len(ENV_PREFIX) :].lower()
         section, sep, option = name.partition("__")
+        parsed = _env_value(value)
         if sep:
-            tree.setdefault(section, {})[option] = value
+            tree.setdefault(section, {})[option] = parsed
         else:
-            tree[name] = value
+            tree[name] = parsed
     return tree
+
+
+def _env_value(raw: str) -> Any:
+    """Lists come as JSON arrays (``'["http", "https"]'``); everything else as text."""
+    if raw.startswith("["):
+        try:
+            value = msgspec.json.decode(raw)
+        except msgspec.DecodeError:
+            return raw  # let validation say what is wrong with it
+        if isinstance(value, list):
+            return value
+    return raw
 
 
 def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
@@ -136,4 +215,9 @@ def load_settings(
     transport = settings.transport
     if transport.min_length_client_id > transport.max_length_client_id:
         raise ConfigError("transport.min_length_client_id exceeds max_length_client_id")
+    if settings.notification.require_confirmation and not settings.signed_url.secret_key:
+        raise ConfigError(
+            "notification.require_confirmation needs signed_url.secret_key: confirmation "
+            "links are signed URLs"
+        )
     return settings

@@ -5,6 +5,19 @@
 -- Message rows are always selected as:
 --   seq, id, body, ttl, created, expires, client_id, claim_id, claim_expires,
 --   claim_count, delay_until
+-- followed by ctid when the statement locks them.
+--
+-- Plans must not depend on statistics: a queue table is often filled faster than
+-- autovacuum analyses it, and with no (or stale) statistics the planner believes
+-- "project = $1 AND queue = $2" matches a handful of rows. Any statement that pairs
+-- those conditions with a row key would then read the whole queue through the primary
+-- key instead of probing the key's own index. Hence:
+-- * rows named by a key of their own (message id, claim id) are found through that
+--   key alone; their queue is checked with "(project, queue) IS NOT DISTINCT FROM
+--   ($1, $2)", which means the same for these NOT NULL columns but which no index
+--   can serve, so the planner cannot prefer the queue's index;
+-- * rows the transaction has already locked are addressed by ctid: they cannot move
+--   until it commits, and a TID scan is the only plan for it.
 
 -- name: queue_insert
 INSERT INTO queues (project, name, metadata, created)
@@ -118,77 +131,104 @@ LIMIT $4;
 SELECT seq, id::text, body, ttl, created, expires, client_id, claim_id::text,
        claim_expires, claim_count, delay_until
 FROM messages
-WHERE id = ANY($3::uuid[]) AND project = $1 AND queue = $2 AND expires > $4
+WHERE id = ANY($3::uuid[]) AND (project, queue) IS NOT DISTINCT FROM ($1::text, $2::text)
+  AND expires > $4
 ORDER BY seq;
 
 -- Locks are taken in seq order everywhere, so multi-row changes never deadlock.
 -- name: message_by_ids_for_update
 SELECT seq, id::text, body, ttl, created, expires, client_id, claim_id::text,
-       claim_expires, claim_count, delay_until
+       claim_expires, claim_count, delay_until, ctid
 FROM messages
-WHERE id = ANY($3::uuid[]) AND project = $1 AND queue = $2 AND expires > $4
+WHERE id = ANY($3::uuid[]) AND (project, queue) IS NOT DISTINCT FROM ($1::text, $2::text)
+  AND expires > $4
 ORDER BY seq
 FOR UPDATE;
 
+-- Bulk delete without claim checks, in one statement. The delete goes by id, not by
+-- the ctids just locked: a row updated after this statement's snapshot was taken is
+-- locked in its newest version, which the delete reaches from the visible one.
+-- name: message_delete_by_ids
+WITH doomed AS (
+    SELECT id FROM messages
+    WHERE id = ANY($3::uuid[])
+      AND (project, queue) IS NOT DISTINCT FROM ($1::text, $2::text)
+      AND expires > $4
+    ORDER BY seq
+    FOR UPDATE)
+DELETE FROM messages WHERE id = ANY(ARRAY(SELECT id FROM doomed));
+
+-- Rows this transaction has locked.
 -- name: message_delete
-DELETE FROM messages WHERE project = $1 AND queue = $2 AND seq = ANY($3::bigint[]);
+DELETE FROM messages WHERE ctid = ANY($1::tid[]);
 
--- Claimable = live, undelayed, and free or with a lapsed claim. SKIP LOCKED lets
--- concurrent claimers on any node pass over each other's rows instead of waiting.
--- name: message_claimable_free
-SELECT seq, id::text, body, ttl, created, expires, client_id, claim_id::text,
-       claim_expires, claim_count, delay_until
-FROM messages
-WHERE project = $1 AND queue = $2 AND claim_id IS NULL
-  AND expires > $3 AND delay_until <= $3
+-- Claimable = live, undelayed, and free or with a lapsed claim: the oldest $4 of
+-- those nobody else has locked. Each kind is read from its own partial index (see the
+-- migration); the surplus of the two stays locked only until the caller commits.
+-- SKIP LOCKED lets concurrent claimers on any node pass over each other's rows
+-- instead of waiting.
+-- name: message_claimable
+WITH lapsed AS (
+    SELECT seq, id::text, body, ttl, created, expires, client_id, claim_id::text,
+           claim_expires, claim_count, delay_until, ctid
+    FROM messages
+    WHERE project = $1 AND queue = $2 AND claim_id IS NOT NULL AND claim_expires <= $3
+      AND expires > $3 AND delay_until <= $3
+    ORDER BY seq
+    LIMIT $4
+    FOR UPDATE SKIP LOCKED
+), free AS (
+    SELECT seq, id::text, body, ttl, created, expires, client_id, claim_id::text,
+           claim_expires, claim_count, delay_until, ctid
+    FROM messages
+    WHERE project = $1 AND queue = $2 AND claim_id IS NULL
+      AND expires > $3 AND delay_until <= $3
+    ORDER BY seq
+    LIMIT $4
+    FOR UPDATE SKIP LOCKED
+)
+SELECT * FROM lapsed
+UNION ALL
+SELECT * FROM free
 ORDER BY seq
-LIMIT $4
-FOR UPDATE SKIP LOCKED;
+LIMIT $4;
 
--- name: message_claimable_lapsed
-SELECT seq, id::text, body, ttl, created, expires, client_id, claim_id::text,
-       claim_expires, claim_count, delay_until
-FROM messages
-WHERE project = $1 AND queue = $2 AND claim_id IS NOT NULL AND claim_expires <= $3
-  AND expires > $3 AND delay_until <= $3
-ORDER BY seq
-LIMIT $4
-FOR UPDATE SKIP LOCKED;
-
+-- Marks locked rows and records the claim, in one statement.
 -- name: message_claim
+WITH claim AS (
+    INSERT INTO claims (id, project, queue, ttl, grace, updated, expires)
+    VALUES ($1, $2, $3, $4, $5, $6, $7)
+)
 UPDATE messages AS m
-SET claim_id = $3, claim_expires = $4, claim_count = m.claim_count + 1,
+SET claim_id = $1, claim_expires = $7, claim_count = m.claim_count + 1,
     expires = u.expires, ttl = u.ttl
-FROM unnest($5::bigint[], $6::float8[], $7::integer[]) AS u (seq, expires, ttl)
-WHERE m.project = $1 AND m.queue = $2 AND m.seq = u.seq;
+FROM unnest($8::tid[], $9::float8[], $10::integer[]) AS u (tid, expires, ttl)
+WHERE m.ctid = u.tid;
 
 -- name: message_extend_claim
 UPDATE messages AS m
-SET claim_expires = $3, expires = u.expires, ttl = u.ttl
-FROM unnest($4::bigint[], $5::float8[], $6::integer[]) AS u (seq, expires, ttl)
-WHERE m.project = $1 AND m.queue = $2 AND m.seq = u.seq;
-
--- name: claim_insert
-INSERT INTO claims (id, project, queue, ttl, grace, updated, expires)
-VALUES ($1, $2, $3, $4, $5, $6, $7);
+SET claim_expires = $1, expires = u.expires, ttl = u.ttl
+FROM unnest($2::tid[], $3::float8[], $4::integer[]) AS u (tid, expires, ttl)
+WHERE m.ctid = u.tid;
 
 -- name: claim_get
 SELECT id::text, ttl, grace, updated, expires FROM claims
-WHERE id = $1 AND project = $2 AND queue = $3 AND expires > $4;
+WHERE id = $1 AND (project, queue) IS NOT DISTINCT FROM ($2::text, $3::text)
+  AND expires > $4;
 
 -- name: claim_messages
 SELECT seq, id::text, body, ttl, created, expires, client_id, claim_id::text,
        claim_expires, claim_count, delay_until
 FROM messages
-WHERE claim_id = $1 AND project = $2 AND queue = $3
+WHERE claim_id = $1 AND (project, queue) IS NOT DISTINCT FROM ($2::text, $3::text)
   AND claim_expires > $4 AND expires > $4
 ORDER BY seq;
 
 -- name: claim_messages_for_update
 SELECT seq, id::text, body, ttl, created, expires, client_id, claim_id::text,
-       claim_expires, claim_count, delay_until
+       claim_expires, claim_count, delay_until, ctid
 FROM messages
-WHERE claim_id = $1 AND project = $2 AND queue = $3
+WHERE claim_id = $1 AND (project, queue) IS NOT DISTINCT FROM ($2::text, $3::text)
   AND claim_expires > $4 AND expires > $4
 ORDER BY seq
 FOR UPDATE;
@@ -196,18 +236,21 @@ FOR UPDATE;
 -- The claim row is locked before its messages by renew and release alike.
 -- name: claim_renew
 UPDATE claims SET ttl = $5, grace = $6, updated = $4, expires = $7
-WHERE id = $1 AND project = $2 AND queue = $3 AND expires > $4;
+WHERE id = $1 AND (project, queue) IS NOT DISTINCT FROM ($2::text, $3::text)
+  AND expires > $4;
 
 -- name: claim_delete
-DELETE FROM claims WHERE id = $1 AND project = $2 AND queue = $3;
+DELETE FROM claims
+WHERE id = $1 AND (project, queue) IS NOT DISTINCT FROM ($2::text, $3::text);
 
+-- By id, not ctid, for the reason given at message_delete_by_ids.
 -- name: claim_release_messages
 UPDATE messages SET claim_id = NULL, claim_expires = 0
-WHERE project = $2 AND queue = $3 AND seq IN (
-    SELECT seq FROM messages
-    WHERE claim_id = $1 AND project = $2 AND queue = $3
+WHERE id = ANY(ARRAY(
+    SELECT id FROM messages
+    WHERE claim_id = $1 AND (project, queue) IS NOT DISTINCT FROM ($2::text, $3::text)
     ORDER BY seq
-    FOR UPDATE);
+    FOR UPDATE));
 
 -- Garbage collection works in bounded chunks so that no statement holds many locks
 -- for long; rows someone is working on are left for the next run.

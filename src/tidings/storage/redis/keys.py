@@ -1,12 +1,15 @@
 """Key names: one hash tag per queue and per project catalog, collision-free.
 
 Zaqar's ``<project>.<queue>`` keys let project ``a.b`` + queue ``c`` collide with
-project ``a`` + queue ``b.c``. Here a queue is named by an injective encoding,
-``<byte length of project>:<project>:<queue>`` (queue names never contain ``:``), and
-its hash tag is a digest of that encoding. The encoding itself follows the tag in every
-key, so distinct queues never share a key even if two digests collided; a shared
-digest would only put two queues in one slot. The digest is hex, so braces in a
+project ``a`` + queue ``b.c``. Here a queue is named by an injective encoding, its
+*slot id* ``<byte length of project>:<project>:<queue>`` (queue names never contain
+``:``), and its hash tag is a digest of that encoding. The encoding itself follows the
+tag in every key, so distinct queues never share a key even if two digests collided; a
+shared digest would only put two queues in one slot. The digest is hex, so braces in a
 project name cannot end the tag early.
+
+The subscriptions of a source and the notifications owed to them live under the hash
+tag of the queue of the same name, so posting to the queue can owe them atomically.
 """
 
 from __future__ import annotations
@@ -14,6 +17,11 @@ from __future__ import annotations
 import hashlib
 
 QUEUE_KINDS = ("seq", "order", "records", "expiry", "claims", "claim-expiry", "outbox")
+# Order matters: lua/source_lib.lua expects these as the last keys of a script.
+SOURCE_KINDS = (
+    "subs", "sub-order", "sub-expiry", "subscribers",
+    "notify-seq", "notify", "notify-due", "failures",
+)  # fmt: skip
 
 
 def _digest(text: str) -> str:
@@ -22,6 +30,22 @@ def _digest(text: str) -> str:
 
 def _length_prefixed(project: str) -> str:
     return f"{len(project.encode())}:{project}"
+
+
+def slot_id(project: str, name: str) -> str:
+    """The injective encoding of (project, queue or source) that names its keys."""
+    return f"{_length_prefixed(project)}:{name}"
+
+
+def split_slot_id(slot: str) -> tuple[str, str]:
+    """(project, name) back from ``slot_id``; ValueError when it is not one."""
+    length, sep, rest = slot.partition(":")
+    if not sep or not length.isdigit():
+        raise ValueError(f"not a slot id: {slot!r}")
+    raw, size = rest.encode(), int(length)
+    if raw[size : size + 1] != b":":
+        raise ValueError(f"not a slot id: {slot!r}")
+    return raw[:size].decode(), raw[size + 1 :].decode()
 
 
 class KeySpace:
@@ -33,13 +57,28 @@ class KeySpace:
         self.prefix = prefix
         # Projects that ever had a queue: where garbage collection starts looking.
         self.projects = f"{prefix}:projects"
+        # Slot ids of sources that ever had a subscription (garbage collection again).
+        self.sources = f"{prefix}:sources"
+        # Slot ids of sources owing notifications, scored by (at most) their earliest due
+        # time: where OutboxStore.take finds due work without scanning the keyspace.
+        self.outbox_due = f"{prefix}:outbox-due"
         self.marker = f"{prefix}:marker"
+
+    def _slot_base(self, slot: str) -> str:
+        return f"{self.prefix}:q:{{{_digest(slot)}}}:{slot}"
 
     def queue(self, project: str, name: str) -> list[str]:
         """The seven keys of one queue, in the order the Lua prelude expects."""
-        encoded = f"{_length_prefixed(project)}:{name}"
-        base = f"{self.prefix}:q:{{{_digest(encoded)}}}:{encoded}"
+        base = self._slot_base(slot_id(project, name))
         return [f"{base}:{kind}" for kind in QUEUE_KINDS]
+
+    def source(self, project: str, name: str) -> list[str]:
+        """The keys of a source's subscriptions and outbox, in the queue's slot."""
+        return self.source_of(slot_id(project, name))
+
+    def source_of(self, slot: str) -> list[str]:
+        base = self._slot_base(slot)
+        return [f"{base}:{kind}" for kind in SOURCE_KINDS]
 
     def catalog(self, project: str) -> list[str]:
         """The project's queue names (sorted set) and metadata (hash)."""

@@ -1,12 +1,32 @@
--- Append a batch at the tail of the queue.
--- ARGV: now, client_id, then (id, body, ttl, delay) per message.
-local now, client = tonumber(ARGV[1]), ARGV[2]
-for i = 3, #ARGV, 4 do
-  local ttl, delay = tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
+-- Append a batch at the tail of the queue and, in the same step, owe every live
+-- subscription of the source the audience admits one notification per message, due
+-- when the message's delay ends.
+-- KEYS: the queue's (queue_lib.lua), then the source's (source_lib.lua).
+-- ARGV: now, client_id, audience ('nobody', 'all' or 'confirmed'), then
+-- (id, body, ttl, delay) per message.
+-- Returns the earliest due time owed, or '' when nothing was.
+local now, client, audience = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+local subs = {}
+if audience ~= 'nobody' then
+  subs = live_subs(now, audience == 'confirmed')
+end
+local first_due
+for i = 4, #ARGV, 4 do
+  local id, body, ttl, delay = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
   local delay_until = 0
   if delay > 0 then
     delay_until = now + delay
   end
-  append({ARGV[i], 0, ARGV[i + 1], ttl, now, now + ttl, client, '', 0, 0, delay_until})
+  append({id, 0, body, ttl, now, now + ttl, client, '', 0, 0, delay_until})
+  local due = now + delay
+  for _, sid in ipairs(subs) do
+    owe(sid, 'notification', id, body, ttl, delay, due)
+  end
+  if #subs > 0 and (first_due == nil or due < first_due) then
+    first_due = due
+  end
 end
-return 1
+if first_due then
+  return num(first_due)
+end
+return ''

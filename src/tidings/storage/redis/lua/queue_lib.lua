@@ -1,4 +1,4 @@
--- Shared prelude of every per-queue script (prepended at load time).
+-- Shared prelude of every per-queue script (prepended at load time, after common.lua).
 --
 -- KEYS (all under the queue's hash tag, so one script touches one slot):
 --   1 seq      counter (INCR) giving each message its FIFO position and marker
@@ -17,11 +17,6 @@ local F_ID, F_SEQ, F_BODY, F_TTL, F_CREATED, F_EXPIRES = 1, 2, 3, 4, 5, 6
 local F_CLIENT, F_CLAIM, F_CLAIM_EXPIRES, F_CLAIM_COUNT, F_DELAY = 7, 8, 9, 10, 11
 
 local C_TTL, C_GRACE, C_UPDATED, C_EXPIRES, C_IDS = 1, 2, 3, 4, 5
-
--- redis.call turns Lua numbers into strings with 14 digits; keep every bit of a time.
-local function num(x)
-  return string.format('%.17g', x)
-end
 
 local function load(id)
   local raw = redis.call('HGET', RECORDS, id)

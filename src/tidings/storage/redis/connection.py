@@ -26,11 +26,20 @@ Client = Redis | RedisCluster
 DEFAULT_PREFIX = "tidings"
 DEFAULT_PORT = 6379
 CLUSTER_SCHEMES = {"redis+cluster": False, "rediss+cluster": True}
+COMMON_PRELUDE = "common"
 QUEUE_PRELUDE = "queue_lib"
+SOURCE_PRELUDE = "source_lib"
 QUEUE_SCRIPTS = (
-    "post", "page", "get", "delete", "delete_many", "pop", "claim", "adopt",
+    "page", "get", "delete", "delete_many", "pop", "claim", "adopt",
     "claim_get", "renew", "release", "stats", "gc", "purge",
 )  # fmt: skip
+SOURCE_SCRIPTS = (
+    "sub_create", "sub_page", "sub_update", "sub_confirm", "sub_delete", "sub_purge",
+    "notify_enqueue", "notify_take", "notify_head", "notify_done", "notify_retry",
+    "notify_fail", "source_gc",
+)  # fmt: skip
+# Scripts given a queue's keys followed by its source's (one slot).
+QUEUE_SOURCE_SCRIPTS = ("post",)
 CATALOG_SCRIPTS = ("catalog_create", "catalog_set", "catalog_delete", "catalog_page")
 
 
@@ -43,9 +52,11 @@ def _lua(name: str) -> str:
 
 
 def load_scripts() -> dict[str, str]:
-    """Script texts by name; per-queue scripts get the shared prelude in front."""
-    prelude = _lua(QUEUE_PRELUDE)
-    scripts = {name: prelude + _lua(name) for name in QUEUE_SCRIPTS}
+    """Script texts by name; per-slot scripts get the shared preludes in front."""
+    common, queue, source = _lua(COMMON_PRELUDE), _lua(QUEUE_PRELUDE), _lua(SOURCE_PRELUDE)
+    scripts = {name: common + queue + _lua(name) for name in QUEUE_SCRIPTS}
+    scripts.update({name: common + source + _lua(name) for name in SOURCE_SCRIPTS})
+    scripts.update({name: common + queue + source + _lua(name) for name in QUEUE_SOURCE_SCRIPTS})
     scripts.update({name: _lua(name) for name in CATALOG_SCRIPTS})
     return scripts
 

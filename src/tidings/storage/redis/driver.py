@@ -6,6 +6,9 @@ names and metadata) has a hash tag of its own; a global set of projects lets gar
 collection find every queue without scanning the keyspace. Expiry is decided by the
 scripts from the caller's ``now``, so nothing past its time is ever returned even when
 garbage collection never runs.
+
+Subscriptions and the notifications owed to them live in the slot of the queue of the
+same name: see ``subscriptions.py``.
 """
 
 from __future__ import annotations
@@ -33,9 +36,15 @@ from tidings.model import (
     QueueStats,
 )
 from tidings.storage import rules
-from tidings.storage.base import PreparePost, StoreStatus
+from tidings.storage.base import Audience, PreparePost, StoreStatus
 from tidings.storage.redis.connection import Backend, make_client, parse_uri
-from tidings.storage.redis.keys import KeySpace
+from tidings.storage.redis.keys import KeySpace, slot_id
+from tidings.storage.redis.subscriptions import (
+    RedisOutbox,
+    RedisSubscriptions,
+    collect_sources,
+    index_due,
+)
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +210,7 @@ class RedisMessages:
         prepare: PreparePost,
         client_id: str,
         now: float,
+        notify: Audience = Audience.NOBODY,
     ) -> list[str]:
         # The catalog lives in another slot than the queue, so this cannot be one
         # script: prepare first (a refusal writes nothing), then create, then append.
@@ -211,10 +221,13 @@ class RedisMessages:
         if not messages:
             return []
         ids = new_ids(len(messages))
-        args: list[Any] = [now, client_id]
+        args: list[Any] = [now, client_id, notify.value]
         for mid, message in zip(ids, messages, strict=True):
             args += [mid, message.body, message.ttl, message.delay]
-        await self._b.script("post", self._b.keys.queue(project, queue), args)
+        keys = self._b.keys.queue(project, queue) + self._b.keys.source(project, queue)
+        first_due = await self._b.script("post", keys, args)
+        if first_due:  # notifications are owed: let takers find them
+            await index_due(self._b, slot_id(project, queue), first_due)
         return ids
 
     async def page(
@@ -371,6 +384,8 @@ class RedisStorage:
         self.queues = RedisQueues(backend)
         self.messages = RedisMessages(backend, self.queues)
         self.claims = RedisClaims(backend, self.queues)
+        self.subscriptions = RedisSubscriptions(backend)
+        self.outbox = RedisOutbox(backend)
         self._instance = new_id()
         self._marker_seen: bytes | None = None
         self._problems: list[str] = []
@@ -424,7 +439,7 @@ class RedisStorage:
                 if len(names) < GC_CHUNK:
                     break
                 low = f"({names[-1]}"
-        return removed
+        return removed + await collect_sources(self._b, now)
 
     async def _projects(self) -> list[str]:
         """Every indexed project, read in SSCAN chunks so Redis is never held long."""

@@ -116,6 +116,8 @@ class NotificationSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unk
     # self_local: "ssl" (implicit TLS, as Zaqar), "starttls", or "none" (plain, local relays).
     smtp_security: Literal["ssl", "starttls", "none"] = "ssl"
     external_confirmation_url: str | None = None
+    # From: of notification emails whose subscription sets no options.from.
+    email_sender: str = "Tidings Notifications <no-reply@localhost>"
     subscription_confirmation_email_template: EmailTemplate = msgspec.field(
         default_factory=lambda: EmailTemplate(
             topic="Confirm your subscription",

@@ -53,8 +53,11 @@ class InvalidBody(BadRequest):
 class InvalidQueueIdentification(BadRequest):
     title = "Invalid queue identification"
 
-    def __init__(self) -> None:
-        super().__init__("The format of the submitted queue name or project id is not valid.")
+    def __init__(self, noun: str = "queue") -> None:
+        super().__init__(
+            f"The format of the submitted {noun} name or project id is not valid.",
+            title=f"Invalid {noun} identification",
+        )
 
 
 class HeaderError(BadRequest):

@@ -86,6 +86,8 @@ class EmailSender:
             raise DeliveryError("the mail server did not answer in time", retryable=True) from exc
         except (aiosmtplib.SMTPException, OSError) as exc:
             raise DeliveryError(f"{type(exc).__name__}: {exc}", retryable=True) from exc
+        except ValueError as exc:  # a message the mail library refuses: retrying won't help
+            raise DeliveryError(f"{type(exc).__name__}: {exc}", retryable=False) from exc
 
     def compose(self, delivery: Delivery) -> EmailMessage:
         address = urlsplit(delivery.subscriber)
@@ -97,7 +99,7 @@ class EmailSender:
             subject = (
                 query["subject"][0] if query.get("subject") else delivery.options.get("subject")
             )
-            sender = delivery.options.get("from")
+            sender = delivery.options.get("from") or self._settings.email_sender
             message.set_content(payloads.document(delivery).decode())
         else:
             template = (

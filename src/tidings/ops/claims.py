@@ -7,7 +7,7 @@ from typing import Any
 from tidings.errors import InvalidBody, NotFound
 from tidings.model import Claim, ClaimRequest, ClaimResult
 from tidings.ops import metadata as reserved
-from tidings.ops.context import Caller, Services, unavailable_as
+from tidings.ops.context import Caller, Services, client_project, unavailable_as
 from tidings.ops.validation import (
     EMPTY_BODY,
     check_claim_grace,
@@ -32,7 +32,7 @@ def _lifetimes(svc: Services, document: Any) -> tuple[int, int]:
 
 def claim_not_found(queue: str, claim_id: str, caller: Caller) -> NotFound:
     return NotFound(
-        f"Claim {claim_id} does not exist in queue {queue} for project {caller.project}"
+        f"Claim {claim_id} does not exist in queue {queue} for project {client_project(caller)}"
     )
 
 

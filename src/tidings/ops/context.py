@@ -9,7 +9,7 @@ from functools import wraps
 from typing import ParamSpec, TypeVar
 
 from tidings.config import Settings
-from tidings.errors import ServiceUnavailable, StorageError
+from tidings.errors import NotFound, ServiceUnavailable, StorageError
 from tidings.storage.base import Storage
 
 P = ParamSpec("P")
@@ -44,6 +44,22 @@ def in_collection(caller: Caller, collection: str) -> Caller:
     if collection == "topics":
         return replace(caller, project=caller.project + TOPIC_NAMESPACE)
     return caller
+
+
+def noun(caller: Caller) -> str:
+    """ "queue" or "topic", for messages that name what the caller works on."""
+    return "topic" if caller.project.endswith(TOPIC_NAMESPACE) else "queue"
+
+
+def client_project(caller: Caller) -> str:
+    """The project as the client named it (without the topics' namespace)."""
+    return split_namespace(caller.project)[0]
+
+
+def source_not_found(caller: Caller, name: str) -> NotFound:
+    return NotFound(
+        f"{noun(caller).title()} {name} does not exist for project {client_project(caller)}"
+    )
 
 
 def split_namespace(project: str) -> tuple[str, str]:

@@ -11,7 +11,14 @@ from tidings.config import TransportSettings
 from tidings.errors import BadRequest, InvalidBody, NotFound, TidingsError
 from tidings.model import Message, NewMessage
 from tidings.ops import metadata as reserved
-from tidings.ops.context import Caller, Services, unavailable_as
+from tidings.ops.context import (
+    Caller,
+    Services,
+    client_project,
+    noun,
+    source_not_found,
+    unavailable_as,
+)
 from tidings.ops.validation import (
     WRONG_DOCUMENT_TYPE,
     check_message_delay,
@@ -81,10 +88,6 @@ def messages_from_document(document: Any) -> list[MessageIn]:
 
 async def _queue_metadata(svc: Services, caller: Caller, queue: str) -> dict[str, Any]:
     return await svc.storage.queues.get_metadata(caller.project, queue) or {}
-
-
-def not_found(queue: str, caller: Caller) -> NotFound:
-    return NotFound(f"Queue {queue} does not exist for project {caller.project}")
 
 
 def _check_post_size(size: int | None, metadata: dict[str, Any], limits: TransportSettings) -> None:
@@ -210,9 +213,10 @@ async def message_get(
     found = await svc.storage.messages.get(caller.project, queue, [message_id], now)
     if not found:
         if await svc.storage.queues.get_metadata(caller.project, queue) is None:
-            raise not_found(queue, caller)
+            raise source_not_found(caller, queue)
         raise NotFound(
-            f"Message {message_id} does not exist in queue {queue} for project {caller.project}"
+            f"Message {message_id} does not exist in {noun(caller)} {queue} "
+            f"for project {client_project(caller)}"
         )
     return found[0], now
 
@@ -227,8 +231,8 @@ async def message_get_many(
     found = await svc.storage.messages.get(caller.project, queue, ids, now)
     if not found:
         raise NotFound(
-            f"No messages with IDs: {list(ids)!r} found in the queue {queue} "
-            f"for project {caller.project}."
+            f"No messages with IDs: {list(ids)!r} found in the {noun(caller)} {queue} "
+            f"for project {client_project(caller)}."
         )
     return found, now
 

@@ -8,10 +8,10 @@ import jsonpatch
 import jsonpointer
 import msgspec
 
-from tidings.errors import BadRequest, Conflict, InvalidBody, NotFound
+from tidings.errors import BadRequest, Conflict, InvalidBody
 from tidings.model import QueueRecord, QueueStats
 from tidings.ops import metadata as reserved
-from tidings.ops.context import Caller, Services, unavailable_as
+from tidings.ops.context import Caller, Services, source_not_found, unavailable_as
 from tidings.ops.validation import check_page_limit, check_queue_name, check_size, require_object
 
 PATCH_OPS = ("add", "remove", "replace")
@@ -151,7 +151,7 @@ async def queue_update(svc: Services, caller: Caller, name: str, document: Any) 
     check_queue_name(caller.project, name)
     stored = await svc.storage.queues.get_metadata(caller.project, name)
     if stored is None:
-        raise NotFound(f"Queue {name} does not exist for project {caller.project}")
+        raise source_not_found(caller, name)
     patch = _normalised_patch(document, stored)
     try:
         updated = jsonpatch.apply_patch({"metadata": stored}, patch)["metadata"]
@@ -162,7 +162,7 @@ async def queue_update(svc: Services, caller: Caller, name: str, document: Any) 
     except BadRequest as exc:  # Zaqar words these as body errors on PATCH
         raise InvalidBody(exc.description) from exc
     if not await svc.storage.queues.set_metadata(caller.project, name, updated):
-        raise NotFound(f"Queue {name} does not exist for project {caller.project}")
+        raise source_not_found(caller, name)
     return reserved.with_defaults(updated, svc.settings.transport)
 
 

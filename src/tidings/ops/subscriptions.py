@@ -44,11 +44,17 @@ def _check_subscriber(svc: Services, subscriber: Any) -> str:
     if not subscriber or not isinstance(subscriber, str):
         raise BadRequest("Missing parameter subscriber in body.")
     allowed = svc.settings.transport.subscriber_types
-    parts = urlsplit(subscriber)
+    if any(ord(c) < 0x20 or c == "\x7f" for c in subscriber):
+        # A line break would let a subscriber inject mail or HTTP headers.
+        raise BadRequest("The subscriber may not contain control characters.")
+    try:
+        parts = urlsplit(subscriber)
+        parts.hostname, parts.port  # noqa: B018 - parse host and port: malformed ones raise
+    except ValueError:
+        raise BadRequest(f"The subscriber {subscriber!r} is not a valid URI.") from None
     if parts.scheme not in allowed:
         raise BadRequest(
-            "The subscriber type of subscription must be supported in the list "
-            f"{list(allowed)!r}."
+            f"The subscriber type of subscription must be supported in the list {list(allowed)!r}."
         )
     # Zaqar checks only the scheme; a subscriber we could never reach is refused here.
     if parts.scheme == "mailto" and "@" not in parts.path:
@@ -81,7 +87,26 @@ def _check_options(options: Any) -> dict[str, Any]:
     policy = options.get("_retry_policy")
     if policy:
         retry.validate(policy)
+    headers = options.get("post_headers")
+    if headers is not None and not (
+        isinstance(headers, dict)
+        and all(
+            _header_safe(k) and isinstance(v, str | int | float) and _header_safe(str(v))
+            for k, v in headers.items()
+        )
+    ):
+        raise BadRequest(
+            "Options post_headers must map header names to text or number values, "
+            "without control characters."
+        )
+    post_data = options.get("post_data")
+    if post_data is not None and not isinstance(post_data, str):
+        raise BadRequest("Options post_data must be a string.")
     return options
+
+
+def _header_safe(text: str) -> bool:
+    return bool(text) and not any(ord(c) < 0x20 or c == "\x7f" for c in text)
 
 
 @unavailable_as("Subscription could not be created.")
@@ -213,7 +238,10 @@ def confirmation_document(
         else svc.settings.transport.default_subscription_ttl
     )
     signed = signing.create(
-        secret, [path], ["PUT"], client_project,
+        secret,
+        [path],
+        ["PUT"],
+        client_project,
         datetime.fromtimestamp(now + lifetime, UTC).replace(tzinfo=None),
     )
     noun = "queue" if collection == "queues" else "topic"
@@ -226,18 +254,20 @@ def confirmation_document(
             f"You have unsubscribed successfully to the {noun}: {subscription.source}, "
             "you can resubscribe it by using confirmed=True."
         )
-    return msgspec.json.encode({
-        "Message_Type": message_type,
-        "Message": text,
-        "URL-Signature": signed.signature,
-        "URL-Methods": "PUT",
-        "URL-Paths": path,
-        "X-Project-ID": client_project,
-        "URL-Expires": signed.expires,
-        "SubscribeBody": {"confirmed": True},
-        "UnsubscribeBody": {"confirmed": False},
-        f"{noun}_name": subscription.source,
-    })
+    return msgspec.json.encode(
+        {
+            "Message_Type": message_type,
+            "Message": text,
+            "URL-Signature": signed.signature,
+            "URL-Methods": "PUT",
+            "URL-Paths": path,
+            "X-Project-ID": client_project,
+            "URL-Expires": signed.expires,
+            "SubscribeBody": {"confirmed": True},
+            "UnsubscribeBody": {"confirmed": False},
+            f"{noun}_name": subscription.source,
+        }
+    )
 
 
 async def _owe_confirmation(

@@ -9,6 +9,7 @@ import msgspec
 
 from tidings.config import TransportSettings
 from tidings.errors import BadRequest, InvalidBody, InvalidQueueIdentification
+from tidings.ops.context import split_namespace
 
 QUEUE_NAME = re.compile(r"^[a-zA-Z0-9_\-.]{1,64}$")
 MAX_PROJECT_ID_LENGTH = 256
@@ -24,8 +25,10 @@ _LONG_DIGIT_RUN = re.compile(rb"[0-9]{19}")
 
 
 def check_queue_name(project: str, name: str) -> None:
-    if len(project) > MAX_PROJECT_ID_LENGTH or not QUEUE_NAME.match(name):
-        raise InvalidQueueIdentification()
+    """Queue (or topic) names and project ids, with the noun the client used."""
+    client, collection = split_namespace(project)
+    if len(client) > MAX_PROJECT_ID_LENGTH or not QUEUE_NAME.match(name):
+        raise InvalidQueueIdentification("topic" if collection == "topics" else "queue")
 
 
 def check_page_limit(limit: int, maximum: int, *, queues: bool = False) -> None:

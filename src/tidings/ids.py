@@ -40,3 +40,11 @@ def new_ids(count: int) -> list[str]:
 
 def new_id() -> str:
     return new_ids(1)[0]
+
+
+def is_canonical(value: str) -> bool:
+    """True for a UUID in the lower-case hyphenated form these ids are handed out in."""
+    try:
+        return str(uuid.UUID(value)) == value
+    except ValueError:
+        return False

@@ -7,7 +7,6 @@ each other. Decisions about claims and deletes come from ``storage.rules``.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -15,7 +14,7 @@ import msgspec
 
 from tidings.config import StorageSettings
 from tidings.errors import UnableToDelete
-from tidings.ids import new_id, new_ids
+from tidings.ids import is_canonical, new_id, new_ids
 from tidings.model import (
     Claim,
     ClaimRequest,
@@ -27,14 +26,21 @@ from tidings.model import (
     QueueStats,
 )
 from tidings.storage import rules
-from tidings.storage.base import PreparePost, StoreStatus
+from tidings.storage.base import Audience, PreparePost, StoreStatus
 from tidings.storage.postgres.database import (
     SINGLE,
     SNAPSHOT,
     WRITE,
     Connection,
     Database,
+    Row,
     parse_uri,
+)
+from tidings.storage.postgres.subscriptions import (
+    PostgresOutbox,
+    PostgresSubscriptions,
+    S,
+    fan_out,
 )
 from tidings.storage.rows import marker_seq, message_from_row
 from tidings.storage.sql import load_queries
@@ -51,21 +57,17 @@ _json_encode = msgspec.json.encode
 _json_decode = msgspec.json.decode
 
 
-def _is_uuid(value: str) -> bool:
-    # Only the canonical form we hand out names a row; anything else matches nothing
-    # (and must not reach a uuid parameter, where PostgreSQL would reject it).
-    try:
-        return str(uuid.UUID(value)) == value
-    except ValueError:
-        return False
-
-
 def _uuids(values: Iterable[str]) -> list[str]:
-    return [v for v in dict.fromkeys(values) if _is_uuid(v)]
+    return [v for v in dict.fromkeys(values) if is_canonical(v)]
 
 
-def _seqs(messages: Iterable[Message]) -> list[int]:
-    return [int(m.marker) for m in messages]
+Tid = tuple[int, int]
+"""A row's ctid: where a row this transaction has locked can be found again."""
+
+
+def _locked(rows: Iterable[Row]) -> list[tuple[Message, Tid]]:
+    """Messages from rows selected with their ctid last."""
+    return [(message_from_row(row[:-1]), row[-1]) for row in rows]
 
 
 class _Base:
@@ -209,12 +211,12 @@ async def _insert_batch(
 
 async def _claimable(
     connection: Connection, project: str, queue: str, limit: int, now: float
-) -> list[Message]:
+) -> list[tuple[Message, Tid]]:
     """Lock and return the oldest ``limit`` claimable messages nobody else has locked."""
     lapsed = await connection.fetch(Q["message_claimable_lapsed"], project, queue, now, limit)
     free = await connection.fetch(Q["message_claimable_free"], project, queue, now, limit)
     # Both lists are in seq order; the surplus stays locked only until we commit.
-    merged = sorted((message_from_row(r) for r in (*lapsed, *free)), key=lambda m: int(m.marker))
+    merged = sorted(_locked((*lapsed, *free)), key=lambda locked: int(locked[0].marker))
     return merged[:limit]
 
 
@@ -226,6 +228,7 @@ class PostgresMessages(_Base):
         prepare: PreparePost,
         client_id: str,
         now: float,
+        notify: Audience = Audience.NOBODY,
     ) -> list[str]:
         async def work(connection: Connection) -> list[str]:
             raw = await connection.fetchval(Q["queue_metadata_for_post"], project, queue)
@@ -234,7 +237,9 @@ class PostgresMessages(_Base):
                 await _ensure_queue(connection, project, queue, now)
             if not messages:
                 return []
-            return await _insert_batch(connection, project, queue, client_id, messages, now)
+            ids = await _insert_batch(connection, project, queue, client_id, messages, now)
+            await fan_out(connection, project, queue, ids, messages, notify, now)
+            return ids
 
         return await self._db.run(work, WRITE)
 
@@ -272,7 +277,7 @@ class PostgresMessages(_Base):
     async def delete(
         self, project: str, queue: str, message_id: str, claim_id: str | None, now: float
     ) -> None:
-        if not _is_uuid(message_id):
+        if not is_canonical(message_id):
             return
 
         async def work(connection: Connection) -> None:
@@ -281,12 +286,12 @@ class PostgresMessages(_Base):
             )
             if not rows:
                 return
-            message = message_from_row(rows[0])
+            [(message, tid)] = _locked(rows)
             live = claim_id is not None and await _claim_is_live(
                 connection, project, queue, claim_id, now
             )
             rules.check_delete(message, claim_id, live, now)
-            await connection.execute(Q["message_delete"], project, queue, [int(message.marker)])
+            await connection.execute(Q["message_delete"], [tid])
 
         await self._db.run(work, WRITE)
 
@@ -302,28 +307,34 @@ class PostgresMessages(_Base):
         if not wanted:
             return
 
-        async def work(connection: Connection) -> None:
+        async def unchecked(connection: Connection) -> None:
+            await connection.execute(Q["message_delete_by_ids"], project, queue, wanted, now)
+
+        async def checked(connection: Connection) -> None:
             rows = await connection.fetch(
                 Q["message_by_ids_for_update"], project, queue, wanted, now
             )
-            doomed = [message_from_row(r) for r in rows]
-            if claim_ids is not None:
-                allowed = set(claim_ids)
-                for message in doomed:
-                    reason = rules.message_not_held(message, allowed, now)
-                    if reason:
-                        raise UnableToDelete(reason)
+            doomed = _locked(rows)
+            allowed = set(claim_ids or ())
+            for message, _ in doomed:
+                reason = rules.message_not_held(message, allowed, now)
+                if reason:
+                    raise UnableToDelete(reason)
             if doomed:
-                await connection.execute(Q["message_delete"], project, queue, _seqs(doomed))
+                await connection.execute(Q["message_delete"], [tid for _, tid in doomed])
 
-        await self._db.run(work, WRITE)
+        if claim_ids is None:
+            # One statement: its own transaction, one round trip.
+            await self._db.run(unchecked, SINGLE)
+        else:
+            await self._db.run(checked, WRITE)
 
     async def pop(self, project: str, queue: str, limit: int, now: float) -> list[Message]:
         async def work(connection: Connection) -> list[Message]:
             popped = await _claimable(connection, project, queue, limit, now)
             if popped:
-                await connection.execute(Q["message_delete"], project, queue, _seqs(popped))
-            return popped
+                await connection.execute(Q["message_delete"], [tid for _, tid in popped])
+            return [message for message, _ in popped]
 
         return await self._db.run(work, WRITE)
 
@@ -331,7 +342,7 @@ class PostgresMessages(_Base):
 async def _claim_is_live(
     connection: Connection, project: str, queue: str, claim_id: str, now: float
 ) -> bool:
-    if not _is_uuid(claim_id):
+    if not is_canonical(claim_id):
         return False
     row = await connection.fetchrow(Q["claim_get"], claim_id, project, queue, now)
     return row is not None
@@ -340,15 +351,15 @@ async def _claim_is_live(
 async def _move_to_dead_letter(
     connection: Connection,
     project: str,
-    queue: str,
     message: Message,
+    tid: Tid,
     dead_letter_queue: str,
     message_ttl: int | None,
     now: float,
 ) -> None:
-    """Re-append the message at the tail of the dead-letter queue, unclaimed."""
+    """Re-append the (locked) message at the tail of the dead-letter queue, unclaimed."""
     await _ensure_queue(connection, project, dead_letter_queue, now)
-    await connection.execute(Q["message_delete"], project, queue, [int(message.marker)])
+    await connection.execute(Q["message_delete"], [tid])
     ttl = message_ttl if message_ttl else message.ttl
     expires = now + message_ttl if message_ttl else message.expires
     await connection.execute(
@@ -389,36 +400,44 @@ class PostgresClaims(_Base):
         claim_expires = now + request.ttl
         dead_letter = request.dead_letter
 
+        async def at_once(connection: Connection) -> ClaimResult | None:
+            rows = await connection.fetch(
+                Q["claim_create"],
+                claim_id,
+                project,
+                queue,
+                now,
+                request.limit,
+                claim_expires,
+                request.ttl,
+                request.grace,
+            )
+            if not rows:
+                return None
+            return ClaimResult(id=claim_id, messages=[message_from_row(r) for r in rows])
+
         async def work(connection: Connection) -> ClaimResult | None:
             candidates = await _claimable(connection, project, queue, request.limit, now)
             claimed: list[Message] = []
-            for message in candidates:
+            tids: list[Tid] = []
+            for message, tid in candidates:
                 if dead_letter and message.claim_count >= dead_letter.max_claim_count:
                     await _move_to_dead_letter(
                         connection,
                         project,
-                        queue,
                         message,
+                        tid,
                         dead_letter.queue,
                         dead_letter.message_ttl,
                         now,
                     )
                     continue
                 claimed.append(_claimed(message, claim_id, claim_expires, request))
+                tids.append(tid)
             if not claimed:
                 return None
             await connection.execute(
                 Q["message_claim"],
-                project,
-                queue,
-                claim_id,
-                claim_expires,
-                _seqs(claimed),
-                [m.expires for m in claimed],
-                [m.ttl for m in claimed],
-            )
-            await connection.execute(
-                Q["claim_insert"],
                 claim_id,
                 project,
                 queue,
@@ -426,13 +445,18 @@ class PostgresClaims(_Base):
                 request.grace,
                 now,
                 claim_expires,
+                tids,
+                [m.expires for m in claimed],
+                [m.ttl for m in claimed],
             )
             return ClaimResult(id=claim_id, messages=claimed)
 
+        if dead_letter is None:
+            return await self._db.run(at_once, SINGLE)
         return await self._db.run(work, WRITE)
 
     async def get(self, project: str, queue: str, claim_id: str, now: float) -> Claim | None:
-        if not _is_uuid(claim_id):
+        if not is_canonical(claim_id):
             return None
         args = (claim_id, project, queue, now)
 
@@ -453,7 +477,7 @@ class PostgresClaims(_Base):
     async def renew(
         self, project: str, queue: str, claim_id: str, ttl: int, grace: int, now: float
     ) -> bool:
-        if not _is_uuid(claim_id):
+        if not is_canonical(claim_id):
             return False
         claim_expires = now + ttl
         args = (claim_id, project, queue, now)
@@ -462,19 +486,15 @@ class PostgresClaims(_Base):
             status = await connection.execute(Q["claim_renew"], *args, ttl, grace, claim_expires)
             if status != "UPDATE 1":
                 return False
-            held = [
-                message_from_row(r)
-                for r in await connection.fetch(Q["claim_messages_for_update"], *args)
-            ]
+            held = _locked(await connection.fetch(Q["claim_messages_for_update"], *args))
             lifetimes = [
-                rules.claimed_lifetime(m.expires, m.ttl, claim_expires, ttl, grace) for m in held
+                rules.claimed_lifetime(m.expires, m.ttl, claim_expires, ttl, grace)
+                for m, _ in held
             ]
             await connection.execute(
                 Q["message_extend_claim"],
-                project,
-                queue,
                 claim_expires,
-                _seqs(held),
+                [tid for _, tid in held],
                 [expires for expires, _ in lifetimes],
                 [new_ttl for _, new_ttl in lifetimes],
             )
@@ -483,7 +503,7 @@ class PostgresClaims(_Base):
         return await self._db.run(work, WRITE)
 
     async def release(self, project: str, queue: str, claim_id: str, now: float) -> None:
-        if not _is_uuid(claim_id):
+        if not is_canonical(claim_id):
             return
         args = (claim_id, project, queue)
 
@@ -502,6 +522,8 @@ class PostgresStorage:
         self.queues = PostgresQueues(db)
         self.messages = PostgresMessages(db)
         self.claims = PostgresClaims(db)
+        self.subscriptions = PostgresSubscriptions(db)
+        self.outbox = PostgresOutbox(db)
 
     @classmethod
     def from_uri(cls, uri: str, settings: StorageSettings) -> PostgresStorage:
@@ -530,7 +552,7 @@ class PostgresStorage:
 
     async def collect_garbage(self, now: float) -> int:
         removed = 0
-        for query in (Q["gc_messages"], Q["gc_claims"]):
+        for query in (Q["gc_messages"], Q["gc_claims"], S["gc_subscriptions"]):
             for _ in range(GC_MAX_CHUNKS):
                 affected = await self._gc_chunk(query, now)
                 removed += affected

@@ -162,36 +162,69 @@ DELETE FROM messages WHERE id = ANY(ARRAY(SELECT id FROM doomed));
 -- name: message_delete
 DELETE FROM messages WHERE ctid = ANY($1::tid[]);
 
--- Claimable = live, undelayed, and free or with a lapsed claim: the oldest $4 of
--- those nobody else has locked. Each kind is read from its own partial index (see the
--- migration); the surplus of the two stays locked only until the caller commits.
--- SKIP LOCKED lets concurrent claimers on any node pass over each other's rows
--- instead of waiting.
--- name: message_claimable
+-- Claimable = live, undelayed, and free or with a lapsed claim. Each kind is read
+-- from its own partial index (see the migration). SKIP LOCKED lets concurrent
+-- claimers on any node pass over each other's rows instead of waiting.
+-- name: message_claimable_free
+SELECT seq, id::text, body, ttl, created, expires, client_id, claim_id::text,
+       claim_expires, claim_count, delay_until, ctid
+FROM messages
+WHERE project = $1 AND queue = $2 AND claim_id IS NULL
+  AND expires > $3 AND delay_until <= $3
+ORDER BY seq
+LIMIT $4
+FOR UPDATE SKIP LOCKED;
+
+-- name: message_claimable_lapsed
+SELECT seq, id::text, body, ttl, created, expires, client_id, claim_id::text,
+       claim_expires, claim_count, delay_until, ctid
+FROM messages
+WHERE project = $1 AND queue = $2 AND claim_id IS NOT NULL AND claim_expires <= $3
+  AND expires > $3 AND delay_until <= $3
+ORDER BY seq
+LIMIT $4
+FOR UPDATE SKIP LOCKED;
+
+-- A claim without a dead-letter policy, whole in one statement (one round trip, its
+-- own transaction): lock as message_claimable_* do, mark what was locked, and record
+-- the claim only if it holds something. Marking goes by ctid: a row locked in a version
+-- newer than this statement's snapshot (which the rechecks of SKIP LOCKED make all but
+-- impossible) is not seen by the update, so it is merely left out of this claim.
+-- The new lifetime is that of storage.rules.claimed_lifetime: a claimed message
+-- outlives its claim by the grace.
+-- $1 claim id, $2 project, $3 queue, $4 now, $5 limit, $6 claim expiry, $7 ttl, $8 grace.
+-- name: claim_create
 WITH lapsed AS (
-    SELECT seq, id::text, body, ttl, created, expires, client_id, claim_id::text,
-           claim_expires, claim_count, delay_until, ctid
-    FROM messages
-    WHERE project = $1 AND queue = $2 AND claim_id IS NOT NULL AND claim_expires <= $3
-      AND expires > $3 AND delay_until <= $3
+    SELECT ctid AS tid, seq FROM messages
+    WHERE project = $2 AND queue = $3 AND claim_id IS NOT NULL AND claim_expires <= $4
+      AND expires > $4 AND delay_until <= $4
     ORDER BY seq
-    LIMIT $4
+    LIMIT $5
     FOR UPDATE SKIP LOCKED
 ), free AS (
-    SELECT seq, id::text, body, ttl, created, expires, client_id, claim_id::text,
-           claim_expires, claim_count, delay_until, ctid
-    FROM messages
-    WHERE project = $1 AND queue = $2 AND claim_id IS NULL
-      AND expires > $3 AND delay_until <= $3
+    SELECT ctid AS tid, seq FROM messages
+    WHERE project = $2 AND queue = $3 AND claim_id IS NULL
+      AND expires > $4 AND delay_until <= $4
     ORDER BY seq
-    LIMIT $4
+    LIMIT $5
     FOR UPDATE SKIP LOCKED
+), picked AS (
+    SELECT tid FROM (SELECT * FROM lapsed UNION ALL SELECT * FROM free) AS claimable
+    ORDER BY seq
+    LIMIT $5
+), marked AS (
+    UPDATE messages AS m
+    SET claim_id = $1::uuid, claim_expires = $6::float8, claim_count = m.claim_count + 1,
+        expires = CASE WHEN m.expires < $6 THEN $6 + $8::integer ELSE m.expires END,
+        ttl = CASE WHEN m.expires < $6 THEN $7::integer + $8 ELSE m.ttl END
+    WHERE m.ctid = ANY(ARRAY(SELECT tid FROM picked))
+    RETURNING m.seq, m.id::text, m.body, m.ttl, m.created, m.expires, m.client_id,
+              m.claim_id::text, m.claim_expires, m.claim_count, m.delay_until
+), claim AS (
+    INSERT INTO claims (id, project, queue, ttl, grace, updated, expires)
+    SELECT $1, $2, $3, $7, $8, $4, $6 WHERE EXISTS (SELECT FROM marked)
 )
-SELECT * FROM lapsed
-UNION ALL
-SELECT * FROM free
-ORDER BY seq
-LIMIT $4;
+SELECT * FROM marked ORDER BY seq;
 
 -- Marks locked rows and records the claim, in one statement.
 -- name: message_claim

@@ -1,0 +1,333 @@
+"""Subscriptions and the notification outbox on PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from tidings.errors import SubscriberTaken
+from tidings.ids import is_canonical, new_id
+from tidings.model import Delivery, DeliveryFailure, DeliveryKind, NewMessage, Subscription
+from tidings.storage import rules
+from tidings.storage.base import Audience
+from tidings.storage.postgres.database import SINGLE, WRITE, Connection, Database, Row
+from tidings.storage.sql import load_queries
+
+S = load_queries(__package__ or "tidings.storage.postgres", "subscriptions.sql")
+
+_json_encode = msgspec.json.encode
+_json_decode = msgspec.json.decode
+
+
+def _subscription(row: Row) -> Subscription:
+    sid, source, subscriber, ttl, options, confirmed, updated, expires = row
+    return Subscription(
+        id=sid,
+        source=source,
+        subscriber=subscriber,
+        ttl=ttl,
+        options=dict(_json_decode(options)),
+        confirmed=confirmed,
+        updated=updated,
+        expires=expires,
+    )
+
+
+async def fan_out(
+    connection: Connection,
+    project: str,
+    source: str,
+    ids: Sequence[str],
+    messages: Sequence[NewMessage],
+    audience: Audience,
+    now: float,
+) -> None:
+    """Owe one notification per message to each admitted live subscription (in the post's
+    transaction)."""
+    if audience is Audience.NOBODY:
+        return
+    await connection.execute(
+        S["delivery_fan_out"],
+        project,
+        source,
+        list(ids),
+        [m.body for m in messages],
+        [m.ttl for m in messages],
+        [m.delay for m in messages],
+        [now + m.delay for m in messages],
+        now,
+        audience is Audience.CONFIRMED,
+    )
+
+
+async def _live_subscriber(
+    connection: Connection, project: str, source: str, subscriber: str, now: float
+) -> Row | None:
+    await connection.execute(S["source_lock"], project, source)
+    return await connection.fetchrow(
+        S["subscription_by_subscriber"], project, source, subscriber, now
+    )
+
+
+class PostgresSubscriptions:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def create(
+        self,
+        project: str,
+        source: str,
+        subscriber: str,
+        ttl: int,
+        options: dict[str, Any],
+        now: float,
+    ) -> tuple[Subscription, bool]:
+        fresh = Subscription(
+            id=new_id(),
+            source=source,
+            subscriber=subscriber,
+            ttl=ttl,
+            options=options,
+            confirmed=False,
+            updated=now,
+            expires=now + ttl,
+        )
+
+        async def work(connection: Connection) -> tuple[Subscription, bool]:
+            row = await _live_subscriber(connection, project, source, subscriber, now)
+            if row is not None:
+                return _subscription(row), False
+            await connection.execute(
+                S["subscription_insert"],
+                fresh.id,
+                project,
+                source,
+                subscriber,
+                ttl,
+                _json_encode(options).decode(),
+                now,
+                fresh.expires,
+            )
+            return fresh, True
+
+        return await self._db.run(work, WRITE)
+
+    async def get(
+        self, project: str, source: str, subscription_id: str, now: float
+    ) -> Subscription | None:
+        if not is_canonical(subscription_id):
+            return None
+
+        async def work(connection: Connection) -> Subscription | None:
+            row = await connection.fetchrow(
+                S["subscription_by_id"], subscription_id, project, source, now
+            )
+            return None if row is None else _subscription(row)
+
+        return await self._db.run(work, SINGLE)
+
+    async def page(
+        self, project: str, source: str, *, marker: str | None, limit: int, now: float
+    ) -> list[Subscription]:
+        async def work(connection: Connection) -> list[Subscription]:
+            rows = await connection.fetch(
+                S["subscription_page"], project, source, marker or "", now, limit
+            )
+            return [_subscription(r) for r in rows]
+
+        return await self._db.run(work, SINGLE)
+
+    async def update(
+        self,
+        project: str,
+        source: str,
+        subscription_id: str,
+        now: float,
+        *,
+        subscriber: str | None = None,
+        ttl: int | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> Subscription | None:
+        if not is_canonical(subscription_id):
+            return None
+
+        async def work(connection: Connection) -> Subscription | None:
+            await connection.execute(S["source_lock"], project, source)
+            row = await connection.fetchrow(
+                S["subscription_by_id"], subscription_id, project, source, now
+            )
+            if row is None:
+                return None
+            current = _subscription(row)
+            if subscriber is not None and subscriber != current.subscriber:
+                taken = await connection.fetchrow(
+                    S["subscription_by_subscriber"], project, source, subscriber, now
+                )
+                if taken is not None:
+                    raise SubscriberTaken()
+            changed = rules.changed_subscription(
+                current, now, subscriber=subscriber, ttl=ttl, options=options
+            )
+            await connection.execute(
+                S["subscription_update"],
+                changed.id,
+                changed.subscriber,
+                changed.ttl,
+                _json_encode(changed.options).decode(),
+                changed.updated,
+                changed.expires,
+            )
+            return changed
+
+        return await self._db.run(work, WRITE)
+
+    async def confirm(
+        self, project: str, source: str, subscription_id: str, confirmed: bool, now: float
+    ) -> Subscription | None:
+        if not is_canonical(subscription_id):
+            return None
+
+        async def work(connection: Connection) -> Subscription | None:
+            row = await connection.fetchrow(
+                S["subscription_confirm"], subscription_id, project, source, now, confirmed
+            )
+            return None if row is None else _subscription(row)
+
+        return await self._db.run(work, WRITE)
+
+    async def delete(self, project: str, source: str, subscription_id: str) -> None:
+        if not is_canonical(subscription_id):
+            return
+
+        async def work(connection: Connection) -> None:
+            await connection.execute(S["subscription_delete"], subscription_id, project, source)
+
+        await self._db.run(work, WRITE)
+
+    async def purge(self, project: str, source: str) -> None:
+        async def work(connection: Connection) -> None:
+            await connection.execute(S["source_purge_deliveries"], project, source)
+            await connection.execute(S["source_purge"], project, source)
+
+        await self._db.run(work, WRITE)
+
+
+class PostgresOutbox:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def enqueue(
+        self,
+        project: str,
+        source: str,
+        subscription_id: str,
+        kind: DeliveryKind,
+        payload: bytes,
+        now: float,
+    ) -> None:
+        async def work(connection: Connection) -> None:
+            await connection.execute(
+                S["delivery_insert"], project, source, subscription_id, kind.value, payload, now
+            )
+
+        await self._db.run(work, WRITE)
+
+    async def take(self, now: float, lease: float, limit: int) -> list[Delivery]:
+        async def work(connection: Connection) -> list[Delivery]:
+            rows = await connection.fetch(S["delivery_due"], now, limit)
+            gone = [row[0] for row in rows if not row[-1]]
+            taken = [row for row in rows if row[-1]]
+            if gone:  # the subscription expired or was deleted
+                await connection.execute(S["delivery_drop"], gone)
+            if taken:
+                await connection.execute(S["delivery_lease"], [r[0] for r in taken], now + lease)
+            return [_delivery(row) for row in taken]
+
+        return await self._db.run(work, WRITE)
+
+    async def done(self, delivery_id: str) -> None:
+        async def work(connection: Connection) -> None:
+            await connection.execute(S["delivery_drop"], [int(delivery_id)])
+
+        await self._db.run(work, WRITE)
+
+    async def retry(self, delivery_id: str, attempts: int, due: float) -> None:
+        async def work(connection: Connection) -> None:
+            await connection.execute(S["delivery_retry"], int(delivery_id), attempts, due)
+
+        await self._db.run(work, WRITE)
+
+    async def fail(self, delivery: Delivery, attempts: int, error: str, now: float) -> None:
+        async def work(connection: Connection) -> None:
+            await connection.execute(S["delivery_drop"], [int(delivery.id)])
+            await connection.execute(
+                S["failure_insert"],
+                delivery.project,
+                delivery.source,
+                delivery.subscription_id,
+                delivery.kind.value,
+                delivery.message_id,
+                attempts,
+                error,
+                now,
+            )
+
+        await self._db.run(work, WRITE)
+
+    async def failures(
+        self, project: str, source: str, subscription_id: str, limit: int
+    ) -> list[DeliveryFailure]:
+        if not is_canonical(subscription_id):
+            return []
+
+        async def work(connection: Connection) -> list[DeliveryFailure]:
+            rows = await connection.fetch(
+                S["failure_page"], project, source, subscription_id, limit
+            )
+            return [
+                DeliveryFailure(
+                    subscription_id=sid,
+                    kind=DeliveryKind(kind),
+                    message_id=message_id,
+                    attempts=attempts,
+                    error=error,
+                    failed=failed,
+                )
+                for sid, kind, message_id, attempts, error, failed in rows
+            ]
+
+        return await self._db.run(work, SINGLE)
+
+
+def _delivery(row: Row) -> Delivery:
+    (
+        did,
+        project,
+        source,
+        sid,
+        kind,
+        message_id,
+        payload,
+        ttl,
+        delay,
+        attempts,
+        subscriber,
+        options,
+        _live,
+    ) = row
+    return Delivery(
+        id=str(did),
+        project=project,
+        source=source,
+        subscription_id=sid,
+        kind=DeliveryKind(kind),
+        message_id=message_id,
+        payload=bytes(payload),
+        ttl=ttl,
+        delay=delay,
+        attempts=attempts,
+        subscriber=subscriber,
+        options=dict(_json_decode(options)),
+    )

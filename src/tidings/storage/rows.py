@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from tidings.model import Message
+import msgspec
+
+from tidings.model import Message, Subscription
 
 END_OF_QUEUE = 2**63 - 1
 _MARKER = re.compile(r"[0-9]{1,19}")
@@ -53,3 +55,19 @@ def marker_seq(marker: str | None) -> int:
     if not _MARKER.fullmatch(marker):
         return END_OF_QUEUE
     return min(int(marker), END_OF_QUEUE)
+
+
+def subscription_from_row(row: tuple[Any, ...] | Any) -> Subscription:
+    """A subscription from ``id, source, subscriber, ttl, options, confirmed, updated,
+    expires`` (options as JSON text)."""
+    sid, source, subscriber, ttl, options, confirmed, updated, expires = row
+    return Subscription(
+        id=str(sid),
+        source=source,
+        subscriber=subscriber,
+        ttl=ttl,
+        options=dict(msgspec.json.decode(options)),
+        confirmed=bool(confirmed),
+        updated=updated,
+        expires=expires,
+    )

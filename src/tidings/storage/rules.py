@@ -8,6 +8,7 @@ from typing import Any
 import msgspec
 
 from tidings.errors import ClaimedMessage, UnableToDelete
+from tidings.ids import new_id
 from tidings.model import Message, Subscription
 
 CLAIM_NOT_LIVE = "The specified claim does not exist or has expired."
@@ -77,3 +78,19 @@ def changed_subscription(
     if ttl is not None:
         changes.update(ttl=ttl, updated=now, expires=now + ttl)
     return msgspec.structs.replace(current, **changes)
+
+
+def new_subscription(
+    source: str, subscriber: str, ttl: int, options: dict[str, Any], now: float
+) -> Subscription:
+    """A subscription as created: fresh id, unconfirmed, live for ``ttl`` from now."""
+    return Subscription(
+        id=new_id(),
+        source=source,
+        subscriber=subscriber,
+        ttl=ttl,
+        options=options,
+        confirmed=False,
+        updated=now,
+        expires=now + ttl,
+    )

@@ -488,8 +488,7 @@ class PostgresClaims(_Base):
                 return False
             held = _locked(await connection.fetch(Q["claim_messages_for_update"], *args))
             lifetimes = [
-                rules.claimed_lifetime(m.expires, m.ttl, claim_expires, ttl, grace)
-                for m, _ in held
+                rules.claimed_lifetime(m.expires, m.ttl, claim_expires, ttl, grace) for m, _ in held
             ]
             await connection.execute(
                 Q["message_extend_claim"],

@@ -8,31 +8,18 @@ from typing import Any
 import msgspec
 
 from tidings.errors import SubscriberTaken
-from tidings.ids import is_canonical, new_id
+from tidings.ids import is_canonical
 from tidings.model import Delivery, DeliveryFailure, DeliveryKind, NewMessage, Subscription
 from tidings.storage import rules
 from tidings.storage.base import Audience
 from tidings.storage.postgres.database import SINGLE, WRITE, Connection, Database, Row
+from tidings.storage.rows import subscription_from_row
 from tidings.storage.sql import load_queries
 
 S = load_queries(__package__ or "tidings.storage.postgres", "subscriptions.sql")
 
 _json_encode = msgspec.json.encode
 _json_decode = msgspec.json.decode
-
-
-def _subscription(row: Row) -> Subscription:
-    sid, source, subscriber, ttl, options, confirmed, updated, expires = row
-    return Subscription(
-        id=sid,
-        source=source,
-        subscriber=subscriber,
-        ttl=ttl,
-        options=dict(_json_decode(options)),
-        confirmed=confirmed,
-        updated=updated,
-        expires=expires,
-    )
 
 
 async def fan_out(
@@ -84,21 +71,12 @@ class PostgresSubscriptions:
         options: dict[str, Any],
         now: float,
     ) -> tuple[Subscription, bool]:
-        fresh = Subscription(
-            id=new_id(),
-            source=source,
-            subscriber=subscriber,
-            ttl=ttl,
-            options=options,
-            confirmed=False,
-            updated=now,
-            expires=now + ttl,
-        )
+        fresh = rules.new_subscription(source, subscriber, ttl, options, now)
 
         async def work(connection: Connection) -> tuple[Subscription, bool]:
             row = await _live_subscriber(connection, project, source, subscriber, now)
             if row is not None:
-                return _subscription(row), False
+                return subscription_from_row(row), False
             await connection.execute(
                 S["subscription_insert"],
                 fresh.id,
@@ -124,7 +102,7 @@ class PostgresSubscriptions:
             row = await connection.fetchrow(
                 S["subscription_by_id"], subscription_id, project, source, now
             )
-            return None if row is None else _subscription(row)
+            return None if row is None else subscription_from_row(row)
 
         return await self._db.run(work, SINGLE)
 
@@ -135,7 +113,7 @@ class PostgresSubscriptions:
             rows = await connection.fetch(
                 S["subscription_page"], project, source, marker or "", now, limit
             )
-            return [_subscription(r) for r in rows]
+            return [subscription_from_row(r) for r in rows]
 
         return await self._db.run(work, SINGLE)
 
@@ -160,7 +138,7 @@ class PostgresSubscriptions:
             )
             if row is None:
                 return None
-            current = _subscription(row)
+            current = subscription_from_row(row)
             if subscriber is not None and subscriber != current.subscriber:
                 taken = await connection.fetchrow(
                     S["subscription_by_subscriber"], project, source, subscriber, now
@@ -193,7 +171,7 @@ class PostgresSubscriptions:
             row = await connection.fetchrow(
                 S["subscription_confirm"], subscription_id, project, source, now, confirmed
             )
-            return None if row is None else _subscription(row)
+            return None if row is None else subscription_from_row(row)
 
         return await self._db.run(work, WRITE)
 

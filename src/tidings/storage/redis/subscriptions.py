@@ -28,7 +28,6 @@ from typing import Any
 import msgspec
 
 from tidings.errors import StorageError, SubscriberTaken
-from tidings.ids import new_id
 from tidings.model import Delivery, DeliveryFailure, DeliveryKind, Subscription
 from tidings.storage import rules
 from tidings.storage.redis.connection import Backend
@@ -130,16 +129,7 @@ class RedisSubscriptions:
         options: dict[str, Any],
         now: float,
     ) -> tuple[Subscription, bool]:
-        fresh = Subscription(
-            id=new_id(),
-            source=source,
-            subscriber=subscriber,
-            ttl=ttl,
-            options=options,
-            confirmed=False,
-            updated=now,
-            expires=now + ttl,
-        )
+        fresh = rules.new_subscription(source, subscriber, ttl, options, now)
         # Indexed before it exists, so garbage collection can never miss it.
         sources, slot = self._b.keys.sources, slot_id(project, source)
         await self._b.call(lambda: self._b.client.sadd(sources, slot))

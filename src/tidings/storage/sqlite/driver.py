@@ -28,7 +28,7 @@ from tidings.model import (
 )
 from tidings.storage import rules
 from tidings.storage.base import Audience, PreparePost, StoreStatus
-from tidings.storage.rows import marker_seq, message_from_row
+from tidings.storage.rows import marker_seq, message_from_row, subscription_from_row
 from tidings.storage.sql import load_migrations, load_queries
 from tidings.storage.sqlite.executor import SQLiteExecutor
 
@@ -528,20 +528,6 @@ def _move_to_dead_letter(
     )
 
 
-def _subscription(row: Row) -> Subscription:
-    sid, source, subscriber, ttl, options, confirmed, updated, expires = row
-    return Subscription(
-        id=sid,
-        source=source,
-        subscriber=subscriber,
-        ttl=ttl,
-        options=dict(_json_decode(options)),
-        confirmed=bool(confirmed),
-        updated=updated,
-        expires=expires,
-    )
-
-
 class SQLiteSubscriptions(_Base):
     async def create(
         self,
@@ -552,22 +538,13 @@ class SQLiteSubscriptions(_Base):
         options: dict[str, Any],
         now: float,
     ) -> tuple[Subscription, bool]:
-        fresh = Subscription(
-            id=new_id(),
-            source=source,
-            subscriber=subscriber,
-            ttl=ttl,
-            options=options,
-            confirmed=False,
-            updated=now,
-            expires=now + ttl,
-        )
+        fresh = rules.new_subscription(source, subscriber, ttl, options, now)
 
         def work(db: sqlite3.Connection) -> tuple[Subscription, bool]:
             params = {"project": project, "source": source, "subscriber": subscriber, "now": now}
             row = db.execute(Q["subscription_by_subscriber"], params).fetchone()
             if row is not None:
-                return _subscription(row), False
+                return subscription_from_row(row), False
             db.execute(
                 Q["subscription_insert"],
                 {
@@ -589,7 +566,7 @@ class SQLiteSubscriptions(_Base):
 
         def work(db: sqlite3.Connection) -> Subscription | None:
             row = db.execute(Q["subscription_by_id"], params).fetchone()
-            return None if row is None else _subscription(row)
+            return None if row is None else subscription_from_row(row)
 
         return await self._read(work)
 
@@ -605,7 +582,7 @@ class SQLiteSubscriptions(_Base):
         }
 
         def work(db: sqlite3.Connection) -> list[Subscription]:
-            return [_subscription(r) for r in db.execute(Q["subscription_page"], params)]
+            return [subscription_from_row(r) for r in db.execute(Q["subscription_page"], params)]
 
         return await self._read(work)
 
@@ -625,7 +602,7 @@ class SQLiteSubscriptions(_Base):
             row = db.execute(Q["subscription_by_id"], params).fetchone()
             if row is None:
                 return None
-            current = _subscription(row)
+            current = subscription_from_row(row)
             if subscriber is not None and subscriber != current.subscriber:
                 taken = db.execute(
                     Q["subscription_by_subscriber"],
@@ -659,7 +636,7 @@ class SQLiteSubscriptions(_Base):
         def work(db: sqlite3.Connection) -> Subscription | None:
             db.execute(Q["subscription_confirm"], {**params, "confirmed": int(confirmed)})
             row = db.execute(Q["subscription_by_id"], params).fetchone()
-            return None if row is None else _subscription(row)
+            return None if row is None else subscription_from_row(row)
 
         return await self._write(work)
 

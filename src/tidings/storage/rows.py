@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-from tidings.model import Message, Subscription
+from tidings.model import Delivery, DeliveryKind, Message, Subscription
 
 END_OF_QUEUE = 2**63 - 1
 _MARKER = re.compile(r"[0-9]{1,19}")
@@ -71,3 +71,39 @@ def subscription_from_row(row: tuple[Any, ...] | Any) -> Subscription:
         updated=updated,
         expires=expires,
     )
+
+
+def delivery_from_row(row: tuple[Any, ...] | Any) -> tuple[Delivery, bool]:
+    """A delivery, and whether its subscription is live, from ``id, project, source,
+    subscription_id, kind, message_id, payload, ttl, delay, attempts, subscriber,
+    options, live``."""
+    (
+        did,
+        project,
+        source,
+        sid,
+        kind,
+        message_id,
+        payload,
+        ttl,
+        delay,
+        attempts,
+        subscriber,
+        options,
+        live,
+    ) = row
+    delivery = Delivery(
+        id=str(did),
+        project=project,
+        source=source,
+        subscription_id=str(sid),
+        kind=DeliveryKind(kind),
+        message_id=message_id,
+        payload=bytes(payload),
+        ttl=ttl,
+        delay=delay,
+        attempts=attempts,
+        subscriber=subscriber or "",
+        options=dict(msgspec.json.decode(options)) if options else {},
+    )
+    return delivery, bool(live)

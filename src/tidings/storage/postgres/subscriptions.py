@@ -13,7 +13,7 @@ from tidings.model import Delivery, DeliveryFailure, DeliveryKind, NewMessage, S
 from tidings.storage import rules
 from tidings.storage.base import Audience
 from tidings.storage.postgres.database import SINGLE, WRITE, Connection, Database, Row
-from tidings.storage.rows import subscription_from_row
+from tidings.storage.rows import delivery_from_row, subscription_from_row
 from tidings.storage.sql import load_queries
 
 S = load_queries(__package__ or "tidings.storage.postgres", "subscriptions.sql")
@@ -214,14 +214,18 @@ class PostgresOutbox:
 
     async def take(self, now: float, lease: float, limit: int) -> list[Delivery]:
         async def work(connection: Connection) -> list[Delivery]:
-            rows = await connection.fetch(S["delivery_due"], now, limit)
-            gone = [row[0] for row in rows if not row[-1]]
-            taken = [row for row in rows if row[-1]]
+            rows = [
+                delivery_from_row(r) for r in await connection.fetch(S["delivery_due"], now, limit)
+            ]
+            gone = [int(d.id) for d, live in rows if not live]
+            taken = [d for d, live in rows if live]
             if gone:  # the subscription expired or was deleted
                 await connection.execute(S["delivery_drop"], gone)
             if taken:
-                await connection.execute(S["delivery_lease"], [r[0] for r in taken], now + lease)
-            return [_delivery(row) for row in taken]
+                await connection.execute(
+                    S["delivery_lease"], [int(d.id) for d in taken], now + lease
+                )
+            return taken
 
         return await self._db.run(work, WRITE)
 
@@ -277,35 +281,3 @@ class PostgresOutbox:
             ]
 
         return await self._db.run(work, SINGLE)
-
-
-def _delivery(row: Row) -> Delivery:
-    (
-        did,
-        project,
-        source,
-        sid,
-        kind,
-        message_id,
-        payload,
-        ttl,
-        delay,
-        attempts,
-        subscriber,
-        options,
-        _live,
-    ) = row
-    return Delivery(
-        id=str(did),
-        project=project,
-        source=source,
-        subscription_id=sid,
-        kind=DeliveryKind(kind),
-        message_id=message_id,
-        payload=bytes(payload),
-        ttl=ttl,
-        delay=delay,
-        attempts=attempts,
-        subscriber=subscriber,
-        options=dict(_json_decode(options)),
-    )

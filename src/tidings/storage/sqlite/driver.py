@@ -28,7 +28,12 @@ from tidings.model import (
 )
 from tidings.storage import rules
 from tidings.storage.base import Audience, PreparePost, StoreStatus
-from tidings.storage.rows import marker_seq, message_from_row, subscription_from_row
+from tidings.storage.rows import (
+    delivery_from_row,
+    marker_seq,
+    message_from_row,
+    subscription_from_row,
+)
 from tidings.storage.sql import load_migrations, load_queries
 from tidings.storage.sqlite.executor import SQLiteExecutor
 
@@ -681,41 +686,12 @@ class SQLiteOutbox(_Base):
         def work(db: sqlite3.Connection) -> list[Delivery]:
             taken: list[Delivery] = []
             for row in db.execute(Q["delivery_due"], {"now": now, "limit": limit}).fetchall():
-                (
-                    did,
-                    project,
-                    source,
-                    sid,
-                    kind,
-                    message_id,
-                    payload,
-                    ttl,
-                    delay,
-                    attempts,
-                    subscriber,
-                    options,
-                    live,
-                ) = row
+                delivery, live = delivery_from_row(row)
                 if not live:  # the subscription expired or was deleted
-                    db.execute(Q["delivery_delete"], {"id": did})
+                    db.execute(Q["delivery_delete"], {"id": int(delivery.id)})
                     continue
-                db.execute(Q["delivery_lease"], {"id": did, "until": now + lease})
-                taken.append(
-                    Delivery(
-                        id=str(did),
-                        project=project,
-                        source=source,
-                        subscription_id=sid,
-                        kind=DeliveryKind(kind),
-                        message_id=message_id,
-                        payload=bytes(payload),
-                        ttl=ttl,
-                        delay=delay,
-                        attempts=attempts,
-                        subscriber=subscriber,
-                        options=dict(_json_decode(options)),
-                    )
-                )
+                db.execute(Q["delivery_lease"], {"id": int(delivery.id), "until": now + lease})
+                taken.append(delivery)
             return taken
 
         return await self._write(work)

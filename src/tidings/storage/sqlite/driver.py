@@ -348,6 +348,9 @@ def _fan_out(
     audience: Audience,
     now: float,
 ) -> None:
+    source_params = {"project": project, "source": source, "now": now}
+    if db.execute(Q["source_has_subscriptions"], source_params).fetchone() is None:
+        return  # most queues have none: one lookup instead of one per message
     db.executemany(
         Q["delivery_fan_out"],
         [

@@ -187,6 +187,11 @@ DELETE FROM deliveries WHERE project = :project AND source = :source;
 -- name: subscription_purge
 DELETE FROM subscriptions WHERE project = :project AND source = :source;
 
+-- name: source_has_subscriptions
+SELECT 1 FROM subscriptions
+WHERE project = :project AND source = :source AND expires > :now
+LIMIT 1;
+
 -- One notification per message per admitted live subscription, due when the message's
 -- delay ends. :confirmed_only admits only confirmed subscriptions.
 -- name: delivery_fan_out

@@ -12,8 +12,8 @@ from email.message import EmailMessage
 from typing import Protocol
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
+import aiohttp
 import aiosmtplib
-import httpx
 import msgspec
 
 from tidings.config import NotificationSettings
@@ -41,11 +41,18 @@ class WebhookSender:
     """POSTs the document to the subscriber URL (with ``post_headers``/``post_data``)."""
 
     def __init__(self, settings: NotificationSettings) -> None:
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(settings.delivery_timeout),
-            follow_redirects=False,
-            limits=httpx.Limits(max_connections=settings.max_notifier_workers * 2),
-        )
+        self._settings = settings
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        # Made lazily: a session belongs to the event loop that first uses it.
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self._settings.delivery_timeout),
+                connector=aiohttp.TCPConnector(limit=self._settings.max_notifier_workers * 2),
+                skip_auto_headers=("Content-Type",),
+            )
+        return self._session
 
     async def send(self, delivery: Delivery) -> None:
         headers = {"Content-Type": "application/json"}
@@ -53,19 +60,27 @@ class WebhookSender:
         if isinstance(extra, dict):
             headers.update({str(k): str(v) for k, v in extra.items()})
         try:
-            answer = await self._client.post(
-                delivery.subscriber, content=payloads.webhook_body(delivery), headers=headers
-            )
-        except httpx.HTTPError as exc:  # refused, reset, timed out, bad URL...
+            async with self._client().post(
+                delivery.subscriber,
+                data=payloads.webhook_body(delivery),
+                headers=headers,
+                allow_redirects=False,
+            ) as answer:
+                await answer.read()
+                status = answer.status
+        except (aiohttp.ClientError, TimeoutError) as exc:  # refused, reset, timed out...
             raise DeliveryError(f"{type(exc).__name__}: {exc}", retryable=True) from exc
-        if answer.status_code >= 400:
+        except ValueError as exc:  # a URL or header the client refuses: retrying won't help
+            raise DeliveryError(f"{type(exc).__name__}: {exc}", retryable=False) from exc
+        if status >= 400:
             raise DeliveryError(
-                f"HTTP {answer.status_code} from {delivery.subscriber}",
-                retryable=answer.status_code in RETRYABLE_STATUSES,
+                f"HTTP {status} from {delivery.subscriber}",
+                retryable=status in RETRYABLE_STATUSES,
             )
 
     async def close(self) -> None:
-        await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()
 
 
 class EmailSender:

@@ -63,7 +63,7 @@ def _roles(raw: str | None) -> frozenset[str]:
     return frozenset(role.strip().lower() for role in raw.split(",") if role.strip())
 
 
-def _refuse_nul_characters(req: falcon.asgi.Request, project: str) -> None:
+def _refuse_control_characters(req: falcon.asgi.Request, project: str) -> None:
     # No store keeps NUL in text (PostgreSQL refuses it); it is never meaningful here.
     # Control characters also keep client projects apart from the topics' namespace.
     if any(ord(c) < 0x20 for c in project):
@@ -143,7 +143,7 @@ class RequestChecks:
             raise NotAcceptable()
         client_id = _client_id(req.get_header("Client-ID"), self._limits)
         project = _project(req.get_header("X-Project-ID"))
-        _refuse_nul_characters(req, project)
+        _refuse_control_characters(req, project)
         req.context.caller = Caller(
             project=project, client_id=client_id, roles=_roles(req.get_header("X-Roles"))
         )

@@ -94,3 +94,10 @@ def new_subscription(
         updated=now,
         expires=now + ttl,
     )
+
+
+def metadata_matches(metadata: dict[str, Any], wanted: dict[str, Any] | None) -> bool:
+    """The queue-listing filter: every wanted key present with an equal value."""
+    return not wanted or all(
+        key in metadata and metadata[key] == value for key, value in wanted.items()
+    )

@@ -84,12 +84,6 @@ async def _delete_queue_contents(connection: Connection, project: str, name: str
     await connection.execute(Q["queue_delete_claims"], project, name)
 
 
-def _matches(metadata: dict[str, Any], wanted: dict[str, Any] | None) -> bool:
-    return not wanted or all(
-        key in metadata and metadata[key] == value for key, value in wanted.items()
-    )
-
-
 class PostgresQueues(_Base):
     async def create(self, project: str, name: str, metadata: dict[str, Any], now: float) -> bool:
         encoded = _json_encode(metadata).decode()
@@ -145,7 +139,7 @@ class PostgresQueues(_Base):
                 rows = await connection.fetch(Q["queue_list"], project, after, chunk, name_contains)
                 for name, raw in rows:
                     metadata = dict(_json_decode(raw))
-                    if _matches(metadata, metadata_equals) and len(found) < limit:
+                    if rules.metadata_matches(metadata, metadata_equals) and len(found) < limit:
                         found.append(QueueRecord(name=name, metadata=metadata))
                 if len(rows) < chunk:
                     break

@@ -114,12 +114,6 @@ def _flag(value: bool) -> str:
     return "1" if value else "0"
 
 
-def _matches(metadata: dict[str, Any], wanted: dict[str, Any] | None) -> bool:
-    return not wanted or all(
-        key in metadata and metadata[key] == value for key, value in wanted.items()
-    )
-
-
 class RedisQueues:
     def __init__(self, backend: Backend) -> None:
         self._b = backend
@@ -165,7 +159,7 @@ class RedisQueues:
             )
             for name, raw in zip(reply[1::2], reply[2::2], strict=True):
                 metadata = dict(_json_decode(raw))
-                if _matches(metadata, metadata_equals) and len(found) < limit:
+                if rules.metadata_matches(metadata, metadata_equals) and len(found) < limit:
                     found.append(QueueRecord(name=name.decode(), metadata=metadata))
             cursor = reply[0].decode()
             if not cursor:

@@ -154,7 +154,7 @@ class SQLiteQueues(_Base):
                 ).fetchall()
                 for name, raw in rows:
                     metadata = dict(_json_decode(raw))
-                    if _matches(metadata, metadata_equals) and len(found) < limit:
+                    if rules.metadata_matches(metadata, metadata_equals) and len(found) < limit:
                         found.append(QueueRecord(name=name, metadata=metadata))
                 if len(rows) < limit:
                     break
@@ -192,12 +192,6 @@ class SQLiteQueues(_Base):
 
     async def purge_messages(self, project: str, name: str) -> None:
         await self._write(lambda db: _delete_queue_contents(db, project, name))
-
-
-def _matches(metadata: dict[str, Any], wanted: dict[str, Any] | None) -> bool:
-    return not wanted or all(
-        key in metadata and metadata[key] == value for key, value in wanted.items()
-    )
 
 
 class SQLiteMessages(_Base):

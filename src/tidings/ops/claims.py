@@ -79,7 +79,11 @@ async def claim_renew(
     if document is None:
         raise InvalidBody(EMPTY_BODY)
     ttl, grace = _lifetimes(svc, document)
-    check_claim_ttl(ttl, svc.settings.transport)  # Zaqar checks only ttl on renew
+    # Zaqar checks only ttl on renew and stores any grace: a huge or negative one breaks
+    # the claim's expiry arithmetic. Its lower bound stays lenient (0, not 60) for clients
+    # that renew with a small grace, which Zaqar accepts.
+    check_claim_ttl(ttl, svc.settings.transport)
+    check_claim_grace(grace, svc.settings.transport, minimum=0)
     renewed = await svc.storage.claims.renew(
         caller.project, queue, claim_id, ttl, grace, svc.clock()
     )

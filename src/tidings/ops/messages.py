@@ -109,6 +109,12 @@ def _build_batch(
 ) -> list[NewMessage]:
     if not items:
         raise BadRequest("No messages to enqueu.")
+    if len(items) > limits.max_messages_per_post:
+        raise BadRequest(
+            f"Too many messages in one post: {len(items)}. At most "
+            f"{limits.max_messages_per_post} may be posted at once "
+            "([transport] max_messages_per_post)."
+        )
     default_ttl = reserved.message_ttl_default(metadata, limits)
     default_delay = reserved.delay_default(metadata)
     batch = []

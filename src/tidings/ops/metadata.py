@@ -18,6 +18,9 @@ DEAD_LETTER_TTL = "_dead_letter_queue_messages_ttl"
 MAX_CLAIM_COUNT = "_max_claim_count"
 ENCRYPT = "_enable_encrypt_messages"
 RETRY_POLICY = "_retry_policy"
+# Ours (Zaqar has no upper bound): past this a message is, in practice, never dead-lettered,
+# and larger values only risk overflow in stores that count in doubles.
+MAX_CLAIM_COUNT_LIMIT = 1_000_000
 
 # Reserved keys whose value may legitimately be absent.
 RESERVED = (
@@ -66,6 +69,8 @@ def validate(metadata: dict[str, Any], limits: TransportSettings) -> None:
     count = _require_int(metadata, MAX_CLAIM_COUNT)
     if count is not None and count < 0:
         raise BadRequest(f"{MAX_CLAIM_COUNT} must be at least 0.")
+    if count is not None and count > MAX_CLAIM_COUNT_LIMIT:
+        raise BadRequest(f"{MAX_CLAIM_COUNT} may not exceed {MAX_CLAIM_COUNT_LIMIT}.")
     dlq_ttl = _require_int(metadata, DEAD_LETTER_TTL)
     if dlq_ttl is not None and not MIN_MESSAGE_TTL <= dlq_ttl <= limits.max_message_ttl:
         raise BadRequest(

@@ -108,12 +108,26 @@ def check_claim_ttl(ttl: int, limits: TransportSettings) -> None:
         )
 
 
-def check_claim_grace(grace: int, limits: TransportSettings) -> None:
-    if not MIN_CLAIM_GRACE <= grace <= limits.max_claim_grace:
+def check_claim_grace(
+    grace: int, limits: TransportSettings, *, minimum: int = MIN_CLAIM_GRACE
+) -> None:
+    if not minimum <= grace <= limits.max_claim_grace:
         raise BadRequest(
             f"The grace for a claim may not exceed {limits.max_claim_grace} seconds, "
-            f"and must be at least {MIN_CLAIM_GRACE} seconds long."
+            f"and must be at least {minimum} seconds long."
         )
+
+
+def check_depth(value: Any, maximum: int, what: str) -> None:
+    """Refuse documents nested deeper than ``maximum`` (iteratively: no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth >= maximum:
+                raise BadRequest(f"{what} may not be nested more than {maximum} levels deep.")
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
 
 
 def check_size(size: int | None, maximum: int, message: str, *, title: str | None = None) -> None:

@@ -1,9 +1,10 @@
 """The subscription API (spec api-v2-extended §1) and topics (§6) over real HTTP.
 
 Every test works in a project of its own (the ``api`` fixture), so fixed queue and topic
-names are safe under pytest-xdist. Subscribers here point at hosts nobody listens on
-(``*.invalid``): nothing is delivered, only the API is exercised (delivery is in
-tests/reliability/test_notifications.py).
+names are safe under pytest-xdist. Subscribers here point at loopback's discard port, where
+nobody listens: nothing is delivered (every attempt is refused at once, on this machine),
+only the API is exercised (delivery is in tests/reliability/test_notifications.py). The
+servers of this module therefore allow loopback subscribers (the default denies them).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
+from tests.backends import StoreNamespace
 from tests.server import TidingsServer
 
 SUBSCRIPTIONS = ("queues", "topics")
@@ -29,10 +31,26 @@ CONFLICT_ON_UPDATE = (
     "Subscriptions are unique by project + queue + subscriber URI."
 )
 LIMIT_ERROR = "Limit must be at least 1 and may not be greater than 20."
+# Lets subscribers point at loopback (denied by default, against request forgery).
+LOOPBACK_ALLOWED = {"TIDINGS_NOTIFICATION__SUBSCRIBER_DENY_NETWORKS": "[]"}
+
+
+@pytest.fixture(scope="module")
+def server(store_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TidingsServer]:
+    """The default server (admin mode on), except that loopback subscribers are allowed."""
+    data_dir = tmp_path_factory.mktemp(f"server-{store_kind}")
+    namespace = StoreNamespace(store_kind, data_dir)
+    srv = TidingsServer(
+        data_dir, env={"TIDINGS_ADMIN_MODE": "true", **LOOPBACK_ALLOWED}, store_uri=namespace.uri
+    )
+    srv.start()
+    yield srv
+    srv.stop()
+    namespace.drop()
 
 
 def hook(name: str = "") -> str:
-    return f"http://hooks.invalid/{name or uuid.uuid4().hex[:10]}"
+    return f"http://127.0.0.1:9/{name or uuid.uuid4().hex[:10]}"
 
 
 def create(
@@ -104,12 +122,12 @@ def test_create_defaults_and_ignores_unknown_keys(api: httpx.Client) -> None:
 
 
 def test_create_accepts_https_and_mailto(api: httpx.Client) -> None:
-    create(api, "schemes", "https://hooks.invalid/secure")
+    create(api, "schemes", "https://127.0.0.1:9/secure")
     create(api, "schemes", "mailto:ops@example.com")
     create(api, "schemes", "mailto:ops@example.com?subject=Hi")
     listed = api.get("/queues/schemes/subscriptions").json()["subscriptions"]
     assert sorted(s["subscriber"] for s in listed) == [
-        "https://hooks.invalid/secure",
+        "https://127.0.0.1:9/secure",
         "mailto:ops@example.com",
         "mailto:ops@example.com?subject=Hi",
     ]
@@ -141,7 +159,7 @@ SUBSCRIBER_TYPES = (
         ({"subscriber": ""}, "Missing parameter subscriber in body."),  # Zaqar: 503
         ({"subscriber": None}, "Missing parameter subscriber in body."),
         ({"subscriber": "ftp://hooks.invalid/x"}, SUBSCRIBER_TYPES),
-        ({"subscriber": "trust+http://hooks.invalid/x"}, SUBSCRIBER_TYPES),
+        ({"subscriber": "trust+http://127.0.0.1:9/x"}, SUBSCRIBER_TYPES),
         ({"subscriber": "hooks.invalid/x"}, SUBSCRIBER_TYPES),
         ({"subscriber": hook(), "options": [1]}, "Options must be a dict."),
         ({"subscriber": hook(), "options": "x"}, "Options must be a dict."),
@@ -276,9 +294,9 @@ def test_duplicate_of_unconfirmed_returns_201_and_the_same_id(
 
 
 def test_duplicate_key_is_the_exact_subscriber_string(api: httpx.Client) -> None:
-    a = create(api, "dupkey", "http://hooks.invalid/x")
-    b = create(api, "dupkey", "http://hooks.invalid/x/")
-    c = create(api, "dupkey2", "http://hooks.invalid/x")
+    a = create(api, "dupkey", "http://127.0.0.1:9/x")
+    b = create(api, "dupkey", "http://127.0.0.1:9/x/")
+    c = create(api, "dupkey2", "http://127.0.0.1:9/x")
     assert len({a, b, c}) == 3
 
 

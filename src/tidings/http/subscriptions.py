@@ -10,14 +10,15 @@ from tidings.http.base import Resource, next_link, send_json
 from tidings.http.params import int_param, read_document
 from tidings.ops import subscriptions as ops
 
-MAX_SUBSCRIPTION_BODY = 65536
+# Confirmation bodies hold one boolean.
+MAX_CONFIRM_BODY = 4096
 
 
 class SubscriptionCollection(Resource):
     async def on_post(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, queue: str
     ) -> None:
-        document = await read_document(req, MAX_SUBSCRIPTION_BODY)
+        document = await read_document(req, ops.max_document_size(self.svc.settings))
         try:
             subscription_id, _ = await ops.subscription_create(
                 self.svc, self.caller(req), queue, document
@@ -65,7 +66,7 @@ class SubscriptionItem(Resource):
         queue: str,
         subscription_id: str,
     ) -> None:
-        document = await read_document(req, MAX_SUBSCRIPTION_BODY)
+        document = await read_document(req, ops.max_document_size(self.svc.settings))
         await ops.subscription_update(self.svc, self.caller(req), queue, subscription_id, document)
         resp.status = falcon.HTTP_204
         resp.location = req.path
@@ -89,7 +90,7 @@ class SubscriptionConfirm(Resource):
         queue: str,
         subscription_id: str,
     ) -> None:
-        document = await read_document(req, MAX_SUBSCRIPTION_BODY)
+        document = await read_document(req, MAX_CONFIRM_BODY)
         await ops.subscription_confirm(self.svc, self.caller(req), queue, subscription_id, document)
         resp.status = falcon.HTTP_204
         resp.location = req.path

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import msgspec
 
+from tidings.config import NotificationSettings
 from tidings.model import Delivery, DeliveryKind
 from tidings.ops.context import split_namespace
 
 # Zaqar's placeholder in ``options.post_data``, quotes included.
 POST_DATA_PLACEHOLDER = '"$zaqar_message$"'
+DEFAULTS = NotificationSettings()
 
 
 def notification(delivery: Delivery) -> bytes:
@@ -35,10 +37,29 @@ def document(delivery: Delivery) -> bytes:
     return delivery.payload  # confirmations are built whole when they are owed
 
 
-def webhook_body(delivery: Delivery) -> bytes:
-    """The POST body: the document, or ``options.post_data`` with it put in place."""
+def webhook_body(delivery: Delivery, settings: NotificationSettings = DEFAULTS) -> bytes:
+    """The POST body: the document, or ``options.post_data`` with it put in place.
+
+    A template past the bounds (stored before they were lowered) raises ValueError
+    rather than building a body of any size: at most ``max_post_data_placeholders``
+    copies of the document in at most ``max_post_data_size`` bytes of template.
+    """
     body = document(delivery)
     template = delivery.options.get("post_data")
-    if isinstance(template, str) and POST_DATA_PLACEHOLDER in template:
-        return template.replace(POST_DATA_PLACEHOLDER, body.decode()).encode()
-    return body
+    if not isinstance(template, str) or POST_DATA_PLACEHOLDER not in template:
+        return body
+    # Characters first: a huge template is refused before it is encoded.
+    encoded = b"" if len(template) > settings.max_post_data_size else template.encode()
+    if not encoded or len(encoded) > settings.max_post_data_size:
+        raise ValueError(
+            "options.post_data is larger than [notification] max_post_data_size "
+            f"({settings.max_post_data_size} bytes)"
+        )
+    placeholder = POST_DATA_PLACEHOLDER.encode()
+    if encoded.count(placeholder) > settings.max_post_data_placeholders:
+        raise ValueError(
+            f"options.post_data holds {POST_DATA_PLACEHOLDER} more than "
+            f"{settings.max_post_data_placeholders} times "
+            "([notification] max_post_data_placeholders)"
+        )
+    return encoded.replace(placeholder, body)

@@ -2,23 +2,37 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
+from email.utils import getaddresses
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import msgspec
 
 from tidings import signing
+from tidings.config import Settings
 from tidings.errors import BadRequest, Conflict, NotFound, TidingsError
 from tidings.model import DeliveryFailure, DeliveryKind, Subscription
-from tidings.notify import retry
-from tidings.ops.context import Caller, Services, split_namespace, unavailable_as
-from tidings.ops.validation import check_page_limit, check_queue_name, require_object
+from tidings.notify import destinations, payloads, retry
+from tidings.ops.context import Caller, Services, noun, split_namespace, unavailable_as
+from tidings.ops.validation import check_depth, check_page_limit, check_queue_name, require_object
 
 # The latest moment Zaqar can represent; subscriptions may not outlive it.
 LATEST_EXPIRY = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
 MIN_SUBSCRIPTION_TTL = 60
 UPDATABLE = ("subscriber", "ttl", "options")
+# Ours (Zaqar has none): bounds on what a subscription's options may hold. post_data has
+# settings of its own; everything else together is bounded by MAX_OPTIONS_SIZE.
+MAX_OPTIONS_SIZE = 16384
+MAX_POST_HEADERS = 50
+MAX_POST_HEADERS_SIZE = 8192
+# RFC 9110 token characters: anything else is not a header name.
+HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# Headers that frame the request: a subscription setting them could smuggle requests.
+FRAMING_HEADERS = frozenset(
+    {"content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer"}
+)
 
 
 class UnableToUpdate(TidingsError):
@@ -40,11 +54,23 @@ def not_found(subscription_id: str) -> NotFound:
     return NotFound(f"Subscription {subscription_id} does not exist")
 
 
+def max_document_size(settings: Settings) -> int:
+    """The largest subscription request body worth reading (JSON escaping included)."""
+    options = 2 * (settings.notification.max_post_data_size + MAX_OPTIONS_SIZE)
+    return max(65536, settings.transport.max_subscriber_length + options + 1024)
+
+
 def _check_subscriber(svc: Services, subscriber: Any) -> str:
     if not subscriber or not isinstance(subscriber, str):
         raise BadRequest("Missing parameter subscriber in body.")
+    limit = svc.settings.transport.max_subscriber_length
+    if len(subscriber) > limit:
+        raise BadRequest(
+            f"The subscriber may not be longer than {limit} characters "
+            "([transport] max_subscriber_length)."
+        )
     allowed = svc.settings.transport.subscriber_types
-    if any(ord(c) < 0x20 or c == "\x7f" for c in subscriber):
+    if _has_control(subscriber):
         # A line break would let a subscriber inject mail or HTTP headers.
         raise BadRequest("The subscriber may not contain control characters.")
     try:
@@ -57,11 +83,56 @@ def _check_subscriber(svc: Services, subscriber: Any) -> str:
             f"The subscriber type of subscription must be supported in the list {list(allowed)!r}."
         )
     # Zaqar checks only the scheme; a subscriber we could never reach is refused here.
-    if parts.scheme == "mailto" and "@" not in parts.path:
-        raise BadRequest("A mailto: subscriber needs an address, e.g. mailto:ops@example.com.")
+    if parts.scheme == "mailto":
+        _check_mailto(parts.path, parts.query)
     if parts.scheme in ("http", "https") and not parts.hostname:
         raise BadRequest("A webhook subscriber needs a host, e.g. https://example.com/hook.")
     return subscriber
+
+
+def _check_mailto(path: str, query: str) -> None:
+    """Exactly one recipient, and nothing that could become a mail header line."""
+    address = unquote(path)
+    recipients = getaddresses([address])
+    if (
+        "@" not in address
+        or any(c in address for c in ",;")
+        or len(recipients) != 1
+        or "@" not in recipients[0][1]
+    ):
+        raise BadRequest(
+            "A mailto: subscriber names exactly one address, e.g. mailto:ops@example.com."
+        )
+    fields = parse_qs(query)
+    if any(name.lower() in ("to", "cc", "bcc") for name in fields):
+        raise BadRequest("A mailto: subscriber may not add recipients (to, cc or bcc).")
+    if _has_control(address) or any(_has_control(v) for vs in fields.values() for v in vs):
+        raise BadRequest("The subscriber may not contain control characters.")
+
+
+async def _check_destination(svc: Services, subscriber: str) -> None:
+    """Webhooks into a denied network, or at this server, are refused (request forgery)."""
+    try:
+        await destinations.check_subscriber_destination(
+            subscriber,
+            destinations.deny_list(svc.settings),
+            svc.settings.notification.delivery_timeout,
+        )
+    except destinations.DeniedDestination as exc:
+        raise BadRequest(str(exc)) from None
+
+
+async def _check_room(svc: Services, caller: Caller, source: str, subscriber: str) -> None:
+    """Refuse a new subscriber past ``max_subscriptions_per_queue`` (reads at most that many)."""
+    maximum = svc.settings.transport.max_subscriptions_per_queue
+    live = await svc.storage.subscriptions.page(
+        caller.project, source, marker=None, limit=maximum, now=svc.clock()
+    )
+    if len(live) >= maximum and all(s.subscriber != subscriber for s in live):
+        raise BadRequest(
+            f"The {noun(caller)} {source} already has {maximum} subscriptions, the most "
+            "allowed ([transport] max_subscriptions_per_queue); delete one first."
+        )
 
 
 def _check_ttl(ttl: Any, now: float) -> int:
@@ -79,19 +150,39 @@ def _check_ttl(ttl: Any, now: float) -> int:
     return ttl
 
 
-def _check_options(options: Any) -> dict[str, Any]:
+def _check_options(svc: Services, options: Any) -> dict[str, Any]:
     if not options:
         return {}
     if not isinstance(options, dict):
         raise BadRequest("Options must be a dict.")
+    check_depth(options, svc.settings.transport.max_metadata_depth, "Subscription options")
+    others = {k: v for k, v in options.items() if k != "post_data"}
+    if len(msgspec.json.encode(others)) > MAX_OPTIONS_SIZE:
+        raise BadRequest(
+            f"Subscription options other than post_data may not exceed {MAX_OPTIONS_SIZE} "
+            "bytes as JSON."
+        )
     policy = options.get("_retry_policy")
     if policy:
         retry.validate(policy)
-    headers = options.get("post_headers")
-    if headers is not None and not (
+    _check_post_headers(options.get("post_headers"))
+    _check_post_data(svc, options.get("post_data"))
+    for name in ("subject", "from"):
+        value = options.get(name)
+        if value is not None and not (isinstance(value, str) and not _has_control(value)):
+            raise BadRequest(f"Options {name} must be text without control characters.")
+    return options
+
+
+def _check_post_headers(headers: Any) -> None:
+    if headers is None:
+        return
+    if not (
         isinstance(headers, dict)
         and all(
-            _header_safe(k) and isinstance(v, str | int | float) and _header_safe(str(v))
+            HEADER_NAME.fullmatch(k)
+            and isinstance(v, str | int | float)
+            and not _has_control(str(v))
             for k, v in headers.items()
         )
     ):
@@ -99,14 +190,41 @@ def _check_options(options: Any) -> dict[str, Any]:
             "Options post_headers must map header names to text or number values, "
             "without control characters."
         )
-    post_data = options.get("post_data")
-    if post_data is not None and not isinstance(post_data, str):
+    if len(headers) > MAX_POST_HEADERS:
+        raise BadRequest(f"Options post_headers may hold at most {MAX_POST_HEADERS} headers.")
+    if sum(len(k) + len(str(v)) for k, v in headers.items()) > MAX_POST_HEADERS_SIZE:
+        raise BadRequest(
+            f"Options post_headers may hold at most {MAX_POST_HEADERS_SIZE} characters in all."
+        )
+    framing = sorted(k for k in headers if k.lower() in FRAMING_HEADERS)
+    if framing:
+        raise BadRequest(
+            f"Options post_headers may not set {', '.join(framing)}: the request's framing "
+            "is the server's."
+        )
+
+
+def _check_post_data(svc: Services, post_data: Any) -> None:
+    if post_data is None:
+        return
+    if not isinstance(post_data, str):
         raise BadRequest("Options post_data must be a string.")
-    return options
+    limits = svc.settings.notification
+    if len(post_data.encode()) > limits.max_post_data_size:
+        raise BadRequest(
+            f"Options post_data may not exceed {limits.max_post_data_size} bytes "
+            "([notification] max_post_data_size)."
+        )
+    if post_data.count(payloads.POST_DATA_PLACEHOLDER) > limits.max_post_data_placeholders:
+        raise BadRequest(
+            f"Options post_data may hold {payloads.POST_DATA_PLACEHOLDER} at most "
+            f"{limits.max_post_data_placeholders} times "
+            "([notification] max_post_data_placeholders)."
+        )
 
 
-def _header_safe(text: str) -> bool:
-    return bool(text) and not any(ord(c) < 0x20 or c == "\x7f" for c in text)
+def _has_control(text: str) -> bool:
+    return any(ord(c) < 0x20 or c == "\x7f" for c in text)
 
 
 @unavailable_as("Subscription could not be created.")
@@ -118,9 +236,11 @@ async def subscription_create(
     body = require_object(document if document is not None else {})
     now = svc.clock()
     subscriber = _check_subscriber(svc, body.get("subscriber"))
-    options = _check_options(body.get("options"))
+    options = _check_options(svc, body.get("options"))
     ttl = body.get("ttl")
     ttl = svc.settings.transport.default_subscription_ttl if ttl is None else _check_ttl(ttl, now)
+    await _check_destination(svc, subscriber)
+    await _check_room(svc, caller, source, subscriber)
     # Created only once the request is valid (Zaqar creates it first).
     await svc.storage.queues.create(caller.project, source, {}, now)
     subscription, created = await svc.storage.subscriptions.create(
@@ -177,7 +297,9 @@ async def subscription_update(
     if "ttl" in body:
         changes["ttl"] = _check_ttl(body["ttl"], now)
     if "options" in body:
-        changes["options"] = _check_options(body["options"])
+        changes["options"] = _check_options(svc, body["options"])
+    if "subscriber" in changes:
+        await _check_destination(svc, changes["subscriber"])
     updated = await svc.storage.subscriptions.update(
         caller.project, source, subscription_id, now, **changes
     )

@@ -32,6 +32,8 @@ def _parser() -> argparse.ArgumentParser:
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from tidings.http.server_protocol import GuardedHttpToolsProtocol, raise_descriptor_limit
+
     if args.config:
         # Worker processes read their settings from the environment too.
         os.environ[CONFIG_FILE_ENV] = os.path.abspath(args.config)
@@ -46,6 +48,11 @@ def serve(args: argparse.Namespace) -> int:
     if workers < 1:
         print("tidings: --workers must be at least 1", file=sys.stderr)
         return 2
+    # Workers read settings from the environment; they must know where they listen so
+    # that no subscriber can point back at this server (notify/destinations.py).
+    os.environ["TIDINGS_SERVER__HOST"] = args.host or server.host
+    os.environ["TIDINGS_SERVER__PORT"] = str(args.port if args.port is not None else server.port)
+    raise_descriptor_limit(server.max_connections)
     print(
         f"tidings {__version__}: serving on http://{args.host or server.host}:"
         f"{args.port if args.port is not None else server.port} "
@@ -59,7 +66,8 @@ def serve(args: argparse.Namespace) -> int:
         port=args.port if args.port is not None else server.port,
         workers=workers,
         loop="uvloop",
-        http="httptools",
+        # httptools with the [server] connection limits (sizes, timeouts, caps).
+        http=GuardedHttpToolsProtocol.factory(server),
         log_level=server.log_level,
         access_log=False,
         server_header=False,

@@ -60,6 +60,9 @@ async def read_body(req: falcon.asgi.Request, limit: int) -> tuple[bytes, int]:
         received += len(chunk)
         if received > limit:
             break
+    if declared is not None and received < declared:
+        # The client went away or was timed out mid-body: never act on part of a request.
+        raise InvalidBody(f"The request body ended after {received} of {declared} bytes.")
     return b"".join(chunks), declared if declared is not None else received
 
 

@@ -21,6 +21,7 @@ from tidings.errors import (
 from tidings.ids import new_id
 from tidings.ops.context import Caller
 from tidings.signing import verify_headers
+from tidings.storage.fairness import current_tenant
 
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 ID_PARAMETERS = frozenset({"ids", "claim_id", "claim_ids"})
@@ -144,6 +145,8 @@ class RequestChecks:
         client_id = _client_id(req.get_header("Client-ID"), self._limits)
         project = _project(req.get_header("X-Project-ID"))
         _refuse_control_characters(req, project)
+        # Store work for this request queues behind this project's, not everyone's.
+        current_tenant.set(project)
         req.context.caller = Caller(
             project=project, client_id=client_id, roles=_roles(req.get_header("X-Roles"))
         )

@@ -6,24 +6,36 @@ committed with a single fsync: many concurrent small writes cost one disk flush,
 failing job rolls back alone. Reader threads serve reads from their own connections
 (WAL lets them run beside the writer). Each thread hands a whole batch of results back
 to the event loop with one wake-up, not one per job.
+
+Both are shared by every tenant, so jobs wait in a ``FairQueue``: one line per tenant,
+and each batch serves first the tenants that used the least thread time lately (each
+job's run time, plus its share of the commit, is charged to its tenant). A batch stops
+starting jobs once it has run for ``BATCH_TIME_BUDGET``, or before a job whose tenant's
+jobs lately took longer than what is left of it; the rest go back to the head of their
+lines. A tenant flooding the writer with heavy jobs thus delays another tenant's cheap
+job by at most the one heavy job already running, however many it queues.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
+
+from tidings.storage.fairness import FairQueue, current_tenant
 
 T = TypeVar("T")
 Work = Callable[[sqlite3.Connection], T]
 Outcome = tuple[Any, BaseException | None]
 
 MAX_BATCH = 512
+# Seconds a batch may run before the jobs it has not started go back to the queue.
+BATCH_TIME_BUDGET = 0.05
 
 
 @dataclass(slots=True)
@@ -31,6 +43,9 @@ class _Job:
     work: Work[Any]
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
+    tenant: str
+    cost: float = 0.0  # seconds the job ran, set by the thread that runs it
+    expected: float = 0.0  # what its tenant's jobs cost lately, set when it is taken
 
 
 def _settle_all(settled: list[tuple[asyncio.Future[Any], Outcome]]) -> None:
@@ -61,7 +76,7 @@ class _Thread:
         connect: Callable[[], sqlite3.Connection],
         run_batch: Callable[[sqlite3.Connection, list[_Job]], list[Outcome]],
     ) -> None:
-        self.jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self.jobs: FairQueue[_Job] = FairQueue()
         self._connect = connect
         self._run_batch = run_batch
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
@@ -70,26 +85,27 @@ class _Thread:
         self._thread.start()
 
     def stop(self) -> None:
-        self.jobs.put(None)
+        self.jobs.close()
 
     def join(self) -> None:
         self._thread.join()
 
     def _next_batch(self) -> list[_Job] | None:
-        first = self.jobs.get()
-        if first is None:
+        taken = self.jobs.take(MAX_BATCH)
+        if taken is None:
             return None
-        batch = [first]
-        while len(batch) < MAX_BATCH:
-            try:
-                job = self.jobs.get_nowait()
-            except queue.Empty:
-                break
-            if job is None:
-                self.jobs.put(None)  # finish this batch, then stop
-                break
-            batch.append(job)
-        return batch
+        for tenant, job in taken:
+            job.expected = self.jobs.expected_cost(tenant)
+        return [job for _, job in taken]
+
+    def _charge(self, batch: list[_Job], elapsed: float) -> None:
+        """Split the batch's time (commit included) over its jobs by their run time."""
+        measured = sum(job.cost for job in batch)
+        if measured > 0:
+            costs = [(job.tenant, elapsed * job.cost / measured) for job in batch]
+        else:
+            costs = [(job.tenant, elapsed / len(batch)) for job in batch]
+        self.jobs.charge(costs)
 
     def _loop(self) -> None:
         connection: sqlite3.Connection | None = None
@@ -97,7 +113,12 @@ class _Thread:
             try:
                 if connection is None:
                     connection = self._connect()
+                started = time.monotonic()
                 outcomes = self._run_batch(connection, batch)
+                # Jobs the batch had no time for wait again at the head of their lines.
+                self.jobs.put_back((job.tenant, job) for job in batch[len(outcomes) :])
+                batch = batch[: len(outcomes)]
+                self._charge(batch, time.monotonic() - started)
             except BaseException as exc:
                 outcomes = [(None, exc)] * len(batch)
                 if connection is not None and isinstance(exc, sqlite3.DatabaseError):
@@ -109,23 +130,39 @@ class _Thread:
             connection.close()
 
 
+def _over_budget(started: float, done: int, job: _Job) -> bool:
+    """True when the batch should end before ``job`` (never before its first job)."""
+    return done > 0 and time.monotonic() - started + job.expected > BATCH_TIME_BUDGET
+
+
 def _run_reads(connection: sqlite3.Connection, batch: list[_Job]) -> list[Outcome]:
+    """Outcomes of a prefix of the batch (at least one job; the rest ran out of time)."""
     outcomes: list[Outcome] = []
+    started = time.monotonic()
     for job in batch:
+        if _over_budget(started, len(outcomes), job):
+            break
+        began = time.monotonic()
         try:
             outcomes.append((job.work(connection), None))
         except Exception as exc:
             outcomes.append((None, exc))
+        job.cost = time.monotonic() - began
     return outcomes
 
 
 def _run_writes(connection: sqlite3.Connection, batch: list[_Job]) -> list[Outcome]:
+    """Outcomes of a prefix of the batch, committed together (see ``_run_reads``)."""
     if len(batch) == 1:
         return [_run_alone(connection, batch[0])]
     outcomes: list[Outcome] = []
+    started = time.monotonic()
     connection.execute("BEGIN IMMEDIATE")
     try:
         for job in batch:
+            if _over_budget(started, len(outcomes), job):
+                break
+            began = time.monotonic()
             connection.execute("SAVEPOINT job")
             try:
                 result = job.work(connection)
@@ -136,6 +173,7 @@ def _run_writes(connection: sqlite3.Connection, batch: list[_Job]) -> list[Outco
             else:
                 connection.execute("RELEASE job")
                 outcomes.append((result, None))
+            job.cost = time.monotonic() - began
         connection.execute("COMMIT")
     except BaseException:
         if connection.in_transaction:
@@ -175,6 +213,10 @@ class SQLiteExecutor:
             thread.start()
         self._started = True
 
+    def writes_waiting(self) -> int:
+        """Write jobs queued and not yet taken by the writer."""
+        return len(self._writer.jobs)
+
     async def write(self, work: Work[T]) -> T:
         """Run ``work`` inside the next committed write transaction."""
         return await self._submit(self._writer, work)
@@ -187,7 +229,8 @@ class SQLiteExecutor:
     async def _submit(thread: _Thread, work: Work[T]) -> T:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        thread.jobs.put(_Job(work, loop, future))
+        tenant = current_tenant.get()
+        thread.jobs.put(_Job(work, loop, future, tenant), tenant)
         return await future
 
     async def close(self) -> None:

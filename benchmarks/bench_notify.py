@@ -9,6 +9,11 @@ a distinct URL on the receiver), posts single-message POSTs at a steady ``--rate
 ``--duration`` seconds, and waits until every (message, subscription) delivery has
 arrived or ``--drain-timeout`` passes.
 
+All subscriptions belong to one project and point at one host:port, so deliveries in
+flight are bounded by ``max_deliveries_per_project`` and ``max_deliveries_per_host``
+(4 each by default) before ``max_notifier_workers``; raise them with ``--server-setting``
+to measure a single trusted tenant.
+
 Delay is the receiver's arrival time minus the moment the 201 for that message's post
 was received (both ``time.monotonic()`` in this process), matched through the payload's
 ``message_id``. Throughput is deliveries received per second over the whole run (first
@@ -253,7 +258,13 @@ async def run_store(args: argparse.Namespace, store: BenchStore) -> tuple[list[R
     receiver = Receiver()
     port = free_port()
     runner = await start_receiver(receiver, port)
-    env = {f"TIDINGS_NOTIFICATION__{k.upper()}": v for k, v in args.server_env}
+    env = {
+        # the receiver is on loopback, which subscribers may not point at by default
+        "TIDINGS_NOTIFICATION__SUBSCRIBER_DENY_NETWORKS": "[]",
+        # the largest fan-out measured (the default bound is lower)
+        "TIDINGS_TRANSPORT__MAX_SUBSCRIPTIONS_PER_QUEUE": str(max(args.subscriptions)),
+        **{f"TIDINGS_NOTIFICATION__{k.upper()}": v for k, v in args.server_env},
+    }
     server = TidingsServer(store.data_dir, env=env, workers=args.workers, store_uri=store.uri)
     results: list[RunResult] = []
     try:

@@ -2,9 +2,12 @@
 
 ``WebhookListener`` is a threaded HTTP server on a free loopback port. It records every
 request (path, method, headers, body, arrival time) and can be told, per path, to answer
-the next N requests with an error status, to drop the connection without answering, or
-to answer slowly. ``SmtpSink`` is an aiosmtpd server on a free loopback port (plain SMTP,
-no TLS, no AUTH) that records every message it accepts.
+the next N requests with an error status, to drop the connection without answering, to
+answer slowly, never to answer at all (a tarpit, released when the listener stops), or
+to answer 200 with a huge body (1.5 GB announced, streamed until the client hangs up)
+or a gzip bomb (a small body that inflates to 512 MiB). ``SmtpSink`` is an aiosmtpd
+server on a free loopback port (plain SMTP, no TLS, no AUTH) that records every message
+it accepts.
 
 Both are started and stopped by the fixtures ``webhook_listener`` and ``smtp_sink``;
 a test-specific path (or address) keeps tests apart even if a listener were shared.
@@ -16,11 +19,13 @@ import contextlib
 import email
 import email.message
 import email.policy
+import functools
 import json
 import socket
 import threading
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -33,6 +38,20 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from tests.server import free_port
 
 WAIT_TIMEOUT = 20.0
+# A tarpit holds a connection at most this long (or until the listener stops).
+TARPIT_HOLD = 120.0
+HUGE_BODY = 1_500_000_000
+BOMB_SIZE = 512 * 1024 * 1024
+_CHUNK = b"\0" * 65536
+
+
+@functools.cache
+def gzip_bomb() -> bytes:
+    """A gzip stream of BOMB_SIZE zero bytes (about 500 KB), made once."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    block = b"\0" * (1 << 20)
+    parts = [packer.compress(block) for _ in range(BOMB_SIZE // len(block))]
+    return b"".join(parts) + packer.flush()
 
 
 @dataclass(frozen=True)
@@ -55,7 +74,7 @@ class Recorded:
 class _Rule:
     """What to do with the next ``times`` requests to a path (``None``: forever)."""
 
-    action: str  # "status" | "drop" | "slow"
+    action: str  # "status" | "drop" | "slow" | "tarpit" | "huge" | "gzip-bomb"
     times: int | None
     status: int = 500
     seconds: float = 0.0
@@ -67,6 +86,7 @@ class _State:
     requests: list[Recorded] = field(default_factory=list)
     rules: dict[str, list[_Rule]] = field(default_factory=dict)
     status: int = 204
+    released: threading.Event = field(default_factory=threading.Event)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -84,8 +104,8 @@ class _Handler(BaseHTTPRequestHandler):
         with state.lock:
             rule = self._next_rule(state, path)
         answered = str(state.status)
-        if rule is not None and rule.action == "drop":
-            answered = "drop"
+        if rule is not None and rule.action in ("drop", "tarpit", "huge", "gzip-bomb"):
+            answered = rule.action
         elif rule is not None and rule.action == "status":
             answered = str(rule.status)
         record = Recorded(
@@ -102,16 +122,39 @@ class _Handler(BaseHTTPRequestHandler):
             state.lock.notify_all()
         if rule is not None and rule.action == "slow":
             time.sleep(rule.seconds)
-        if answered == "drop":
+        if answered in ("drop", "tarpit"):
+            if answered == "tarpit":
+                state.released.wait(TARPIT_HOLD)
             self.close_connection = True
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if answered in ("huge", "gzip-bomb"):
+            self._answer_big(answered)
             return
         status = int(answered)
         with contextlib.suppress(OSError):  # the client may have given up (slow answers)
             self.send_response(status)
             self.send_header("Content-Length", "0")
             self.end_headers()
+
+    def _answer_big(self, kind: str) -> None:
+        """200 with a body no client should read whole; stops when the client hangs up."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            if kind == "gzip-bomb":
+                bomb = gzip_bomb()
+                self.send_header("Content-Encoding", "gzip")
+                self.send_header("Content-Length", str(len(bomb)))
+                self.end_headers()
+                self.wfile.write(bomb)
+                return
+            self.send_header("Content-Length", str(HUGE_BODY))
+            self.end_headers()
+            for _ in range(HUGE_BODY // len(_CHUNK)):
+                self.wfile.write(_CHUNK)
 
     @staticmethod
     def _next_rule(state: _State, path: str) -> _Rule | None:
@@ -154,6 +197,7 @@ class WebhookListener:
         return self
 
     def stop(self) -> None:
+        self._state.released.set()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=10)
@@ -177,6 +221,19 @@ class WebhookListener:
     def slow(self, path: str, seconds: float, times: int | None = None) -> None:
         """Wait ``seconds`` before answering, ``times`` times."""
         self._add(path, _Rule("slow", times, seconds=seconds))
+
+    def tarpit(self, path: str, times: int | None = None) -> None:
+        """Accept and read the request, then never answer (until the listener stops)."""
+        self._add(path, _Rule("tarpit", times))
+
+    def huge(self, path: str, times: int | None = None) -> None:
+        """Answer 200 with a 1.5 GB body, streamed until the client hangs up."""
+        self._add(path, _Rule("huge", times))
+
+    def gzip_bomb(self, path: str, times: int | None = None) -> None:
+        """Answer 200 with a gzip body that inflates to 512 MiB."""
+        gzip_bomb()  # made before any request waits for it
+        self._add(path, _Rule("gzip-bomb", times))
 
     def heal(self, path: str) -> None:
         """Forget every rule for ``path``: answer normally from now on."""

@@ -7,6 +7,9 @@ import pytest
 from tidings.errors import SubscriberTaken
 from tidings.model import DeliveryKind, NewMessage
 from tidings.storage.base import Audience, PreparePost, Storage
+from tidings.storage.postgres import subscriptions as postgres_subscriptions
+from tidings.storage.redis import subscriptions as redis_subscriptions
+from tidings.storage.sqlite import driver as sqlite_driver
 
 pytestmark = pytest.mark.anyio
 
@@ -22,9 +25,11 @@ def batch(*bodies: int, delay: int = 0) -> PreparePost:
     return lambda _metadata: messages
 
 
-async def subscribe(storage: Storage, subscriber: str, ttl: int = 600, source: str = Q) -> str:
+async def subscribe(
+    storage: Storage, subscriber: str, ttl: int = 600, source: str = Q, project: str = P
+) -> str:
     subscription, created = await storage.subscriptions.create(
-        P, source, subscriber, ttl, {"k": [1]}, T0
+        project, source, subscriber, ttl, {"k": [1]}, T0
     )
     assert created
     return subscription.id
@@ -126,7 +131,7 @@ async def test_post_fans_out_one_notification_per_message_and_subscription(
     )
     first = next(d for d in taken if d.message_id == ids[0])
     assert (first.kind, first.payload, first.ttl, first.delay, first.attempts) == (
-        DeliveryKind.NOTIFICATION, b"1", 300, 0, 0)
+        DeliveryKind.NOTIFICATION, b"1", 300, 0, 1)
     assert (first.project, first.source, first.options) == (P, Q, {"k": [1]})
     # Leased: not taken again until the lease runs out.
     assert await storage.outbox.take(T0 + 1, LEASE, 100) == []
@@ -167,7 +172,7 @@ async def test_done_retry_and_fail(storage: Storage) -> None:
     await storage.outbox.fail(third, 7, "HTTP 500 from http://a", T0 + 1)
     assert await storage.outbox.take(T0 + 4, LEASE, 100) == []
     again = await storage.outbox.take(T0 + 5, LEASE, 100)
-    assert [(d.payload, d.attempts) for d in again] == [(b"2", 1)]
+    assert [(d.payload, d.attempts) for d in again] == [(b"2", 2)]
     failures = await storage.outbox.failures(P, Q, sid, 10)
     assert [(f.message_id, f.attempts, f.error, f.failed) for f in failures] == [
         (third.message_id, 7, "HTTP 500 from http://a", T0 + 1)]
@@ -201,3 +206,91 @@ async def test_confirmation_enqueued_for_one_subscription(storage: Storage) -> N
     [delivery] = await storage.outbox.take(T0, LEASE, 100)
     assert (delivery.kind, delivery.subscriber, delivery.message_id, delivery.payload) == (
         DeliveryKind.CONFIRMATION, "http://a", None, b'{"c": 1}')
+
+
+# --- fairness, tries and retention -------------------------------------------------
+
+
+async def test_take_counts_a_try_even_when_the_lease_runs_out(storage: Storage) -> None:
+    await subscribe(storage, "http://a")
+    await storage.messages.post(P, Q, batch(1), CLIENT, T0, Audience.ALL)
+    tries = []
+    for n in range(3):  # a worker that dies mid-delivery never records an outcome
+        [delivery] = await storage.outbox.take(T0 + n * (LEASE + 1), LEASE, 100)
+        tries.append(delivery.attempts)
+    assert tries == [1, 2, 3]
+    # Deferring gives the try back.
+    await storage.outbox.retry(delivery.id, delivery.attempts - 1, T0 + 200)
+    [again] = await storage.outbox.take(T0 + 200, LEASE, 100)
+    assert again.attempts == 3
+
+
+async def test_take_shares_slots_between_projects(storage: Storage) -> None:
+    await subscribe(storage, "http://a", project="busy")
+    await subscribe(storage, "http://b", project="quiet")
+    await storage.messages.post("busy", Q, batch(*range(30)), CLIENT, T0, Audience.ALL)
+    await storage.messages.post("quiet", Q, batch(1, 2), CLIENT, T0 + 1, Audience.ALL)
+    taken = await storage.outbox.take(T0 + 2, LEASE, 10, per_project=4)
+    projects = sorted(d.project for d in taken)
+    assert projects == ["busy"] * 4 + ["quiet"] * 2
+    # A project at its share is not even leased; one below it gets only the rest.
+    await storage.messages.post("quiet", Q, batch(3), CLIENT, T0 + 3, Audience.ALL)
+    taken = await storage.outbox.take(
+        T0 + 4, LEASE, 10, per_project=4, in_flight={"busy": 4, "quiet": 3}
+    )
+    assert [d.project for d in taken] == ["quiet"]
+    taken = await storage.outbox.take(T0 + 5, LEASE, 10, per_project=4, in_flight={"busy": 1})
+    assert [d.project for d in taken] == ["busy"] * 3
+
+
+async def test_a_projects_backlog_does_not_hide_another(storage: Storage) -> None:
+    await subscribe(storage, "http://a", project="flood")
+    for n in range(5):
+        await storage.messages.post("flood", f"q{n}", batch(*range(100)), CLIENT, T0,
+                                    Audience.ALL)
+        await subscribe(storage, f"http://a/{n}", source=f"q{n}", project="flood")
+        await storage.messages.post("flood", f"q{n}", batch(*range(100)), CLIENT, T0,
+                                    Audience.ALL)
+    await subscribe(storage, "http://b", project="other")
+    await storage.messages.post("other", Q, batch(1), CLIENT, T0 + 10, Audience.ALL)
+    taken = await storage.outbox.take(T0 + 10, LEASE, 4, per_project=4, in_flight={"flood": 4})
+    assert [(d.project, d.subscriber) for d in taken] == [("other", "http://b")]
+
+
+async def test_deleting_a_subscription_drops_what_is_owed_to_it(storage: Storage) -> None:
+    sid = await subscribe(storage, "http://a")
+    await storage.messages.post(P, Q, batch(1, 2), CLIENT, T0, Audience.ALL)
+    [leased, _] = await storage.outbox.take(T0, LEASE, 100)
+    await storage.outbox.retry(leased.id, 1, T0 + 1)
+    await storage.subscriptions.delete(P, Q, sid)
+    assert await storage.outbox.take(T0 + LEASE + 1, LEASE, 100) == []
+    # re-subscribing does not bring the old deliveries back
+    await subscribe(storage, "http://a")
+    assert await storage.outbox.take(T0 + LEASE + 2, LEASE, 100) == []
+
+
+async def test_failures_are_capped_per_subscription(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for module in (sqlite_driver, redis_subscriptions, postgres_subscriptions):
+        monkeypatch.setattr(module, "FAILURES_KEPT", 3)
+    sid = await subscribe(storage, "http://a")
+    await storage.messages.post(P, Q, batch(*range(5)), CLIENT, T0, Audience.ALL)
+    for n, delivery in enumerate(await storage.outbox.take(T0, LEASE, 100)):
+        await storage.outbox.fail(delivery, 1, f"error {n}", T0 + n)
+    found = await storage.outbox.failures(P, Q, sid, 100)
+    assert [f.error for f in found] == ["error 4", "error 3", "error 2"]
+
+
+async def test_old_failures_are_pruned(storage: Storage) -> None:
+    sid = await subscribe(storage, "http://a")
+    await storage.messages.post(P, Q, batch(1, 2), CLIENT, T0, Audience.ALL)
+    first, second = await storage.outbox.take(T0, LEASE, 100)
+    await storage.outbox.fail(first, 1, "old", T0)
+    await storage.outbox.fail(second, 1, "new", T0 + 100)
+    removed = await storage.outbox.prune_failures(T0 + 50)
+    kept = [f.error for f in await storage.outbox.failures(P, Q, sid, 10)]
+    # Redis bounds failures by count only; the SQL stores also by age.
+    assert (removed, kept) in ((1, ["new"]), (0, ["new", "old"]))
+    await storage.subscriptions.delete(P, Q, sid)
+    assert await storage.outbox.failures(P, Q, sid, 10) == []

@@ -31,6 +31,7 @@ import httpx
 import pytest
 
 from tests import notify_listeners
+from tests.backends import StoreNamespace
 from tests.notify_listeners import Recorded, SmtpSink, WebhookListener
 from tests.server import TidingsServer, client_headers
 
@@ -38,14 +39,21 @@ webhook_listener = notify_listeners.webhook_listener
 smtp_sink = notify_listeners.smtp_sink
 
 SECRET = "notify-test-secret"
-FAST = {"TIDINGS_NOTIFICATION__POLL_INTERVAL": "0.1"}
+FAST = {
+    "TIDINGS_NOTIFICATION__POLL_INTERVAL": "0.1",
+    # the listeners are on loopback, which subscribers may not point at by default
+    "TIDINGS_NOTIFICATION__SUBSCRIBER_DENY_NETWORKS": "[]",
+    # "retries_with_no_delay" still waits this floor
+    "TIDINGS_NOTIFICATION__MIN_RETRY_DELAY": "0.1",
+}
 CONFIRMING = {
     **FAST,
     "TIDINGS_NOTIFICATION__REQUIRE_CONFIRMATION": "true",
     "TIDINGS_SIGNED_URL__SECRET_KEY": SECRET,
 }
-# Retries after 0 s, 1 s and 6 s, then give up (the shortest schedule Zaqar's rules allow:
-# maximum_delay - minimum_delay >= 10 and a linear back-off in steps of 5).
+# Retries after 0 s (0.1 s: the floor), 1 s and 6 s, then give up (the shortest schedule
+# Zaqar's rules allow: maximum_delay - minimum_delay >= 10 and a linear back-off in steps
+# of 5).
 SHORT_POLICY = {
     "retries_with_no_delay": 1,
     "minimum_delay_retries": 0,
@@ -149,6 +157,18 @@ def signed_put(server: TidingsServer, document: dict[str, Any], confirmed: bool,
     }
     return httpx.put(server.url + document["URL-Paths"], headers=headers,
                      json={"confirmed": confirmed}, timeout=10.0)
+
+
+@pytest.fixture(scope="module")
+def server(store_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TidingsServer]:
+    """This module's default server: FAST, and loopback subscribers allowed."""
+    data_dir = tmp_path_factory.mktemp(f"notify-{store_kind}")
+    namespace = StoreNamespace(store_kind, data_dir)
+    srv = TidingsServer(data_dir, env=FAST, store_uri=namespace.uri)
+    srv.start()
+    yield srv
+    srv.stop()
+    namespace.drop()
 
 
 @pytest.fixture
@@ -814,7 +834,10 @@ def test_pending_notifications_survive_sigkill(
 ) -> None:
     """SIGKILL while deliveries are owed (retrying, or in flight): all arrive after restart."""
     env = {**FAST, "TIDINGS_NOTIFICATION__LEASE": "2",
-           "TIDINGS_NOTIFICATION__DELIVERY_TIMEOUT": "30"}
+           "TIDINGS_NOTIFICATION__DELIVERY_TIMEOUT": "30",
+           # all ten in flight at once, to one host (slow ones would hold the slots)
+           "TIDINGS_NOTIFICATION__MAX_DELIVERIES_PER_PROJECT": "10",
+           "TIDINGS_NOTIFICATION__MAX_DELIVERIES_PER_HOST": "10"}
     srv = make_server(tmp_path, env=env)
     srv.start()
     path = webhook_listener.new_path()

@@ -1,9 +1,18 @@
-"""Delivers what the outbox owes, off the request path, with bounded concurrency.
+"""Delivers what the outbox owes, off the request path, with bounded, fair concurrency.
 
 Every worker process runs one dispatcher. It takes due deliveries from the store
 (leased, so a crashed worker's share is taken again later), sends each through the
 sender for the subscriber's scheme, and records the outcome: done, retry at the time
 the retry policy says, or failed for good (kept per subscription for operators).
+
+No tenant can hold the slots others need: at most ``max_notifier_workers`` deliveries
+are in flight per worker, at most ``max_deliveries_per_project`` of one project (the
+store does not even lease more of a project at its share) and at most
+``max_deliveries_per_host`` to one subscriber host:port (more are deferred a moment,
+without using up a try). Every take counts a try in the store, so a delivery that keeps
+crashing its worker goes to the failures list after ``max_delivery_attempts`` like any
+other. Nothing here dies of one bad delivery or one bad round: each is caught, logged,
+and the loop goes on.
 """
 
 from __future__ import annotations
@@ -11,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
@@ -18,10 +28,22 @@ from tidings.config import NotificationSettings
 from tidings.errors import StorageError
 from tidings.model import Delivery
 from tidings.notify import retry
+from tidings.notify.destinations import DenyList
 from tidings.notify.senders import DeliveryError, EmailSender, Sender, WebhookSender
-from tidings.storage.base import Storage
+from tidings.storage.base import FAILURE_PRUNE_CHUNK, Storage
 
 log = logging.getLogger("tidings.notify")
+
+# A delivery to a host at its share is due again after this many seconds.
+HOST_BUSY_DELAY = 1.0
+# After a round fails unexpectedly, wait this long (doubling up to the cap) before the next.
+ERROR_BACKOFF = 0.5
+ERROR_BACKOFF_MAX = 30.0
+# How often failures past [notification] failure_retention are pruned, and at most how
+# many chunks one pass removes (the rest waits for the next pass).
+PRUNE_INTERVAL = 60.0
+PRUNE_MAX_CHUNKS = 100
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class Doorbell:
@@ -40,6 +62,18 @@ class Doorbell:
         self._event.clear()
 
 
+def host_of(subscriber: str) -> str:
+    """The host a delivery occupies: ``host:port`` of a webhook, the domain of a mailbox."""
+    parts = urlsplit(subscriber)
+    if parts.scheme == "mailto":
+        return "mailto:" + parts.path.rpartition("@")[2].lower()
+    try:
+        port = parts.port or DEFAULT_PORTS.get(parts.scheme, 0)
+    except ValueError:  # a port past 65535: the sender refuses it
+        port = 0
+    return f"{(parts.hostname or '').lower()}:{port}"
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -48,41 +82,108 @@ class Dispatcher:
         doorbell: Doorbell,
         clock: Callable[[], float],
         senders: dict[str, Sender] | None = None,
+        *,
+        deny: DenyList | None = None,
     ) -> None:
         self._storage = storage
         self._settings = settings
         self._doorbell = doorbell
         self._clock = clock
         if senders is None:
-            webhook, email = WebhookSender(settings), EmailSender(settings)
+            webhook, email = WebhookSender(settings, deny=deny), EmailSender(settings)
             senders = {"http": webhook, "https": webhook, "mailto": email}
         self._senders = senders
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._per_project: Counter[str] = Counter()
+        self._per_host: Counter[str] = Counter()
 
     async def run(self) -> None:
-        """Take and deliver until cancelled; backend failures only slow it down."""
+        """Take and deliver until cancelled, pruning old failures beside it."""
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._prune_failures())
+            await self._dispatch()
+
+    async def _dispatch(self) -> None:
+        errors = 0
         while True:
-            free = self._settings.max_notifier_workers - len(self._in_flight)
-            taken: list[Delivery] = []
-            if free > 0:
-                try:
-                    taken = await self._storage.outbox.take(
-                        self._clock(), self._settings.lease, free
-                    )
-                except StorageError as exc:
-                    log.warning("cannot read the outbox, will retry: %s", exc)
-            for delivery in taken:
-                task = asyncio.create_task(self._deliver(delivery))
-                self._in_flight.add(task)
-                task.add_done_callback(self._finished)
-            if not taken or len(taken) < free:
+            try:
+                idle = await self._round()
+            except Exception:  # a bug or a bad record: log it, slow down, go on
+                errors += 1
+                log.exception("a delivery round failed; the dispatcher goes on")
+                await asyncio.sleep(min(ERROR_BACKOFF * 2 ** min(errors, 10), ERROR_BACKOFF_MAX))
+                continue
+            errors = 0
+            if idle:
                 await self._doorbell.wait(self._settings.poll_interval)
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
+    async def _round(self) -> bool:
+        """Start what is due and fits; True when the dispatcher should wait a while."""
+        settings = self._settings
+        free = settings.max_notifier_workers - len(self._in_flight)
+        if free <= 0:
+            return True  # a finishing delivery rings the doorbell
+        now = self._clock()
+        try:
+            taken = await self._storage.outbox.take(
+                now,
+                settings.lease,
+                free,
+                per_project=settings.max_deliveries_per_project,
+                in_flight=dict(self._per_project),
+            )
+        except StorageError as exc:
+            log.warning("cannot read the outbox, will retry: %s", exc)
+            return True
+        deferred = 0
+        for delivery in taken:
+            host = host_of(delivery.subscriber)
+            if self._per_host[host] >= settings.max_deliveries_per_host:
+                # Not this delivery's fault: give back the try its take counted.
+                deferred += 1
+                outcome = self._storage.outbox.retry(
+                    delivery.id, delivery.attempts - 1, now + HOST_BUSY_DELAY
+                )
+                await self._record(outcome, delivery)
+                continue
+            self._start(delivery, host)
+        # Deferring means the rest of what is due may be stuck behind a busy host too:
+        # wait for a slot or the poll rather than re-reading the same rows at once.
+        return deferred > 0 or len(taken) < free
+
+    def _start(self, delivery: Delivery, host: str) -> None:
+        self._per_project[delivery.project] += 1
+        self._per_host[host] += 1
+        task = asyncio.create_task(self._deliver(delivery))
+        self._in_flight.add(task)
+        task.add_done_callback(lambda done: self._finished(done, delivery.project, host))
+
+    def _finished(self, task: asyncio.Task[None], project: str, host: str) -> None:
         self._in_flight.discard(task)
+        for counts, key in ((self._per_project, project), (self._per_host, host)):
+            counts[key] -= 1
+            if counts[key] <= 0:
+                del counts[key]
         self._doorbell.ring()
 
     async def _deliver(self, delivery: Delivery) -> None:
+        try:
+            await self._attempt(delivery)
+        except Exception:  # even recording failed unexpectedly: the lease brings it back
+            log.exception("delivery %s to %s went wrong", delivery.id, delivery.subscriber)
+
+    async def _attempt(self, delivery: Delivery) -> None:
+        tries = self._settings.max_delivery_attempts
+        if delivery.attempts > tries:
+            # Its earlier tries ended without an outcome (the worker died or hung up
+            # past the lease): a poison pill, not to be tried again.
+            error = DeliveryError(
+                f"gave up after {tries} attempt(s) that ended without an outcome "
+                "(the worker stopped or the lease ran out)",
+                retryable=False,
+            )
+            await self._give_up(delivery, tries, error)
+            return
         sender = self._senders.get(urlsplit(delivery.subscriber).scheme)
         try:
             if sender is None:
@@ -97,13 +198,16 @@ class Dispatcher:
             await self._record(self._storage.outbox.done(delivery.id), delivery)
 
     async def _failed(self, delivery: Delivery, error: DeliveryError) -> None:
-        attempts = delivery.attempts + 1
-        delays = retry.schedule(await self._policy(delivery))
-        now = self._clock()
-        if error.retryable and attempts <= len(delays):
-            due = now + delays[attempts - 1]
-            await self._record(self._storage.outbox.retry(delivery.id, attempts, due), delivery)
-            return
+        attempts = delivery.attempts  # counted by the take, this one included
+        if error.retryable and attempts < self._settings.max_delivery_attempts:
+            wait = retry.delay(await self._policy(delivery), attempts)
+            if wait is not None:
+                due = self._clock() + max(wait, self._settings.min_retry_delay)
+                await self._record(self._storage.outbox.retry(delivery.id, attempts, due), delivery)
+                return
+        await self._give_up(delivery, attempts, error)
+
+    async def _give_up(self, delivery: Delivery, attempts: int, error: DeliveryError) -> None:
         log.warning(
             "giving up on %s delivery to %s after %d attempt(s): %s",
             delivery.kind.value,
@@ -111,13 +215,16 @@ class Dispatcher:
             attempts,
             error,
         )
-        await self._record(self._storage.outbox.fail(delivery, attempts, str(error), now), delivery)
+        outcome = self._storage.outbox.fail(delivery, attempts, str(error), self._clock())
+        await self._record(outcome, delivery)
 
     async def _policy(self, delivery: Delivery) -> retry.RetryPolicy:
         queue_policy = None
-        with contextlib.suppress(StorageError):
+        try:
             metadata = await self._storage.queues.get_metadata(delivery.project, delivery.source)
             queue_policy = (metadata or {}).get("_retry_policy")
+        except Exception as exc:  # unreadable metadata must not cost the delivery
+            log.warning("cannot read the retry policy of %s: %s", delivery.source, exc)
         return retry.effective(queue_policy, delivery.options.get("_retry_policy"))
 
     @staticmethod
@@ -128,6 +235,18 @@ class Dispatcher:
             await outcome
         except StorageError as exc:
             log.warning("cannot record the outcome of delivery %s: %s", delivery.id, exc)
+
+    async def _prune_failures(self) -> None:
+        """Drop failures older than ``failure_retention``, a bounded pass at a time."""
+        while True:
+            await asyncio.sleep(PRUNE_INTERVAL)
+            before = self._clock() - self._settings.failure_retention
+            try:
+                for _ in range(PRUNE_MAX_CHUNKS):
+                    if await self._storage.outbox.prune_failures(before) < FAILURE_PRUNE_CHUNK:
+                        break
+            except Exception as exc:  # housekeeping must never stop
+                log.warning("cannot prune old delivery failures, will retry: %s", exc)
 
     async def close(self) -> None:
         for task in list(self._in_flight):

@@ -2,27 +2,40 @@
 
 Every call is bounded by ``[notification] delivery_timeout``. A sender returns normally
 on success and raises ``DeliveryError`` saying whether trying again may help.
+
+A webhook's answer is judged by its status alone: its body is never decompressed and
+never read past ``RESPONSE_PREFIX`` bytes (a longer one closes the connection instead),
+so a huge or compressed-bomb answer costs nothing. Every address the client connects
+to is checked against ``[notification] subscriber_deny_networks`` and the server's own
+listen addresses (``destinations``), when resolving and again when opening the socket,
+since DNS can change after a subscription was accepted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import email.errors
 import shlex
+import socket
 from email.message import EmailMessage
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 import aiohttp
 import aiosmtplib
 import msgspec
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 from tidings.config import NotificationSettings
 from tidings.model import Delivery, DeliveryKind
 from tidings.notify import payloads
+from tidings.notify.destinations import DenyList, denial
 from tidings.ops.context import split_namespace
 
 # Statuses worth retrying: the receiver is failing or asks us to slow down.
 RETRYABLE_STATUSES = frozenset({408, 425, 429}) | frozenset(range(500, 600))
+# Bytes of a webhook's answer read at most (only to keep a connection reusable).
+RESPONSE_PREFIX = 16384
 
 
 class DeliveryError(Exception):
@@ -31,26 +44,78 @@ class DeliveryError(Exception):
         self.retryable = retryable
 
 
+class DeniedAddress(OSError):
+    """A connection was about to reach a denied address."""
+
+
 class Sender(Protocol):
     async def send(self, delivery: Delivery) -> None: ...
 
     async def close(self) -> None: ...
 
 
+class _GuardedResolver(AbstractResolver):
+    """Resolves as aiohttp does, then drops the addresses no webhook may reach."""
+
+    def __init__(self, deny: DenyList) -> None:
+        self._deny = deny
+        self._inner = aiohttp.DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        allowed, reasons = [], []
+        for found in await self._inner.resolve(host, port, family):
+            reason = denial(found["host"], found["port"] or port, self._deny)
+            if reason is None:
+                allowed.append(found)
+            else:
+                reasons.append(f"{found['host']} is {reason}")
+        if not allowed:
+            raise DeniedAddress(f"{host} resolves only to denied addresses: {'; '.join(reasons)}")
+        return allowed
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+def _guarded_socket_factory(deny: DenyList) -> Any:
+    """A socket factory refusing denied addresses (covers IP literals, which skip DNS)."""
+
+    def create(addr_info: Any) -> socket.socket:
+        family, kind, proto, _, address = addr_info
+        reason = denial(str(address[0]), int(address[1]), deny)
+        if reason is not None:
+            raise DeniedAddress(f"the address {address[0]} is {reason}")
+        return socket.socket(family=family, type=kind, proto=proto)
+
+    return create
+
+
 class WebhookSender:
     """POSTs the document to the subscriber URL (with ``post_headers``/``post_data``)."""
 
-    def __init__(self, settings: NotificationSettings) -> None:
+    def __init__(self, settings: NotificationSettings, *, deny: DenyList | None = None) -> None:
         self._settings = settings
+        self._deny = deny
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
         # Made lazily: a session belongs to the event loop that first uses it.
         if self._session is None:
+            guard: dict[str, Any] = {}
+            if self._deny is not None:
+                guard = {
+                    "resolver": _GuardedResolver(self._deny),
+                    "socket_factory": _guarded_socket_factory(self._deny),
+                }
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self._settings.delivery_timeout),
-                connector=aiohttp.TCPConnector(limit=self._settings.max_notifier_workers * 2),
+                connector=aiohttp.TCPConnector(
+                    limit=self._settings.max_notifier_workers * 2, **guard
+                ),
                 skip_auto_headers=("Content-Type",),
+                auto_decompress=False,
             )
         return self._session
 
@@ -62,15 +127,19 @@ class WebhookSender:
         try:
             async with self._client().post(
                 delivery.subscriber,
-                data=payloads.webhook_body(delivery),
+                data=payloads.webhook_body(delivery, self._settings),
                 headers=headers,
                 allow_redirects=False,
             ) as answer:
-                await answer.read()
                 status = answer.status
+                await _settle(answer)
+        except aiohttp.ClientConnectorError as exc:
+            denied = isinstance(exc.os_error, DeniedAddress)
+            reason = str(exc.os_error) if denied else f"{type(exc).__name__}: {exc}"
+            raise DeliveryError(reason, retryable=not denied) from exc
         except (aiohttp.ClientError, TimeoutError) as exc:  # refused, reset, timed out...
             raise DeliveryError(f"{type(exc).__name__}: {exc}", retryable=True) from exc
-        except ValueError as exc:  # a URL or header the client refuses: retrying won't help
+        except ValueError as exc:  # a URL, header or body we refuse: retrying won't help
             raise DeliveryError(f"{type(exc).__name__}: {exc}", retryable=False) from exc
         if status >= 400:
             raise DeliveryError(
@@ -83,6 +152,18 @@ class WebhookSender:
             await self._session.close()
 
 
+async def _settle(answer: aiohttp.ClientResponse) -> None:
+    """Finish a short announced body so the connection can be reused; drop any other."""
+    length = answer.content_length
+    if length is not None and length <= RESPONSE_PREFIX:
+        try:
+            await answer.read()  # raw bytes: decompression is off
+        except (aiohttp.ClientError, TimeoutError):
+            answer.close()  # the status is the answer; a stalled body is not our concern
+        return
+    answer.close()
+
+
 class EmailSender:
     """Mails notifications and confirmation links to ``mailto:`` subscribers."""
 
@@ -90,7 +171,10 @@ class EmailSender:
         self._settings = settings
 
     async def send(self, delivery: Delivery) -> None:
-        message = self.compose(delivery)
+        try:
+            message = self.compose(delivery)
+        except (ValueError, email.errors.MessageError) as exc:  # the mail library refuses it
+            raise DeliveryError(f"{type(exc).__name__}: {exc}", retryable=False) from exc
         try:
             async with asyncio.timeout(self._settings.delivery_timeout):
                 if self._settings.smtp_mode == "self_local":
@@ -107,8 +191,15 @@ class EmailSender:
     def compose(self, delivery: Delivery) -> EmailMessage:
         address = urlsplit(delivery.subscriber)
         query = parse_qs(address.query)
+        recipient = unquote(address.path)
+        if "," in recipient or ";" in recipient:
+            raise DeliveryError(
+                f"{delivery.subscriber} names more than one recipient; a mailto: "
+                "subscriber must name exactly one",
+                retryable=False,
+            )
         message = EmailMessage()
-        message["To"] = unquote(address.path)
+        message["To"] = _header_value("recipient", recipient)
         if delivery.kind is DeliveryKind.NOTIFICATION:
             # The URI's ?subject= wins over options.subject (Zaqar fails on it).
             subject = (
@@ -128,9 +219,9 @@ class EmailSender:
                 template.body.format(delivery.source, project, self._link(delivery))
             )
         if sender:
-            message["From"] = str(sender)
+            message["From"] = _header_value("sender", str(sender))
         if subject:
-            message["Subject"] = str(subject)
+            message["Subject"] = _header_value("subject", str(subject))
         return message
 
     def _link(self, delivery: Delivery) -> str:
@@ -190,3 +281,13 @@ class EmailSender:
 
     async def close(self) -> None:
         return None
+
+
+def _header_value(what: str, value: str) -> str:
+    """A header value, refused (for good) when a line break could inject headers."""
+    if "\r" in value or "\n" in value:
+        raise DeliveryError(
+            f"the email {what} contains a line break, which could inject mail headers",
+            retryable=False,
+        )
+    return value

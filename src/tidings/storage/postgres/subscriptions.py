@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -11,12 +11,24 @@ from tidings.errors import SubscriberTaken
 from tidings.ids import is_canonical
 from tidings.model import Delivery, DeliveryFailure, DeliveryKind, NewMessage, Subscription
 from tidings.storage import rules
-from tidings.storage.base import Audience
-from tidings.storage.postgres.database import SINGLE, WRITE, Connection, Database, Row
+from tidings.storage.base import FAILURE_PRUNE_CHUNK, FAILURES_KEPT, Audience
+from tidings.storage.postgres.database import (
+    SINGLE,
+    WRITE,
+    Connection,
+    Database,
+    Row,
+    Work,
+)
 from tidings.storage.rows import delivery_from_row, subscription_from_row
 from tidings.storage.sql import load_queries
 
 S = load_queries(__package__ or "tidings.storage.postgres", "subscriptions.sql")
+
+# A take visits this many due projects beyond its limit (stale scores cost a visit), and
+# drops at most this many deliveries of gone subscriptions per project visited.
+TAKE_EXTRA_PROJECTS = 10
+TAKE_DROPS = 100
 
 _json_encode = msgspec.json.encode
 _json_decode = msgspec.json.decode
@@ -33,9 +45,9 @@ async def fan_out(
 ) -> None:
     """Owe one notification per message to each admitted live subscription (in the post's
     transaction)."""
-    if audience is Audience.NOBODY:
+    if audience is Audience.NOBODY or not messages:
         return
-    await connection.execute(
+    status = await connection.execute(
         S["delivery_fan_out"],
         project,
         source,
@@ -47,6 +59,21 @@ async def fan_out(
         now,
         audience is Audience.CONFIRMED,
     )
+    if _affected(status):
+        await outbox_lower(connection, project, now + min(m.delay for m in messages))
+
+
+async def outbox_lower(connection: Connection, project: str, due: float) -> None:
+    """Make the outbox show ``project`` due no later than ``due`` (in the caller's
+    transaction, whose commit a taker of that project then waits for)."""
+    await connection.execute(S["outbox_share"], project)
+    await connection.execute(S["outbox_lower"], project, due)
+
+
+def _affected(status: str) -> int:
+    """Rows a command changed, from its status tag ("INSERT 0 5", "DELETE 3")."""
+    tail = status.rsplit(" ", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
 
 
 async def _live_subscriber(
@@ -187,6 +214,7 @@ class PostgresSubscriptions:
     async def purge(self, project: str, source: str) -> None:
         async def work(connection: Connection) -> None:
             await connection.execute(S["source_purge_deliveries"], project, source)
+            await connection.execute(S["source_purge_failures"], project, source)
             await connection.execute(S["source_purge"], project, source)
 
         await self._db.run(work, WRITE)
@@ -209,25 +237,40 @@ class PostgresOutbox:
             await connection.execute(
                 S["delivery_insert"], project, source, subscription_id, kind.value, payload, now
             )
+            await outbox_lower(connection, project, now)
 
         await self._db.run(work, WRITE)
 
-    async def take(self, now: float, lease: float, limit: int) -> list[Delivery]:
-        async def work(connection: Connection) -> list[Delivery]:
-            rows = [
-                delivery_from_row(r) for r in await connection.fetch(S["delivery_due"], now, limit)
-            ]
-            gone = [int(d.id) for d, live in rows if not live]
-            taken = [d for d, live in rows if live]
-            if gone:  # the subscription expired or was deleted
-                await connection.execute(S["delivery_drop"], gone)
-            if taken:
-                await connection.execute(
-                    S["delivery_lease"], [int(d.id) for d in taken], now + lease
-                )
-            return taken
+    async def take(
+        self,
+        now: float,
+        lease: float,
+        limit: int,
+        *,
+        per_project: int | None = None,
+        in_flight: Mapping[str, int] | None = None,
+    ) -> list[Delivery]:
+        share = limit if per_project is None else per_project
+        busy = dict(in_flight or {})
+        skip = [project for project, count in busy.items() if count >= share]
 
-        return await self._db.run(work, WRITE)
+        async def due_projects(connection: Connection) -> list[str]:
+            rows = await connection.fetch(
+                S["outbox_due_projects"], now, skip, limit + TAKE_EXTRA_PROJECTS
+            )
+            return [row[0] for row in rows]
+
+        def from_project(project: str, quota: int) -> Work[list[Delivery]]:
+            return lambda connection: _take_project(connection, project, now, lease, quota)
+
+        taken: list[Delivery] = []
+        # One short transaction per project: a taker holds one project row at a time.
+        for project in await self._db.run(due_projects, SINGLE):
+            quota = min(share - busy.get(project, 0), limit - len(taken))
+            if quota <= 0:
+                break
+            taken += await self._db.run(from_project(project, quota), WRITE)
+        return taken
 
     async def done(self, delivery_id: str) -> None:
         async def work(connection: Connection) -> None:
@@ -237,26 +280,37 @@ class PostgresOutbox:
 
     async def retry(self, delivery_id: str, attempts: int, due: float) -> None:
         async def work(connection: Connection) -> None:
-            await connection.execute(S["delivery_retry"], int(delivery_id), attempts, due)
+            project = await connection.fetchval(
+                S["delivery_retry"], int(delivery_id), attempts, due
+            )
+            if project is not None:
+                await outbox_lower(connection, project, due)
 
         await self._db.run(work, WRITE)
 
     async def fail(self, delivery: Delivery, attempts: int, error: str, now: float) -> None:
+        owner = (delivery.project, delivery.source, delivery.subscription_id)
+
         async def work(connection: Connection) -> None:
             await connection.execute(S["delivery_drop"], [int(delivery.id)])
             await connection.execute(
                 S["failure_insert"],
-                delivery.project,
-                delivery.source,
-                delivery.subscription_id,
+                *owner,
                 delivery.kind.value,
                 delivery.message_id,
                 attempts,
                 error,
                 now,
             )
+            await connection.execute(S["failure_trim"], *owner, FAILURES_KEPT)
 
         await self._db.run(work, WRITE)
+
+    async def prune_failures(self, before: float) -> int:
+        async def work(connection: Connection) -> int:
+            return int(await connection.fetchval(S["failure_prune"], before, FAILURE_PRUNE_CHUNK))
+
+        return await self._db.run(work, WRITE)
 
     async def failures(
         self, project: str, source: str, subscription_id: str, limit: int
@@ -281,3 +335,28 @@ class PostgresOutbox:
             ]
 
         return await self._db.run(work, SINGLE)
+
+
+async def _take_project(
+    connection: Connection, project: str, now: float, lease: float, quota: int
+) -> list[Delivery]:
+    """Lease up to ``quota`` due deliveries of one project and re-score it."""
+    taken: list[Delivery] = []
+    dropped = 0
+    # Rows of gone subscriptions are dropped as they come, up to TAKE_DROPS per take.
+    while len(taken) < quota and dropped < TAKE_DROPS:
+        want = quota - len(taken)
+        rows = await connection.fetch(S["delivery_lease_due"], project, now, want, now + lease)
+        found = [delivery_from_row(r) for r in rows]
+        gone = [int(d.id) for d, live in found if not live]
+        taken += [d for d, live in found if live]
+        if gone:  # the subscription expired or was deleted
+            await connection.execute(S["delivery_drop"], gone)
+            dropped += len(gone)
+        if not gone or len(rows) < want:
+            break  # quota reached, or nothing more is due
+    # Raising the score is safe only while no writer of this project is in flight:
+    # one that is holds the lock shared, and may owe something this take cannot see.
+    if await connection.fetchval(S["outbox_try_exclusive"], project):
+        await connection.execute(S["outbox_rescore"], project)
+    return taken

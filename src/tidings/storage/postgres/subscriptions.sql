@@ -38,15 +38,22 @@ UPDATE subscriptions SET confirmed = $5
 WHERE id = $1 AND project = $2 AND source = $3 AND expires > $4
 RETURNING id::text, source, subscriber, ttl, options, confirmed, updated, expires;
 
+-- What is owed to a subscription, and its failures, die with it.
 -- name: subscription_delete
 WITH gone AS (
     DELETE FROM subscriptions WHERE id = $1 AND project = $2 AND source = $3
     RETURNING id
+), owed AS (
+    DELETE FROM deliveries WHERE subscription_id IN (SELECT id FROM gone)
 )
-DELETE FROM deliveries WHERE subscription_id IN (SELECT id FROM gone);
+DELETE FROM delivery_failures
+WHERE project = $2 AND source = $3 AND subscription_id IN (SELECT id FROM gone);
 
 -- name: source_purge_deliveries
 DELETE FROM deliveries WHERE project = $1 AND source = $2;
+
+-- name: source_purge_failures
+DELETE FROM delivery_failures WHERE project = $1 AND source = $2;
 
 -- name: source_purge
 DELETE FROM subscriptions WHERE project = $1 AND source = $2;
@@ -66,31 +73,90 @@ WHERE s.project = $1 AND s.source = $2 AND s.expires > $8 AND (NOT $9 OR s.confi
 INSERT INTO deliveries (project, source, subscription_id, kind, message_id, payload, due)
 VALUES ($1, $2, $3, $4, NULL, $5, $6);
 
--- Taking leases rows; SKIP LOCKED lets dispatchers on many nodes pass each other by.
--- name: delivery_due
-SELECT d.id, d.project, d.source, d.subscription_id::text, d.kind, d.message_id::text,
-       d.payload, d.ttl, d.delay, d.attempts, s.subscriber, s.options,
-       coalesce(s.expires > $1, false)
-FROM deliveries AS d
-LEFT JOIN subscriptions AS s ON s.id = d.subscription_id
-WHERE d.due <= $1
-ORDER BY d.due
-LIMIT $2
-FOR UPDATE OF d SKIP LOCKED;
+-- The outbox is served project by project (migration 0003): a project's score is at
+-- most the earliest due time it owes. Whatever owes or re-dues a delivery holds the
+-- project's outbox lock shared until it commits, and lowers the score if needed. A
+-- taker raises the score only if it gets that lock exclusively at once (no writer of
+-- that project in flight, so none of their deliveries is hidden from it); otherwise it
+-- leaves the score low, which costs a later visit, not a delivery. Writers lowering the
+-- score queue behind each other on the row only, so nothing here can deadlock.
+-- name: outbox_share
+SELECT pg_advisory_xact_lock_shared(hashtextextended('tidings-outbox' || chr(31) || $1, 0));
 
--- name: delivery_lease
-UPDATE deliveries SET due = $2 WHERE id = ANY($1::bigint[]);
+-- name: outbox_try_exclusive
+SELECT pg_try_advisory_xact_lock(hashtextextended('tidings-outbox' || chr(31) || $1, 0));
+
+-- name: outbox_lower
+INSERT INTO outbox_projects AS o (project, due)
+SELECT $1, $2
+WHERE NOT EXISTS (SELECT 1 FROM outbox_projects WHERE project = $1 AND due <= $2)
+ON CONFLICT (project) DO UPDATE SET due = least(o.due, excluded.due);
+
+-- Projects with something due, earliest first, less those at their share of slots.
+-- name: outbox_due_projects
+SELECT project FROM outbox_projects
+WHERE due <= $1 AND NOT (project = ANY($2::text[]))
+ORDER BY due
+LIMIT $3;
+
+-- Re-scores a project by its earliest due delivery, or forgets it when it owes nothing.
+-- name: outbox_rescore
+WITH next AS (
+    SELECT min(due) AS due FROM deliveries WHERE project = $1
+), forgotten AS (
+    DELETE FROM outbox_projects
+    WHERE project = $1 AND (SELECT due FROM next) IS NULL
+)
+UPDATE outbox_projects SET due = (SELECT due FROM next)
+WHERE project = $1 AND (SELECT due FROM next) IS NOT NULL;
+
+-- Leases up to $3 due deliveries of one project, counting the try, and returns them
+-- with their subscription (or none: the caller drops those); SKIP LOCKED passes rows
+-- another node is finishing.
+-- name: delivery_lease_due
+WITH due AS (
+    SELECT id, subscription_id FROM deliveries
+    WHERE project = $1 AND due <= $2
+    ORDER BY due
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE deliveries AS d SET due = $4, attempts = d.attempts + 1
+FROM due
+LEFT JOIN subscriptions AS s ON s.id = due.subscription_id
+WHERE d.id = due.id
+RETURNING d.id, d.project, d.source, d.subscription_id::text, d.kind, d.message_id::text,
+          d.payload, d.ttl, d.delay, d.attempts, s.subscriber, s.options,
+          coalesce(s.expires > $2, false);
 
 -- name: delivery_drop
 DELETE FROM deliveries WHERE id = ANY($1::bigint[]);
 
 -- name: delivery_retry
-UPDATE deliveries SET attempts = $2, due = $3 WHERE id = $1;
+UPDATE deliveries SET attempts = $2, due = $3 WHERE id = $1
+RETURNING project;
 
 -- name: failure_insert
 INSERT INTO delivery_failures (project, source, subscription_id, kind, message_id,
                                attempts, error, failed)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8);
+
+-- Keeps the newest $4 failures of a subscription (run after each insert, so it removes
+-- one row at most in the steady state).
+-- name: failure_trim
+DELETE FROM delivery_failures WHERE id IN (
+    SELECT id FROM delivery_failures
+    WHERE project = $1 AND source = $2 AND subscription_id = $3
+    ORDER BY id DESC
+    OFFSET $4);
+
+-- name: failure_prune
+WITH gone AS (
+    DELETE FROM delivery_failures WHERE id IN (
+        SELECT id FROM delivery_failures WHERE failed < $1 LIMIT $2)
+    RETURNING 1
+)
+SELECT count(*) FROM gone;
 
 -- name: failure_page
 SELECT subscription_id::text, kind, message_id::text, attempts, error, failed

@@ -4,15 +4,19 @@ The subscriptions of (project, source) and the deliveries owed to them live in t
 slot of the queue of that name (``keys.SOURCE_KINDS``, ``lua/source_lib.lua``), so the
 post script owes notifications in the same atomic step that stores the messages.
 
-Takers find due work through one global index, ``<prefix>:outbox-due``: a sorted set
-of source slot ids scored by (at most) the earliest due time each owes. It lives in
-another slot, so it is updated after each script, not with it:
+Takers find due work through a global index of two levels under one hash tag
+(``lua/outbox_lower.lua``, ``lua/outbox_rescore.lua``): ``projects`` scores each project
+by (at most) the earliest due time it owes, and one sorted set per project scores its
+source slot ids the same way. A take visits projects earliest first, skipping those at
+their share of slots without reading anything of theirs, then that project's sources.
+The index lives in another slot than the sources, so it is updated after each script,
+not with it:
 
-* whatever makes a delivery due sooner (post, enqueue, retry) lowers the score after
+* whatever makes a delivery due sooner (post, enqueue, retry) lowers both scores after
   its script (``ZADD LT``) and bumps the source's ``notify-seq`` within it;
-* ``take`` sets the score to what its script saw as the earliest due time left (or
-  drops the entry), then reads ``notify-seq`` again: if it moved, something became due
-  since, and the score is lowered to match;
+* ``take`` sets the source's score to what its script saw as the earliest due time left
+  (or drops it) and the project's to its earliest source, then reads ``notify-seq``
+  again: if it moved, something became due since, and the scores are lowered to match;
 * garbage collection re-indexes every outbox it finds non-empty, so a crash between a
   script and its index update only delays a delivery, never loses it.
 
@@ -22,7 +26,7 @@ A delivery id is ``<slot id>|<number>``, so done, retry and fail go straight to 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 import msgspec
@@ -30,6 +34,7 @@ import msgspec
 from tidings.errors import StorageError, SubscriberTaken
 from tidings.model import Delivery, DeliveryFailure, DeliveryKind, Subscription
 from tidings.storage import rules
+from tidings.storage.base import FAILURES_KEPT
 from tidings.storage.redis.connection import Backend
 from tidings.storage.redis.keys import slot_id, split_slot_id
 
@@ -37,14 +42,11 @@ from tidings.storage.redis.keys import slot_id, split_slot_id
 PAGE_SCAN = 1000
 # Deliveries a take script examines at most per call, beyond the limit.
 TAKE_SCAN = 1000
-# Source outboxes one take visits at most, beyond the limit.
-TAKE_SLOTS = 100
-# Failures kept per subscription, newest first.
-FAILURES_KEPT = 1000
+# Projects, and sources of one project, a take visits at most beyond its quota.
+TAKE_EXTRA_PROJECTS = 10
+TAKE_EXTRA_SLOTS = 10
 # An update re-reads and retries this often when the subscription keeps changing.
 UPDATE_ATTEMPTS = 10
-GC_CHUNK = 500
-GC_MAX_ROUNDS = 1000
 
 # {id, subscriber, ttl, options (JSON), confirmed, updated, expires}
 _SubRecord = tuple[str, str, int, str, bool, float, float]
@@ -107,10 +109,24 @@ def _split_delivery_id(delivery_id: str) -> tuple[str, str] | None:
     return slot, number
 
 
+def _index_keys(backend: Backend, project: str) -> list[str]:
+    """The outbox index: every project's score, and this project's sources' scores."""
+    return [backend.keys.outbox_projects, backend.keys.outbox_sources(project)]
+
+
 async def index_due(backend: Backend, slot: str, due: Any) -> None:
-    """Make the global index show ``slot`` due no later than ``due``."""
-    key, score = backend.keys.outbox_due, float(_text(due))
-    await backend.call(lambda: backend.client.zadd(key, {slot: score}, lt=True))
+    """Make the index show ``slot`` (and its project) due no later than ``due``."""
+    try:
+        project, _ = split_slot_id(slot)
+    except ValueError:  # not ours; never written by this driver
+        return
+    score = repr(float(_text(due)))
+    await backend.script("outbox_lower", _index_keys(backend, project), [project, slot, score])
+
+
+async def _index_rescore(backend: Backend, project: str, slot: str, head: str) -> None:
+    keys = _index_keys(backend, project)
+    await backend.script("outbox_rescore", keys, [project, slot, head])
 
 
 class RedisSubscriptions:
@@ -136,6 +152,9 @@ class RedisSubscriptions:
         args = [now, fresh.id, subscriber, fresh.expires, _record(fresh)]
         created, raw = await self._script("sub_create", project, source, args)
         if int(created):
+            # Again after: garbage collection may have dropped an empty source meanwhile
+            # (driver.forget_source).
+            await self._b.call(lambda: self._b.client.sadd(sources, slot))
             return fresh, True
         return _subscription(source, raw), False
 
@@ -236,50 +255,72 @@ class RedisOutbox:
         await self._b.script("notify_enqueue", self._b.keys.source_of(slot), args)
         await index_due(self._b, slot, now)
 
-    async def take(self, now: float, lease: float, limit: int) -> list[Delivery]:
+    async def take(
+        self,
+        now: float,
+        lease: float,
+        limit: int,
+        *,
+        per_project: int | None = None,
+        in_flight: Mapping[str, int] | None = None,
+    ) -> list[Delivery]:
+        share = limit if per_project is None else per_project
+        busy = dict(in_flight or {})
+        skip = {project for project, count in busy.items() if count >= share}
+        index = self._b.keys.outbox_projects
+        count = len(skip) + limit + TAKE_EXTRA_PROJECTS
+        due = await self._b.call(
+            lambda: self._b.client.zrangebyscore(index, "-inf", now, start=0, num=count)
+        )
         taken: list[Delivery] = []
-        visited: set[str] = set()
-        # Slots are visited earliest due first; each visit re-scores its slot, so a
-        # slot still due afterwards had more than the limit (or the scan cap) owed.
-        while len(taken) < limit and len(visited) < limit + TAKE_SLOTS:
-            due = await self._due_slots(now, limit - len(taken) + len(visited))
-            slots = [s for s in map(_text, due) if s not in visited]
-            if not slots:
+        for project in map(_text, due):
+            if project in skip:
+                continue
+            quota = min(share - busy.get(project, 0), limit - len(taken))
+            if quota <= 0:
                 break
-            for slot in slots:
-                visited.add(slot)
-                taken += await self._take_slot(slot, now, lease, limit - len(taken))
-                if len(taken) >= limit:
-                    break
+            taken += await self._take_project(project, now, lease, quota)
         return taken
 
-    async def _due_slots(self, now: float, count: int) -> list[Any]:
-        key = self._b.keys.outbox_due
-        return await self._b.call(
+    async def _take_project(
+        self, project: str, now: float, lease: float, quota: int
+    ) -> list[Delivery]:
+        key = self._b.keys.outbox_sources(project)
+        count = quota + TAKE_EXTRA_SLOTS
+        due = await self._b.call(
             lambda: self._b.client.zrangebyscore(key, "-inf", now, start=0, num=count)
         )
+        if not due:  # the project's score was stale
+            await _index_rescore(self._b, project, "", "")
+            return []
+        taken: list[Delivery] = []
+        for slot in map(_text, due):
+            taken += await self._take_slot(project, slot, now, lease, quota - len(taken))
+            if len(taken) >= quota:
+                break
+        return taken
 
-    async def _take_slot(self, slot: str, now: float, lease: float, limit: int) -> list[Delivery]:
+    async def _take_slot(
+        self, project: str, slot: str, now: float, lease: float, limit: int
+    ) -> list[Delivery]:
         try:
-            project, source = split_slot_id(slot)
-        except ValueError:  # not ours; never written by this driver
-            await self._b.call(lambda: self._b.client.zrem(self._b.keys.outbox_due, slot))
+            owner, source = split_slot_id(slot)
+        except ValueError:
+            owner, source = "", ""
+        if owner != project:  # not ours; never written by this driver
+            await _index_rescore(self._b, project, slot, "")
             return []
         keys = self._b.keys.source_of(slot)
         entries, head, seq = await self._b.script(
             "notify_take", keys, [now, lease, limit, limit + TAKE_SCAN]
         )
-        await self._reindex(slot, keys, _text(head), _text(seq))
+        await self._reindex(project, slot, keys, _text(head), _text(seq))
         return [_delivery(slot, project, source, entry) for entry in entries]
 
-    async def _reindex(self, slot: str, keys: list[str], head: str, seq: str) -> None:
+    async def _reindex(self, project: str, slot: str, keys: list[str], head: str, seq: str) -> None:
         """Score ``slot`` by the earliest due time its take saw, then catch up with
         anything that became due sooner since that take."""
-        client, index = self._b.client, self._b.keys.outbox_due
-        if head:
-            await self._b.call(lambda: client.zadd(index, {slot: float(head)}))
-        else:
-            await self._b.call(lambda: client.zrem(index, slot))
+        await _index_rescore(self._b, project, slot, head)
         now_seq, now_head = await self._b.script("notify_head", keys, [])
         if _text(now_seq) != seq and _text(now_head):
             await index_due(self._b, slot, now_head)
@@ -307,6 +348,11 @@ class RedisOutbox:
         failure = _encode((delivery.kind.value, delivery.message_id or "", attempts, error, now))
         args = [number, delivery.subscription_id, failure, FAILURES_KEPT]
         await self._b.script("notify_fail", self._b.keys.source_of(slot), args)
+
+    async def prune_failures(self, before: float) -> int:
+        # Redis keeps the newest FAILURES_KEPT per subscription (notify_fail.lua) and
+        # drops a subscription's failures with it; age plays no part.
+        return 0
 
     async def failures(
         self, project: str, source: str, subscription_id: str, limit: int
@@ -355,37 +401,3 @@ def _delivery(slot: str, project: str, source: str, entry: list[Any]) -> Deliver
         subscriber=_text(subscriber),
         options=dict(_json_decode(options)),
     )
-
-
-async def collect_sources(backend: Backend, now: float) -> int:
-    """Remove expired subscriptions of every source; re-index every non-empty outbox."""
-    removed = 0
-    cursor = 0
-    while True:  # SSCAN chunks, so Redis is never held long
-        cursor, chunk = await _sscan(backend, backend.keys.sources, cursor)
-        for slot in chunk:
-            removed += await _collect_source(backend, slot, now)
-        if cursor == 0:
-            return removed
-
-
-async def _sscan(backend: Backend, key: str, cursor: int) -> tuple[int, list[str]]:
-    after, chunk = await backend.call(lambda: backend.client.sscan(key, cursor, count=GC_CHUNK))
-    return int(after), [_text(member) for member in chunk]
-
-
-async def _collect_source(backend: Backend, slot: str, now: float) -> int:
-    try:
-        split_slot_id(slot)
-    except ValueError:
-        return 0
-    keys = backend.keys.source_of(slot)
-    removed, head = 0, ""
-    for _ in range(GC_MAX_ROUNDS):  # each round removes a chunk; the rest waits a run
-        count, more, head = await backend.script("source_gc", keys, [now, GC_CHUNK])
-        removed += int(count)
-        if not int(more):
-            break
-    if _text(head):
-        await index_due(backend, slot, head)
-    return removed

@@ -1,5 +1,6 @@
 -- Lease up to `limit` due deliveries, earliest first, by pushing their due time to the
--- end of the lease; those whose subscription is gone or expired are dropped instead.
+-- end of the lease and counting the try (so a delivery whose worker dies still uses up
+-- its tries); those whose subscription is gone or expired are dropped instead.
 -- ARGV: now, lease, limit, cap (deliveries examined at most).
 -- Returns {{n, sid, kind, message id, payload, ttl, delay, attempts, subscriber,
 -- options}, ...}, the earliest due time left ('' when none), notify-seq}.
@@ -18,6 +19,8 @@ while #taken < limit and examined < cap do
       local d = raw and cmsgpack.unpack(raw)
       local s = d and load_sub(d[D_SID], now)
       if s then
+        d[D_ATTEMPTS] = d[D_ATTEMPTS] + 1
+        redis.call('HSET', NOTIFY, n, cmsgpack.pack(d))
         redis.call('ZADD', NOTIFY_DUE, leased_until, n)
         taken[#taken + 1] = {n, d[D_SID], d[D_KIND], d[D_MESSAGE], d[D_PAYLOAD], d[D_TTL],
           d[D_DELAY], d[D_ATTEMPTS], s[S_SUBSCRIBER], s[S_OPTIONS]}

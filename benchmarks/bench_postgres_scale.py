@@ -178,6 +178,7 @@ async def measure(
 
 async def explain(connection: Any, schema: str, messages: int, queues: int) -> None:
     now = T0 + 10
+    budget = StorageSettings().scan_budget
     deep = await deep_seq(connection, schema, messages)
     some_id = await connection.fetchval(
         f'SELECT id::text FROM "{schema}".messages WHERE project = $1 AND queue = $2 '
@@ -187,10 +188,10 @@ async def explain(connection: Any, schema: str, messages: int, queues: int) -> N
         deep,
     )
     plans = [
-        ("message_claimable_free", (PROJECT, BIG, now, 10)),
-        ("message_claimable_lapsed", (PROJECT, BIG, now + 400, 10)),
-        ("message_list_unclaimed", (PROJECT, BIG, 0, 10, now, None, False)),
-        ("message_list_all", (PROJECT, BIG, deep, 10, now, None, False)),
+        ("message_claimable_free", (PROJECT, BIG, now, 10, budget)),
+        ("message_claimable_lapsed", (PROJECT, BIG, now + 400, 10, budget)),
+        ("message_list_unclaimed", (PROJECT, BIG, 0, 10, now, None, False, budget)),
+        ("message_list_all", (PROJECT, BIG, deep, 10, now, None, False, budget)),
         ("message_by_ids_for_update", (PROJECT, BIG, [some_id], now)),
         ("queue_list", (PROJECT, f"q-{queues // 2:06d}", 20, None)),
         ("queue_count", (PROJECT,)),

@@ -12,11 +12,16 @@ import falcon.asgi
 from tidings.config import Settings, load_settings
 from tidings.errors import StorageError
 from tidings.http.app import build_http_app
+from tidings.notify.destinations import deny_list
 from tidings.notify.dispatcher import Dispatcher, Doorbell
 from tidings.ops.context import Services
 from tidings.storage import create_storage
 
 log = logging.getLogger("tidings")
+
+# Longest wait between garbage collection attempts after failures (unless gc_interval
+# is longer).
+GC_MAX_BACKOFF = 300.0
 
 
 class Lifecycle:
@@ -45,16 +50,32 @@ class Lifecycle:
         await self._services.storage.close()
 
     async def _collect_garbage(self) -> None:
+        """Sweep every ``gc_interval`` seconds, forever: a failed sweep, whatever the
+        error, is logged and tried again after a back-off that doubles up to
+        GC_MAX_BACKOFF, so the sweep never dies silently for every tenant."""
         interval = self._services.settings.storage.gc_interval
+        failures = 0
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(gc_delay(interval, failures))
             try:
                 removed = await self._services.storage.collect_garbage(self._services.clock())
             except StorageError as exc:
+                failures += 1
                 log.warning("garbage collection failed, will retry: %s", exc)
+            except Exception:
+                failures += 1
+                log.exception("garbage collection failed unexpectedly, will retry")
             else:
+                failures = 0
                 if removed:
                     log.debug("garbage collection removed %d expired rows", removed)
+
+
+def gc_delay(interval: float, failures: int) -> float:
+    """Seconds before the next sweep: ``interval``, doubled per failure in a row, capped."""
+    if not failures:
+        return interval
+    return min(interval * float(2 ** min(failures, 16)), max(interval, GC_MAX_BACKOFF))
 
 
 def build_app(settings: Settings) -> falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]:
@@ -62,7 +83,13 @@ def build_app(settings: Settings) -> falcon.asgi.App[falcon.asgi.Request, falcon
     services = Services(
         settings=settings, storage=create_storage(settings), wake_dispatcher=doorbell.ring
     )
-    dispatcher = Dispatcher(services.storage, settings.notification, doorbell, services.clock)
+    dispatcher = Dispatcher(
+        services.storage,
+        settings.notification,
+        doorbell,
+        services.clock,
+        deny=deny_list(settings),  # checked again at connect time: DNS can change
+    )
     return build_http_app(services, extra_middleware=[Lifecycle(services, dispatcher)])
 
 

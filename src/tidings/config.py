@@ -7,6 +7,7 @@ option, ``TIDINGS_<OPTION>`` a top-level one.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -33,6 +34,11 @@ class TransportSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknow
     max_queues_per_page: Positive = 20
     max_messages_per_page: Positive = 20
     max_messages_per_claim_or_pop: Positive = 20
+    # Ours (Zaqar bounds a post only by bytes): each message of a post costs a row and a
+    # notification per subscription, so the count is bounded too.
+    max_messages_per_post: Positive = 100
+    # Ours: nesting depth of queue metadata values (deeper documents break JSON patching).
+    max_metadata_depth: Positive = 32
     max_queue_metadata: Positive = 65536
     max_messages_post_size: Positive = 262144
     max_message_ttl: Annotated[int, msgspec.Meta(ge=60)] = 1209600
@@ -49,6 +55,10 @@ class TransportSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknow
     message_delete_with_claim_id: bool = False
     default_subscription_ttl: Annotated[int, msgspec.Meta(ge=60)] = 3600
     max_subscriptions_per_page: Positive = 20
+    # Ours: live subscriptions per queue or topic (each message fans out to every one).
+    max_subscriptions_per_queue: Positive = 50
+    # Ours: characters in a subscriber URI.
+    max_subscriber_length: Positive = 2048
     # trust+http(s) needs Keystone trusts, which this build does not do.
     subscriber_types: list[Literal["http", "https", "mailto"]] = msgspec.field(
         default_factory=lambda: ["http", "https", "mailto"]
@@ -78,6 +88,9 @@ class StorageSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_
     pool_size: Positive = 10
     # PostgreSQL: apply pending schema migrations when the server starts.
     migrate_on_start: bool = True
+    # Rows (queues, messages) one request or one housekeeping step examines at most; a
+    # filtered queue listing that runs out returns what it found and a marker to go on.
+    scan_budget: Annotated[int, msgspec.Meta(ge=100, le=100_000)] = 1000
 
 
 class ServerSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -85,6 +98,14 @@ class ServerSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
     port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8888
     workers: Positive = 1
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Connection limits, per worker process (see http/server_protocol.py).
+    max_header_size: Annotated[int, msgspec.Meta(ge=1024)] = 65536  # request line + headers
+    max_url_length: Annotated[int, msgspec.Meta(ge=256)] = 8192
+    header_timeout: Annotated[float, msgspec.Meta(gt=0)] = 10.0  # whole head, from connect
+    body_timeout: Annotated[float, msgspec.Meta(gt=0)] = 30.0  # whole body, from its head
+    keepalive_timeout: Annotated[float, msgspec.Meta(gt=0)] = 5.0  # idle between requests
+    max_connections: Positive = 1000
+    max_concurrent_requests: Positive = 500
 
 
 class EmailTemplate(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -107,6 +128,25 @@ class NotificationSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unk
     poll_interval: Annotated[float, msgspec.Meta(gt=0)] = 0.5
     # A delivery taken by a worker that dies is taken again after this many seconds.
     lease: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    # Ours: the shortest wait before any retry, so "retries_with_no_delay" cannot spin.
+    min_retry_delay: Annotated[float, msgspec.Meta(ge=0, le=86400)] = 1.0
+    # Ours: tries of one delivery at most, whatever its retry policy says; a delivery
+    # whose worker keeps crashing counts each lease that ran out as a try.
+    max_delivery_attempts: Annotated[int, msgspec.Meta(ge=1, le=10000)] = 50
+    # Ours: deliveries in flight per worker for one project, and for one subscriber
+    # host:port, so that no tenant (or slow host) holds the slots others need.
+    max_deliveries_per_project: Positive = 4
+    max_deliveries_per_host: Positive = 4
+    # Ours: seconds a delivery failure is kept (SQL stores; at most 1000 per subscription).
+    failure_retention: Annotated[float, msgspec.Meta(gt=0)] = 604800.0
+    # Webhooks may not reach these networks (CIDRs; [] allows all); the server's own
+    # listen addresses are refused whatever the list says.
+    subscriber_deny_networks: list[str] = msgspec.field(
+        default_factory=lambda: ["127.0.0.0/8", "::1/128", "169.254.0.0/16", "fe80::/10"]
+    )
+    # options.post_data: bytes of the template, and how many "$zaqar_message$" it may hold.
+    max_post_data_size: Positive = 65536
+    max_post_data_placeholders: Annotated[int, msgspec.Meta(ge=0)] = 4
     smtp_mode: Literal["third_part", "self_local"] = "third_part"
     smtp_command: str = "/usr/sbin/sendmail -t -oi"
     smtp_host: str = "localhost"
@@ -138,6 +178,15 @@ class NotificationSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unk
             sender="Tidings Notifications <no-reply@localhost>",
         )
     )
+
+    def __post_init__(self) -> None:
+        for cidr in self.subscriber_deny_networks:
+            try:
+                ipaddress.ip_network(cidr.strip(), strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"subscriber_deny_networks: {cidr!r} is not a network in CIDR form"
+                ) from None
 
 
 class SignedUrlSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):

@@ -57,7 +57,7 @@ class QueueCollection(Resource):
             items.append(item)
         body: dict[str, Any] = {
             self.collection: items,
-            "links": next_link(req, page.queues[-1].name) if page.queues else [],
+            "links": next_link(req, page.next_marker) if page.next_marker else [],
         }
         if page.count:
             body["count"] = page.count

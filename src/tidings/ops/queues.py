@@ -12,7 +12,13 @@ from tidings.errors import BadRequest, Conflict, InvalidBody
 from tidings.model import QueueRecord, QueueStats
 from tidings.ops import metadata as reserved
 from tidings.ops.context import Caller, Services, source_not_found, unavailable_as
-from tidings.ops.validation import check_page_limit, check_queue_name, check_size, require_object
+from tidings.ops.validation import (
+    check_depth,
+    check_page_limit,
+    check_queue_name,
+    check_size,
+    require_object,
+)
 
 PATCH_OPS = ("add", "remove", "replace")
 PURGEABLE = frozenset({"messages", "subscriptions"})
@@ -21,6 +27,9 @@ PURGEABLE = frozenset({"messages", "subscriptions"})
 class QueuePage(msgspec.Struct, frozen=True, kw_only=True):
     queues: list[QueueRecord]
     count: int | None = None
+    # Where the next page starts; None when there is nothing to go on to. A filtered
+    # listing that ran out of its scan budget sets it even on a short or empty page.
+    next_marker: str | None = None
 
 
 def check_metadata_size(svc: Services, size: int | None, *, patch: bool = False) -> None:
@@ -38,6 +47,7 @@ async def queue_create(svc: Services, caller: Caller, name: str, document: Any) 
     """Create the queue; False when it existed (its metadata is then left as it was)."""
     check_queue_name(caller.project, name)
     metadata = {} if document is None else require_object(document)
+    check_depth(metadata, svc.settings.transport.max_metadata_depth, "Queue metadata")
     reserved.validate(metadata, svc.settings.transport)
     return await svc.storage.queues.create(caller.project, name, metadata, svc.clock())
 
@@ -71,15 +81,18 @@ async def queue_list(
     if limit is None:
         limit = min(10, limits.max_queues_per_page)
     check_page_limit(limit, limits.max_queues_per_page, queues=True)
-    queues = await svc.storage.queues.page(
+    listing = await svc.storage.queues.page(
         caller.project,
         marker=marker,
         limit=limit,
         name_contains=name_contains or None,
         metadata_equals=metadata_equals or None,
     )
+    queues = listing.queues
+    # As in Zaqar, any non-empty page links onward (the next one may be empty).
+    next_marker = listing.resume_after or (queues[-1].name if queues else None)
     count = await svc.storage.queues.count(caller.project) if with_count else None
-    return QueuePage(queues=queues, count=count)
+    return QueuePage(queues=queues, count=count, next_marker=next_marker)
 
 
 def _patch_key(change: dict[str, Any]) -> str:
@@ -157,10 +170,19 @@ async def queue_update(svc: Services, caller: Caller, name: str, document: Any) 
         updated = jsonpatch.apply_patch({"metadata": stored}, patch)["metadata"]
     except jsonpatch.JsonPatchConflict as exc:
         raise Conflict(str(exc)) from exc
+    except RecursionError as exc:  # metadata stored deep before depth was bounded
+        raise InvalidBody(
+            f"Queue metadata may not be nested more than "
+            f"{svc.settings.transport.max_metadata_depth} levels deep."
+        ) from exc
     try:
+        check_depth(updated, svc.settings.transport.max_metadata_depth, "Queue metadata")
         reserved.validate(updated, svc.settings.transport)
     except BadRequest as exc:  # Zaqar words these as body errors on PATCH
         raise InvalidBody(exc.description) from exc
+    # Zaqar bounds only the PATCH body, so repeated patches grew metadata without limit;
+    # what is stored obeys the same cap as a PUT.
+    check_metadata_size(svc, len(msgspec.json.encode(updated)), patch=True)
     if not await svc.storage.queues.set_metadata(caller.project, name, updated):
         raise source_not_found(caller, name)
     return reserved.with_defaults(updated, svc.settings.transport)

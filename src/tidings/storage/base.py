@@ -17,7 +17,7 @@ are checked by ``tests/contract`` against every driver:
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import msgspec
@@ -53,6 +53,16 @@ defaults come from the metadata in force at that moment; if it raises, nothing i
 stored and no queue is created."""
 
 
+class QueueListing(msgspec.Struct, frozen=True, kw_only=True):
+    """A page of queues, and where to go on when the scan budget ran out first."""
+
+    queues: list[QueueRecord]
+    # Set when a filtered listing examined ``[storage] scan_budget`` queues before its
+    # page filled or the catalog ended: the name to continue after. The page may then
+    # hold fewer queues than asked for, even none.
+    resume_after: str | None = None
+
+
 class QueueStore(Protocol):
     async def create(self, project: str, name: str, metadata: dict[str, Any], now: float) -> bool:
         """Create the queue; False if it already existed (metadata then untouched)."""
@@ -74,14 +84,18 @@ class QueueStore(Protocol):
         limit: int,
         name_contains: str | None = None,
         metadata_equals: dict[str, Any] | None = None,
-    ) -> list[QueueRecord]:
-        """Queues of the project sorted by name, after ``marker`` (exclusive)."""
+    ) -> QueueListing:
+        """Queues of the project sorted by name, after ``marker`` (exclusive).
+
+        With a filter, at most ``[storage] scan_budget`` queues are examined (see
+        ``QueueListing.resume_after``), however few of them match.
+        """
 
     async def count(self, project: str) -> int:
         """Number of queues in the project."""
 
     async def stats(self, project: str, name: str, now: float) -> QueueStats:
-        """Message counts, and the oldest and newest live message."""
+        """Message counts, and the oldest and newest live message (bounded work)."""
 
     async def purge_messages(self, project: str, name: str) -> None:
         """Delete every message and claim of the queue, keeping the queue."""
@@ -137,7 +151,12 @@ class MessageStore(Protocol):
         """Delete these messages; with ``claim_ids`` each must be held by one of them."""
 
     async def pop(self, project: str, queue: str, limit: int, now: float) -> list[Message]:
-        """Atomically remove and return up to ``limit`` claimable messages."""
+        """Atomically remove and return up to ``limit`` claimable messages.
+
+        Like ``ClaimStore.create`` and ``page``, it examines a bounded number of messages
+        that it cannot return (delayed, expired, claimed), so a queue whose head holds
+        more of them than ``[storage] scan_budget`` may answer with fewer than exist.
+        """
 
 
 class SubscriptionStore(Protocol):
@@ -194,6 +213,12 @@ class SubscriptionStore(Protocol):
         """Delete every subscription of the source (and what is owed to them)."""
 
 
+# Failures kept per subscription, newest first; older ones are dropped as new ones come.
+FAILURES_KEPT = 1000
+# Failures one prune_failures call removes at most.
+FAILURE_PRUNE_CHUNK = 1000
+
+
 class OutboxStore(Protocol):
     """Pushes owed to subscribers, kept in the store so that none is lost on a restart.
 
@@ -213,18 +238,39 @@ class OutboxStore(Protocol):
     ) -> None:
         """Owe one push of ``payload`` to the subscription, due now."""
 
-    async def take(self, now: float, lease: float, limit: int) -> list[Delivery]:
-        """Up to ``limit`` due deliveries of any project, leased; those whose
-        subscription is gone are dropped instead."""
+    async def take(
+        self,
+        now: float,
+        lease: float,
+        limit: int,
+        *,
+        per_project: int | None = None,
+        in_flight: Mapping[str, int] | None = None,
+    ) -> list[Delivery]:
+        """Up to ``limit`` due deliveries, leased, earliest due first project by project.
+
+        At most ``per_project`` minus ``in_flight[project]`` come from any one project
+        (none from a project at its share), and a project's backlog is never scanned
+        to find another's: cost follows what is taken, not what is owed. Taking counts
+        an attempt in the store (``Delivery.attempts`` includes this one), so a delivery
+        whose worker dies mid-way still uses up its tries. Deliveries whose subscription
+        is gone are dropped instead.
+        """
 
     async def done(self, delivery_id: str) -> None:
         """The push succeeded: forget it."""
 
     async def retry(self, delivery_id: str, attempts: int, due: float) -> None:
-        """The push failed; try again at ``due``."""
+        """Due again at ``due``, with ``attempts`` tries counted so far (a deferred
+        delivery gives back the try its take counted)."""
 
     async def fail(self, delivery: Delivery, attempts: int, error: str, now: float) -> None:
-        """The push failed for good: move it to the subscription's failures."""
+        """The push failed for good: move it to the subscription's failures (the
+        newest ``FAILURES_KEPT`` of each subscription are kept)."""
+
+    async def prune_failures(self, before: float) -> int:
+        """Remove a bounded chunk of failures recorded before ``before``; returns how many
+        went (the caller repeats while a whole chunk went)."""
 
     async def failures(
         self, project: str, source: str, subscription_id: str, limit: int
@@ -289,4 +335,8 @@ class Storage(Protocol):
         """Reachability plus any detected problem (such as lost data); never raises."""
 
     async def collect_garbage(self, now: float) -> int:
-        """Physically remove expired messages and claims; returns how many rows went."""
+        """Physically remove expired messages and claims; returns how many rows went.
+
+        One call does a bounded amount of work, in steps that each hold the backend
+        briefly; what is left is taken up where it stopped by the next call.
+        """

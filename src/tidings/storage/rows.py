@@ -7,7 +7,9 @@ from typing import Any
 
 import msgspec
 
-from tidings.model import Delivery, DeliveryKind, Message, Subscription
+from tidings.model import Delivery, DeliveryKind, Message, QueueRecord, Subscription
+from tidings.storage import rules
+from tidings.storage.base import QueueListing
 
 END_OF_QUEUE = 2**63 - 1
 _MARKER = re.compile(r"[0-9]{1,19}")
@@ -107,3 +109,30 @@ def delivery_from_row(row: tuple[Any, ...] | Any) -> tuple[Delivery, bool]:
         options=dict(msgspec.json.decode(options)) if options else {},
     )
     return delivery, bool(live)
+
+
+def filtered_queue_page(
+    candidates: list[tuple[str, str]],
+    limit: int,
+    metadata_equals: dict[str, Any] | None,
+    window_end: tuple[int, str | None] | None,
+    budget: int,
+) -> QueueListing:
+    """A listing from a budgeted scan (``queue_scan`` in both SQL drivers).
+
+    ``candidates`` are the (name, metadata) rows the scan's prefilter kept, at most
+    ``limit``; ``window_end`` is (rows examined, last name examined), read only when the
+    scan came back short of ``limit``.
+    """
+    found = []
+    for name, raw in candidates:
+        metadata = dict(msgspec.json.decode(raw))
+        if rules.metadata_matches(metadata, metadata_equals):
+            found.append(QueueRecord(name=name, metadata=metadata))
+    resume_after = None
+    if len(candidates) >= limit:
+        if len(found) < limit:  # the prefilter let through some that did not match
+            resume_after = candidates[-1][0]
+    elif window_end is not None and window_end[0] >= budget:
+        resume_after = window_end[1]
+    return QueueListing(queues=found, resume_after=resume_after)

@@ -52,6 +52,25 @@ def message_not_held(message: Message, claim_ids: set[str], now: float) -> str |
     return None
 
 
+# Longest claim ttl or grace a store keeps (about 31 years): past any configurable
+# limit, and small enough that now + ttl + grace stays exact and fits every store's
+# integer columns (PostgreSQL's are 32-bit).
+MAX_CLAIM_SECONDS = 10**9
+
+
+def bounded_claim(ttl: int, grace: int) -> tuple[int, int]:
+    """A claim's ttl and grace as stored: clamped to [0, MAX_CLAIM_SECONDS].
+
+    Operations range-check both; drivers clamp as well, so a value that slipped past
+    (a negative grace would expire claimed messages early, a huge one overflow the
+    store's numbers) can never make a queue unreadable.
+    """
+    return (
+        min(max(int(ttl), 0), MAX_CLAIM_SECONDS),
+        min(max(int(grace), 0), MAX_CLAIM_SECONDS),
+    )
+
+
 def claimed_lifetime(
     expires: float, ttl: int, claim_expires: float, claim_ttl: int, grace: int
 ) -> tuple[float, int]:
@@ -94,6 +113,15 @@ def new_subscription(
         updated=now,
         expires=now + ttl,
     )
+
+
+def metadata_needles(wanted: dict[str, Any] | None) -> list[str]:
+    """Text every stored metadata document matching ``wanted`` contains: ``"key":``.
+
+    Stores keep metadata as msgspec's compact JSON, so a SQL or Lua scan can drop most
+    non-matching queues without decoding them; ``metadata_matches`` still decides.
+    """
+    return [msgspec.json.encode(key).decode() + ":" for key in wanted or {}]
 
 
 def metadata_matches(metadata: dict[str, Any], wanted: dict[str, Any] | None) -> bool:

@@ -174,6 +174,8 @@ class Database:
         self._timeout = settings.operation_timeout
         self._pool_size = settings.pool_size
         self._migrate_on_start = settings.migrate_on_start
+        # Rows one statement examines at most where it may pass over rows it cannot use.
+        self.scan_budget = settings.scan_budget
         self._pool: Any = None
         self._migrated = False
         self._migration: asyncio.Task[int] | None = None

@@ -26,7 +26,7 @@ from tidings.model import (
     QueueStats,
 )
 from tidings.storage import rules
-from tidings.storage.base import Audience, PreparePost, StoreStatus
+from tidings.storage.base import Audience, PreparePost, QueueListing, StoreStatus
 from tidings.storage.postgres.database import (
     SINGLE,
     SNAPSHOT,
@@ -42,7 +42,7 @@ from tidings.storage.postgres.subscriptions import (
     S,
     fan_out,
 )
-from tidings.storage.rows import marker_seq, message_from_row
+from tidings.storage.rows import filtered_queue_page, marker_seq, message_from_row
 from tidings.storage.sql import load_queries
 
 Q = load_queries(__package__ or "tidings.storage.postgres", "queries.sql")
@@ -50,8 +50,6 @@ Q = load_queries(__package__ or "tidings.storage.postgres", "queries.sql")
 GC_CHUNK = 1000
 # Bounds one collect_garbage call; whatever is left goes at the next run.
 GC_MAX_CHUNKS = 1000
-# Queue pages filtered by metadata read this many rows per query.
-QUEUE_SCAN_CHUNK = 100
 
 _json_encode = msgspec.json.encode
 _json_decode = msgspec.json.decode
@@ -128,25 +126,34 @@ class PostgresQueues(_Base):
         limit: int,
         name_contains: str | None = None,
         metadata_equals: dict[str, Any] | None = None,
-    ) -> list[QueueRecord]:
-        # Metadata filters are applied here, so read larger chunks until the page is full.
-        chunk = max(limit, QUEUE_SCAN_CHUNK) if metadata_equals else limit
+    ) -> QueueListing:
+        if not name_contains and not metadata_equals:
 
-        async def work(connection: Connection) -> list[QueueRecord]:
-            found: list[QueueRecord] = []
-            after = marker or ""
-            while len(found) < limit:
-                rows = await connection.fetch(Q["queue_list"], project, after, chunk, name_contains)
-                for name, raw in rows:
-                    metadata = dict(_json_decode(raw))
-                    if rules.metadata_matches(metadata, metadata_equals) and len(found) < limit:
-                        found.append(QueueRecord(name=name, metadata=metadata))
-                if len(rows) < chunk:
-                    break
-                after = rows[-1][0]
-            return found
+            async def plain(connection: Connection) -> QueueListing:
+                rows = await connection.fetch(Q["queue_list"], project, marker or "", limit, None)
+                return QueueListing(
+                    queues=[QueueRecord(name=n, metadata=dict(_json_decode(m))) for n, m in rows]
+                )
 
-        return await self._db.run(work, SNAPSHOT)
+            return await self._db.run(plain, SINGLE)
+        budget = max(self._db.scan_budget, limit)
+        after = marker or ""
+        needles = rules.metadata_needles(metadata_equals)
+
+        async def work(connection: Connection) -> QueueListing:
+            rows = await connection.fetch(
+                Q["queue_scan"], project, after, budget, limit, name_contains or None, needles
+            )
+            candidates = [(str(name), str(raw)) for name, raw in rows]
+            end = None
+            if len(candidates) < limit:
+                count, last = await connection.fetchrow(
+                    Q["queue_window_end"], project, after, budget
+                ) or (0, None)
+                end = (int(count), last)
+            return filtered_queue_page(candidates, limit, metadata_equals, end, budget)
+
+        return await self._db.run(work, SNAPSHOT)  # one snapshot for the scan and its end
 
     async def count(self, project: str) -> int:
         async def work(connection: Connection) -> int:
@@ -160,8 +167,9 @@ class PostgresQueues(_Base):
             total, claimed = counts if counts is not None else (0, 0)
             if not total:
                 return QueueStats(total=0, claimed=0)
-            oldest = await connection.fetchrow(Q["queue_oldest"], project, name, now)
-            newest = await connection.fetchrow(Q["queue_newest"], project, name, now)
+            ends = (project, name, now, self._db.scan_budget)
+            oldest = await connection.fetchrow(Q["queue_oldest"], *ends)
+            newest = await connection.fetchrow(Q["queue_newest"], *ends)
             return QueueStats(
                 total=total,
                 claimed=claimed,
@@ -204,11 +212,12 @@ async def _insert_batch(
 
 
 async def _claimable(
-    connection: Connection, project: str, queue: str, limit: int, now: float
+    connection: Connection, project: str, queue: str, limit: int, now: float, budget: int
 ) -> list[tuple[Message, Tid]]:
     """Lock and return the oldest ``limit`` claimable messages nobody else has locked."""
-    lapsed = await connection.fetch(Q["message_claimable_lapsed"], project, queue, now, limit)
-    free = await connection.fetch(Q["message_claimable_free"], project, queue, now, limit)
+    args = (project, queue, now, limit, max(budget, limit))
+    lapsed = await connection.fetch(Q["message_claimable_lapsed"], *args)
+    free = await connection.fetch(Q["message_claimable_free"], *args)
     # Both lists are in seq order; the surplus stays locked only until we commit.
     merged = sorted(_locked((*lapsed, *free)), key=lambda locked: int(locked[0].marker))
     return merged[:limit]
@@ -250,7 +259,11 @@ class PostgresMessages(_Base):
         now: float,
     ) -> list[Message]:
         query = Q["message_list_all"] if include_claimed else Q["message_list_unclaimed"]
-        args = (project, queue, marker_seq(marker), limit, now, exclude_client, include_delayed)
+        budget = max(self._db.scan_budget, limit)
+        args = (
+            project, queue, marker_seq(marker), limit, now, exclude_client, include_delayed,
+            budget,
+        )  # fmt: skip
 
         async def work(connection: Connection) -> list[Message]:
             return [message_from_row(r) for r in await connection.fetch(query, *args)]
@@ -325,7 +338,7 @@ class PostgresMessages(_Base):
 
     async def pop(self, project: str, queue: str, limit: int, now: float) -> list[Message]:
         async def work(connection: Connection) -> list[Message]:
-            popped = await _claimable(connection, project, queue, limit, now)
+            popped = await _claimable(connection, project, queue, limit, now, self._db.scan_budget)
             if popped:
                 await connection.execute(Q["message_delete"], [tid for _, tid in popped])
             return [message for message, _ in popped]
@@ -391,8 +404,11 @@ class PostgresClaims(_Base):
         self, project: str, queue: str, request: ClaimRequest, now: float
     ) -> ClaimResult | None:
         claim_id = new_id()
+        ttl, grace = rules.bounded_claim(request.ttl, request.grace)
+        request = msgspec.structs.replace(request, ttl=ttl, grace=grace)
         claim_expires = now + request.ttl
         dead_letter = request.dead_letter
+        budget = max(self._db.scan_budget, request.limit)
 
         async def at_once(connection: Connection) -> ClaimResult | None:
             rows = await connection.fetch(
@@ -405,13 +421,14 @@ class PostgresClaims(_Base):
                 claim_expires,
                 request.ttl,
                 request.grace,
+                budget,
             )
             if not rows:
                 return None
             return ClaimResult(id=claim_id, messages=[message_from_row(r) for r in rows])
 
         async def work(connection: Connection) -> ClaimResult | None:
-            candidates = await _claimable(connection, project, queue, request.limit, now)
+            candidates = await _claimable(connection, project, queue, request.limit, now, budget)
             claimed: list[Message] = []
             tids: list[Tid] = []
             for message, tid in candidates:
@@ -473,6 +490,7 @@ class PostgresClaims(_Base):
     ) -> bool:
         if not is_canonical(claim_id):
             return False
+        ttl, grace = rules.bounded_claim(ttl, grace)
         claim_expires = now + ttl
         args = (claim_id, project, queue, now)
 

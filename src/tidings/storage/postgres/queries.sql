@@ -55,6 +55,27 @@ WHERE project = $1
 ORDER BY name
 LIMIT $3;
 
+-- A filtered listing examines at most $3 queues (the window), however few match: the
+-- name filter and a cheap metadata prefilter (every "key": of the filter, $6, appears
+-- in the stored JSON) run here, the exact metadata match in storage.rules. The window
+-- is a subquery with a LIMIT, so the outer LIMIT stops reading it early.
+-- name: queue_scan
+SELECT name, metadata FROM (
+    SELECT name, metadata FROM queues
+    WHERE project = $1 AND name > $2
+    ORDER BY name
+    LIMIT $3) AS scanned
+WHERE ($5::text IS NULL OR strpos(name, $5::text) > 0)
+  AND NOT EXISTS (SELECT FROM unnest($6::text[]) AS needle WHERE strpos(metadata, needle) = 0)
+LIMIT $4;
+
+-- name: queue_window_end
+SELECT count(*), max(name) FROM (
+    SELECT name FROM queues
+    WHERE project = $1 AND name > $2
+    ORDER BY name
+    LIMIT $3) AS scanned;
+
 -- name: queue_count
 SELECT count(*) FROM queues WHERE project = $1;
 
@@ -63,15 +84,22 @@ SELECT count(*), count(*) FILTER (WHERE claim_id IS NOT NULL AND claim_expires >
 FROM messages
 WHERE project = $1 AND queue = $2 AND expires > $3;
 
+-- The ends pass over at most $4 expired (not yet swept) messages.
 -- name: queue_oldest
-SELECT id::text, created FROM messages
-WHERE project = $1 AND queue = $2 AND expires > $3
-ORDER BY seq LIMIT 1;
+SELECT id::text, created FROM (
+    SELECT id, created, expires FROM messages
+    WHERE project = $1 AND queue = $2
+    ORDER BY seq LIMIT $4) AS scanned
+WHERE expires > $3
+LIMIT 1;
 
 -- name: queue_newest
-SELECT id::text, created FROM messages
-WHERE project = $1 AND queue = $2 AND expires > $3
-ORDER BY seq DESC LIMIT 1;
+SELECT id::text, created FROM (
+    SELECT id, created, expires FROM messages
+    WHERE project = $1 AND queue = $2
+    ORDER BY seq DESC LIMIT $4) AS scanned
+WHERE expires > $3
+LIMIT 1;
 
 -- One statement for the whole batch; ORDER BY keeps the batch's order in seq.
 -- name: message_insert_batch
@@ -87,16 +115,25 @@ INSERT INTO messages (id, project, queue, body, client_id, ttl, created, expires
                       delay_until, claim_count)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9);
 
+-- Every statement that may pass over rows it cannot return (expired but not yet swept,
+-- delayed, claimed, the caller's own) reads them through a window: a subquery that
+-- examines at most $8 (or $5) rows, whose LIMIT bounds the walk; the outer LIMIT stops
+-- reading it as soon as enough rows qualify.
+
 -- Listing that includes claimed messages walks the queue in post order.
+-- $1 project, $2 queue, $3 marker, $4 limit, $5 now, $6 exclude client, $7 delayed too,
+-- $8 budget.
 -- name: message_list_all
 SELECT seq, id::text, body, ttl, created, expires, client_id, claim_id::text,
        claim_expires, claim_count, delay_until
-FROM messages
-WHERE project = $1 AND queue = $2 AND seq > $3
-  AND expires > $5
+FROM (
+    SELECT * FROM messages
+    WHERE project = $1 AND queue = $2 AND seq > $3
+    ORDER BY seq
+    LIMIT $8) AS scanned
+WHERE expires > $5
   AND ($6::text IS NULL OR client_id <> $6::text)
   AND ($7::boolean OR delay_until <= $5)
-ORDER BY seq
 LIMIT $4;
 
 -- Listing without claimed messages merges the free ones and those whose claim has
@@ -105,23 +142,26 @@ LIMIT $4;
 SELECT * FROM (
     (SELECT seq, id::text, body, ttl, created, expires, client_id, claim_id::text,
             claim_expires, claim_count, delay_until
-     FROM messages
-     WHERE project = $1 AND queue = $2 AND claim_id IS NULL AND seq > $3
-       AND expires > $5
+     FROM (
+         SELECT * FROM messages
+         WHERE project = $1 AND queue = $2 AND claim_id IS NULL AND seq > $3
+         ORDER BY seq
+         LIMIT $8) AS free
+     WHERE expires > $5
        AND ($6::text IS NULL OR client_id <> $6::text)
        AND ($7::boolean OR delay_until <= $5)
-     ORDER BY seq
      LIMIT $4)
     UNION ALL
     (SELECT seq, id::text, body, ttl, created, expires, client_id, claim_id::text,
             claim_expires, claim_count, delay_until
-     FROM messages
-     WHERE project = $1 AND queue = $2 AND claim_id IS NOT NULL AND claim_expires <= $5
-       AND seq > $3
-       AND expires > $5
+     FROM (
+         SELECT * FROM messages
+         WHERE project = $1 AND queue = $2 AND claim_id IS NOT NULL AND claim_expires <= $5
+         ORDER BY claim_expires
+         LIMIT $8) AS lapsed
+     WHERE seq > $3 AND expires > $5
        AND ($6::text IS NULL OR client_id <> $6::text)
        AND ($7::boolean OR delay_until <= $5)
-     ORDER BY seq
      LIMIT $4)
 ) AS page
 ORDER BY seq
@@ -163,27 +203,34 @@ DELETE FROM messages WHERE id = ANY(ARRAY(SELECT id FROM doomed));
 DELETE FROM messages WHERE ctid = ANY($1::tid[]);
 
 -- Claimable = live, undelayed, and free or with a lapsed claim. Each kind is read
--- from its own partial index (see the migration). SKIP LOCKED lets concurrent
--- claimers on any node pass over each other's rows instead of waiting.
+-- from its own partial index (see the migration), through a window of at most $5 rows:
+-- the rows it passes over stay locked only until the transaction ends, and are of no
+-- use to a concurrent claimer anyway. SKIP LOCKED lets concurrent claimers on any node
+-- pass over each other's rows instead of waiting.
+-- $1 project, $2 queue, $3 now, $4 limit, $5 budget.
 -- name: message_claimable_free
 SELECT seq, id::text, body, ttl, created, expires, client_id, claim_id::text,
-       claim_expires, claim_count, delay_until, ctid
-FROM messages
-WHERE project = $1 AND queue = $2 AND claim_id IS NULL
-  AND expires > $3 AND delay_until <= $3
-ORDER BY seq
-LIMIT $4
-FOR UPDATE SKIP LOCKED;
+       claim_expires, claim_count, delay_until, tid
+FROM (
+    SELECT *, ctid AS tid FROM messages
+    WHERE project = $1 AND queue = $2 AND claim_id IS NULL
+    ORDER BY seq
+    LIMIT $5
+    FOR UPDATE SKIP LOCKED) AS free
+WHERE expires > $3 AND delay_until <= $3
+LIMIT $4;
 
 -- name: message_claimable_lapsed
 SELECT seq, id::text, body, ttl, created, expires, client_id, claim_id::text,
-       claim_expires, claim_count, delay_until, ctid
-FROM messages
-WHERE project = $1 AND queue = $2 AND claim_id IS NOT NULL AND claim_expires <= $3
-  AND expires > $3 AND delay_until <= $3
-ORDER BY seq
-LIMIT $4
-FOR UPDATE SKIP LOCKED;
+       claim_expires, claim_count, delay_until, tid
+FROM (
+    SELECT *, ctid AS tid FROM messages
+    WHERE project = $1 AND queue = $2 AND claim_id IS NOT NULL AND claim_expires <= $3
+    ORDER BY claim_expires
+    LIMIT $5
+    FOR UPDATE SKIP LOCKED) AS lapsed
+WHERE expires > $3 AND delay_until <= $3
+LIMIT $4;
 
 -- A claim without a dead-letter policy, whole in one statement (one round trip, its
 -- own transaction): lock as message_claimable_* do, mark what was locked, and record
@@ -192,22 +239,27 @@ FOR UPDATE SKIP LOCKED;
 -- impossible) is not seen by the update, so it is merely left out of this claim.
 -- The new lifetime is that of storage.rules.claimed_lifetime: a claimed message
 -- outlives its claim by the grace.
--- $1 claim id, $2 project, $3 queue, $4 now, $5 limit, $6 claim expiry, $7 ttl, $8 grace.
+-- $1 claim id, $2 project, $3 queue, $4 now, $5 limit, $6 claim expiry, $7 ttl, $8 grace,
+-- $9 budget.
 -- name: claim_create
 WITH lapsed AS (
-    SELECT ctid AS tid, seq FROM messages
-    WHERE project = $2 AND queue = $3 AND claim_id IS NOT NULL AND claim_expires <= $4
-      AND expires > $4 AND delay_until <= $4
-    ORDER BY seq
+    SELECT tid, seq FROM (
+        SELECT ctid AS tid, seq, expires, delay_until FROM messages
+        WHERE project = $2 AND queue = $3 AND claim_id IS NOT NULL AND claim_expires <= $4
+        ORDER BY claim_expires
+        LIMIT $9
+        FOR UPDATE SKIP LOCKED) AS scanned
+    WHERE expires > $4 AND delay_until <= $4
     LIMIT $5
-    FOR UPDATE SKIP LOCKED
 ), free AS (
-    SELECT ctid AS tid, seq FROM messages
-    WHERE project = $2 AND queue = $3 AND claim_id IS NULL
-      AND expires > $4 AND delay_until <= $4
-    ORDER BY seq
+    SELECT tid, seq FROM (
+        SELECT ctid AS tid, seq, expires, delay_until FROM messages
+        WHERE project = $2 AND queue = $3 AND claim_id IS NULL
+        ORDER BY seq
+        LIMIT $9
+        FOR UPDATE SKIP LOCKED) AS scanned
+    WHERE expires > $4 AND delay_until <= $4
     LIMIT $5
-    FOR UPDATE SKIP LOCKED
 ), picked AS (
     SELECT tid FROM (SELECT * FROM lapsed UNION ALL SELECT * FROM free) AS claimable
     ORDER BY seq

@@ -41,6 +41,8 @@ SOURCE_SCRIPTS = (
 # Scripts given a queue's keys followed by its source's (one slot).
 QUEUE_SOURCE_SCRIPTS = ("post",)
 CATALOG_SCRIPTS = ("catalog_create", "catalog_set", "catalog_delete", "catalog_page")
+# The outbox's global index (two keys under one hash tag; see subscriptions.py).
+OUTBOX_SCRIPTS = ("outbox_lower", "outbox_rescore")
 
 
 def _lua(name: str) -> str:
@@ -57,7 +59,7 @@ def load_scripts() -> dict[str, str]:
     scripts = {name: common + queue + _lua(name) for name in QUEUE_SCRIPTS}
     scripts.update({name: common + source + _lua(name) for name in SOURCE_SCRIPTS})
     scripts.update({name: common + queue + source + _lua(name) for name in QUEUE_SOURCE_SCRIPTS})
-    scripts.update({name: _lua(name) for name in CATALOG_SCRIPTS})
+    scripts.update({name: _lua(name) for name in CATALOG_SCRIPTS + OUTBOX_SCRIPTS})
     return scripts
 
 
@@ -145,6 +147,8 @@ class Backend:
         self.client = client
         self.keys = keys
         self.timeout = settings.operation_timeout
+        # Entries one script examines at most where it may pass over what it cannot use.
+        self.scan_budget = settings.scan_budget
         # The cluster client fails (rather than waits) past max_connections per node, so
         # keep at most pool_size calls in flight ourselves.
         self._slots = asyncio.Semaphore(settings.pool_size)

@@ -36,27 +36,25 @@ from tidings.model import (
     QueueStats,
 )
 from tidings.storage import rules
-from tidings.storage.base import Audience, PreparePost, StoreStatus
+from tidings.storage.base import Audience, PreparePost, QueueListing, StoreStatus
 from tidings.storage.redis.connection import Backend, make_client, parse_uri
-from tidings.storage.redis.keys import KeySpace, slot_id
-from tidings.storage.redis.subscriptions import (
-    RedisOutbox,
-    RedisSubscriptions,
-    collect_sources,
-    index_due,
-)
+from tidings.storage.redis.keys import KeySpace, slot_id, split_slot_id
+from tidings.storage.redis.subscriptions import RedisOutbox, RedisSubscriptions, index_due
 
 log = logging.getLogger(__name__)
 
-# Candidates a script examines per call at most, so one call never stalls Redis.
-SCAN_FACTOR = 50
-SCAN_MIN = 1000
-CATALOG_SCAN = 1000
+# Queue names one catalog script examines at most; a listing makes several calls, up
+# to [storage] scan_budget names in all, so no single call holds Redis long.
+CATALOG_SCAN = 200
 GC_CHUNK = 500
-GC_MAX_ROUNDS = 1000
+# Backend calls one garbage collection run makes at most; the next run goes on from
+# where it stopped (see RedisStorage.collect_garbage).
+GC_CALLS_PER_RUN = 5000
 # A dead-letter move whose second step has not happened after this long was cut short
 # (the process died): garbage collection replays it.
 OUTBOX_STALE_AFTER = 60.0
+# Queues whose quarantine size this process remembers, so it logs each growth once.
+QUARANTINE_SEEN_MAX = 10_000
 MARKER_INTERVAL = 5.0
 
 _Record = tuple[str, int, str, int, float, float, str, str, float, int, float]
@@ -74,7 +72,7 @@ def _message(raw: bytes) -> Message:
         mid, seq, body, ttl, created, expires, client, claim, claim_exp, count, delay = (
             _decode_record(raw)
         )
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise StorageError(f"unreadable message record in Redis: {exc}") from exc
     return Message(
         id=mid,
@@ -89,6 +87,19 @@ def _message(raw: bytes) -> Message:
         claim_count=count,
         delay_until=float(delay),
     )
+
+
+def _messages(raws: Sequence[bytes], where: str) -> list[Message]:
+    """Records a script returned; the scripts quarantine what the decoder would refuse, so
+    a record skipped here is a bug, logged, never a failed request (a pop or claim has
+    already taken its neighbours)."""
+    found = []
+    for raw in raws:
+        try:
+            found.append(_message(raw))
+        except StorageError:
+            log.exception("skipped an unreadable message record returned by %s", where)
+    return found
 
 
 def _text(value: Any) -> str:
@@ -106,8 +117,8 @@ def _marker_seq(marker: str | None) -> str | None:
         return None
 
 
-def _scan_cap(limit: int) -> int:
-    return max(SCAN_MIN, limit * SCAN_FACTOR)
+def _scan_cap(backend: Backend, limit: int) -> int:
+    return max(backend.scan_budget, limit)
 
 
 def _flag(value: bool) -> str:
@@ -120,11 +131,15 @@ class RedisQueues:
 
     async def create(self, project: str, name: str, metadata: dict[str, Any], now: float) -> bool:
         keys = self._b.keys
-        # Indexed before it exists, so garbage collection can never miss a queue.
+        # Indexed before it exists, so garbage collection can never miss a queue, and
+        # again after: a collector that saw the catalog empty and is dropping the project
+        # (_forget_project) cannot leave the new queue unindexed.
         await self._b.call(lambda: self._b.client.sadd(keys.projects, project))
         created = await self._b.script(
             "catalog_create", keys.catalog(project), [name, _json_encode(metadata)]
         )
+        if created:
+            await self._b.call(lambda: self._b.client.sadd(keys.projects, project))
         return bool(created)
 
     async def get_metadata(self, project: str, name: str) -> dict[str, Any] | None:
@@ -137,8 +152,10 @@ class RedisQueues:
         return bool(await self._b.script("catalog_set", keys, [name, _json_encode(metadata)]))
 
     async def delete(self, project: str, name: str) -> None:
-        await self._b.script("catalog_delete", self._b.keys.catalog(project), [name])
+        left = await self._b.script("catalog_delete", self._b.keys.catalog(project), [name])
         await self._b.script("purge", self._b.keys.queue(project, name), ["1"])
+        if not int(left):
+            await forget_project(self._b, project)
 
     async def page(
         self,
@@ -148,23 +165,26 @@ class RedisQueues:
         limit: int,
         name_contains: str | None = None,
         metadata_equals: dict[str, Any] | None = None,
-    ) -> list[QueueRecord]:
+    ) -> QueueListing:
         keys = self._b.keys.catalog(project)
+        budget = max(self._b.scan_budget, limit)
+        needles = rules.metadata_needles(metadata_equals)
         found: list[QueueRecord] = []
-        cursor = marker or ""
-        # Metadata filters are applied here, so keep reading until full or exhausted.
-        while len(found) < limit:
-            reply = await self._b.script(
-                "catalog_page", keys, [cursor, limit, name_contains or "", CATALOG_SCAN]
-            )
-            for name, raw in zip(reply[1::2], reply[2::2], strict=True):
+        cursor, examined = marker or "", 0
+        while len(found) < limit and examined < budget:
+            cap = min(CATALOG_SCAN, budget - examined)
+            args = [cursor, limit - len(found), name_contains or "", cap, *needles]
+            reply = await self._b.script("catalog_page", keys, args)
+            for name, raw in zip(reply[2::2], reply[3::2], strict=True):
                 metadata = dict(_json_decode(raw))
-                if rules.metadata_matches(metadata, metadata_equals) and len(found) < limit:
-                    found.append(QueueRecord(name=name.decode(), metadata=metadata))
-            cursor = reply[0].decode()
-            if not cursor:
-                break
-        return found
+                if rules.metadata_matches(metadata, metadata_equals):
+                    found.append(QueueRecord(name=_text(name), metadata=metadata))
+            cursor, examined = _text(reply[0]), examined + int(reply[1])
+            if not cursor:  # the catalog is exhausted
+                return QueueListing(queues=found)
+        if len(found) >= limit:
+            return QueueListing(queues=found)
+        return QueueListing(queues=found, resume_after=cursor)
 
     async def count(self, project: str) -> int:
         key = self._b.keys.catalog(project)[0]
@@ -172,7 +192,7 @@ class RedisQueues:
 
     async def stats(self, project: str, name: str, now: float) -> QueueStats:
         total, claimed, oldest, newest = await self._b.script(
-            "stats", self._b.keys.queue(project, name), [now, SCAN_MIN]
+            "stats", self._b.keys.queue(project, name), [now, self._b.scan_budget]
         )
         return QueueStats(
             total=int(total),
@@ -186,10 +206,8 @@ class RedisQueues:
 
 
 def _summary(raw: bytes) -> MessageSummary | None:
-    if not raw:
-        return None
-    message = _message(raw)
-    return MessageSummary(id=message.id, created=message.created)
+    found = _messages([raw], "stats") if raw else []
+    return MessageSummary(id=found[0].id, created=found[0].created) if found else None
 
 
 class RedisMessages:
@@ -240,18 +258,18 @@ class RedisMessages:
         if after is None:
             return []
         args = [
-            now, after, limit, _scan_cap(limit), exclude_client or "",
+            now, after, limit, _scan_cap(self._b, limit), exclude_client or "",
             _flag(include_claimed), _flag(include_delayed),
         ]  # fmt: skip
         reply = await self._b.script("page", self._b.keys.queue(project, queue), args)
-        return [_message(raw) for raw in reply]
+        return _messages(reply, "page")
 
     async def get(self, project: str, queue: str, ids: Sequence[str], now: float) -> list[Message]:
         unique = list(dict.fromkeys(ids))
         if not unique:
             return []
         reply = await self._b.script("get", self._b.keys.queue(project, queue), [now, *unique])
-        return [_message(raw) for raw in reply]
+        return _messages(reply, "get")
 
     async def delete(
         self, project: str, queue: str, message_id: str, claim_id: str | None, now: float
@@ -288,9 +306,9 @@ class RedisMessages:
         raise UnableToDelete(reason)
 
     async def pop(self, project: str, queue: str, limit: int, now: float) -> list[Message]:
-        args = [now, limit, _scan_cap(limit)]
+        args = [now, limit, _scan_cap(self._b, limit)]
         reply = await self._b.script("pop", self._b.keys.queue(project, queue), args)
-        return [_message(raw) for raw in reply]
+        return _messages(reply, "pop")
 
 
 class RedisClaims:
@@ -303,8 +321,9 @@ class RedisClaims:
     ) -> ClaimResult | None:
         claim_id = new_id()
         policy = request.dead_letter
+        ttl, grace = rules.bounded_claim(request.ttl, request.grace)
         args = [
-            now, claim_id, request.ttl, request.grace, request.limit, _scan_cap(request.limit),
+            now, claim_id, ttl, grace, request.limit, _scan_cap(self._b, request.limit),
             policy.max_claim_count if policy else 0,
             policy.queue if policy else "",
             (policy.message_ttl or 0) if policy else 0,
@@ -312,9 +331,10 @@ class RedisClaims:
         claimed, moved = await self._b.script("claim", self._b.keys.queue(project, queue), args)
         if moved:
             await deliver_dead_letters(self._b, self._queues, project, queue, moved, now)
-        if not claimed:
+        messages = _messages(claimed, "claim")
+        if not messages:
             return None
-        return ClaimResult(id=claim_id, messages=[_message(raw) for raw in claimed])
+        return ClaimResult(id=claim_id, messages=messages)
 
     async def get(self, project: str, queue: str, claim_id: str, now: float) -> Claim | None:
         reply = await self._b.script(
@@ -329,13 +349,14 @@ class RedisClaims:
             grace=grace,
             updated=float(updated),
             expires=float(expires),
-            messages=[_message(raw) for raw in reply[1]],
+            messages=_messages(reply[1], "claim_get"),
         )
 
     async def renew(
         self, project: str, queue: str, claim_id: str, ttl: int, grace: int, now: float
     ) -> bool:
         keys = self._b.keys.queue(project, queue)
+        ttl, grace = rules.bounded_claim(ttl, grace)
         return bool(await self._b.script("renew", keys, [now, claim_id, ttl, grace]))
 
     async def release(self, project: str, queue: str, claim_id: str, now: float) -> None:
@@ -356,18 +377,91 @@ async def deliver_dead_letters(
     messages in the source queue's outbox. Appending is idempotent (by message id), so
     a move cut short is replayed safely by garbage collection.
     """
-    by_target: dict[str, list[bytes]] = {}
+    by_target: dict[str, list[tuple[str, bytes]]] = {}
     for entry in entries:
-        by_target.setdefault(_decode_outbox(entry)[0], []).append(entry)
+        try:
+            target, message_id = _decode_outbox(entry)[:2]
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            # gc.lua quarantines what it cannot read; anything else is a bug: say so.
+            log.exception("skipped an unreadable dead-letter move staged in %s/%s", project, source)
+            continue
+        by_target.setdefault(target, []).append((message_id, entry))
     for target, staged in by_target.items():
         await queues.create(project, target, {}, now)
-        await backend.script("adopt", backend.keys.queue(project, target), staged)
-        await _ack_outbox(backend, project, source, [_decode_outbox(e)[1] for e in staged])
+        await backend.script("adopt", backend.keys.queue(project, target), [e for _, e in staged])
+        await _ack_outbox(backend, project, source, [mid for mid, _ in staged])
 
 
 async def _ack_outbox(backend: Backend, project: str, queue: str, ids: list[str]) -> None:
     outbox = backend.keys.queue(project, queue)[6]
     await backend.call(lambda: backend.client.hdel(outbox, *ids))
+
+
+class _Calls:
+    """How many more backend calls a garbage collection run may make."""
+
+    def __init__(self, budget: int) -> None:
+        self.left = budget
+
+    def spend(self, calls: int = 1) -> None:
+        self.left = max(0, self.left - calls)
+
+
+class _SetWalk:
+    """A walk over a Redis set in SSCAN chunks that goes on across runs.
+
+    SSCAN returns every member present for the whole walk at least once, however the
+    set changes meanwhile, and holds Redis for one chunk at a time.
+    """
+
+    def __init__(self, key: str) -> None:
+        self._key = key
+        self._cursor = 0
+        self._pending: list[str] = []
+        self._started = False
+
+    async def next(self, backend: Backend, calls: _Calls) -> str | None:
+        """The next member; None once round (the next call starts a new round)."""
+        while not self._pending:
+            if self._started and self._cursor == 0:
+                self._started = False
+                return None
+            if not calls.left:
+                return None
+            after, chunk = await self._sscan(backend)
+            calls.spend()
+            self._started, self._cursor = True, int(after)
+            self._pending = [_text(member) for member in chunk]
+        return self._pending.pop()
+
+    async def _sscan(self, backend: Backend) -> tuple[Any, list[Any]]:
+        key, cursor = self._key, self._cursor
+        result: tuple[Any, list[Any]] = await backend.call(
+            lambda: backend.client.sscan(key, cursor, count=GC_CHUNK)
+        )
+        return result
+
+
+async def forget_project(backend: Backend, project: str) -> None:
+    """Drop a project whose catalog is empty from the set garbage collection walks.
+
+    Re-added if its catalog is not empty afterwards: a queue created meanwhile is added
+    to the catalog before its creator re-adds the project (RedisQueues.create), so one
+    of the two always leaves the project in the set.
+    """
+    projects, names = backend.keys.projects, backend.keys.catalog(project)[0]
+    await backend.call(lambda: backend.client.srem(projects, project))
+    if await backend.call(lambda: backend.client.exists(names)):
+        await backend.call(lambda: backend.client.sadd(projects, project))
+
+
+async def forget_source(backend: Backend, slot: str) -> None:
+    """Drop a source with no subscription and nothing owed from the set of sources
+    (re-added if one appeared meanwhile, as in ``forget_project``)."""
+    sources, keys = backend.keys.sources, backend.keys.source_of(slot)
+    await backend.call(lambda: backend.client.srem(sources, slot))
+    if await backend.call(lambda: backend.client.exists(keys[0], keys[6])):
+        await backend.call(lambda: backend.client.sadd(sources, slot))
 
 
 class RedisStorage:
@@ -385,6 +479,12 @@ class RedisStorage:
         self._problems: list[str] = []
         self._watchdog: asyncio.Task[None] | None = None
         self._marker_lock = asyncio.Lock()  # the watchdog and status() may race
+        # Garbage collection's place in its walk, kept from one run to the next.
+        self._project_walk = _SetWalk(backend.keys.projects)
+        self._source_walk = _SetWalk(backend.keys.sources)
+        self._gc_project: str | None = None
+        self._gc_after = "-"
+        self._quarantine_seen: dict[str, int] = {}
 
     @classmethod
     def from_uri(cls, uri: str, settings: StorageSettings) -> RedisStorage:
@@ -423,32 +523,39 @@ class RedisStorage:
         return StoreStatus(reachable=reachable, problems=list(self._problems))
 
     async def collect_garbage(self, now: float) -> int:
+        """Visit queues, then sources, each for at most GC_CALLS_PER_RUN backend calls.
+
+        The walk over the project and source sets resumes where the previous run
+        stopped and ends a run at the latest when it has gone once round; every step is
+        one short script or command, so Redis is never held long.
+        """
+        queue_calls = _Calls(GC_CALLS_PER_RUN)
+        removed = await self._collect_queues(now, queue_calls)
+        return removed + await self._collect_sources(now, _Calls(GC_CALLS_PER_RUN))
+
+    async def _collect_queues(self, now: float, calls: _Calls) -> int:
         removed = 0
-        for project in await self._projects():
-            low = "-"
-            while True:  # ends when the catalog is exhausted
-                names = await self._queue_names(project, low)
-                for name in names:
-                    removed += await self._collect_queue(project, name, now)
-                if len(names) < GC_CHUNK:
-                    break
-                low = f"({names[-1]}"
-        return removed + await collect_sources(self._b, now)
-
-    async def _projects(self) -> list[str]:
-        """Every indexed project, read in SSCAN chunks so Redis is never held long."""
-        projects: set[str] = set()
-        cursor = 0
-        while True:
-            cursor, chunk = await self._sscan_projects(cursor)
-            projects.update(chunk)
-            if cursor == 0:
-                return sorted(projects)
-
-    async def _sscan_projects(self, cursor: int) -> tuple[int, list[str]]:
-        key = self._b.keys.projects
-        after, chunk = await self._b.call(lambda: self._b.client.sscan(key, cursor, count=GC_CHUNK))
-        return int(after), [_text(p) for p in chunk]
+        while calls.left:
+            if self._gc_project is None:
+                project = await self._project_walk.next(self._b, calls)
+                if project is None:  # once round: the rest is for the next run
+                    return removed
+                self._gc_project, self._gc_after = project, "-"
+            project = self._gc_project
+            names = await self._queue_names(project, self._gc_after)
+            calls.spend()
+            if not names:
+                if self._gc_after == "-":  # the project has no queue left
+                    await forget_project(self._b, project)
+                    calls.spend(2)
+                self._gc_project = None
+                continue
+            for name in names:
+                if not calls.left:
+                    return removed
+                removed += await self._collect_queue(project, name, now, calls)
+                self._gc_after = f"({name}"
+        return removed
 
     async def _queue_names(self, project: str, low: str) -> list[str]:
         key = self._b.keys.catalog(project)[0]
@@ -457,18 +564,69 @@ class RedisStorage:
         )
         return [_text(name) for name in names]
 
-    async def _collect_queue(self, project: str, name: str, now: float) -> int:
+    async def _collect_queue(self, project: str, name: str, now: float, calls: _Calls) -> int:
         keys = self._b.keys.queue(project, name)
         removed = 0
-        for _ in range(GC_MAX_ROUNDS):  # each round removes a chunk; the rest waits a run
-            count, more, stale = await self._b.script(
+        while calls.left:  # each round removes a chunk; the rest waits a run
+            count, more, stale, quarantined = await self._b.script(
                 "gc", keys, [now, GC_CHUNK, now - OUTBOX_STALE_AFTER]
             )
+            calls.spend()
             removed += int(count)
+            self._report_quarantine(project, name, int(quarantined))
             if stale:
                 await deliver_dead_letters(self._b, self.queues, project, name, stale, now)
             if not int(more):
                 break
+        return removed
+
+    def _report_quarantine(self, project: str, name: str, count: int) -> None:
+        """Log once (per process) each time a queue's quarantine grows."""
+        slot = slot_id(project, name)
+        seen = self._quarantine_seen.pop(slot, 0)
+        if count > seen:
+            log.error(
+                "%d unreadable record(s) of queue %r of project %r were moved aside to %s; "
+                "the queue works on without them",
+                count - seen,
+                name,
+                project,
+                self._b.keys.queue(project, name)[-1],
+            )
+        if count:
+            if len(self._quarantine_seen) >= QUARANTINE_SEEN_MAX:
+                self._quarantine_seen.clear()
+            self._quarantine_seen[slot] = count
+
+    async def _collect_sources(self, now: float, calls: _Calls) -> int:
+        removed = 0
+        while calls.left:
+            slot = await self._source_walk.next(self._b, calls)
+            if slot is None:
+                return removed
+            removed += await self._collect_source(slot, now, calls)
+        return removed
+
+    async def _collect_source(self, slot: str, now: float, calls: _Calls) -> int:
+        try:
+            split_slot_id(slot)
+        except ValueError:
+            log.warning("dropped %r from the set of sources: not a source", slot)
+            await self._b.call(lambda: self._b.client.srem(self._b.keys.sources, slot))
+            return 0
+        keys = self._b.keys.source_of(slot)
+        removed, head, empty = 0, "", 0
+        while calls.left:  # each round removes a chunk; the rest waits a run
+            count, more, head, empty = await self._b.script("source_gc", keys, [now, GC_CHUNK])
+            calls.spend()
+            removed += int(count)
+            if not int(more):
+                break
+        if _text(head):
+            await index_due(self._b, slot, head)
+        if int(empty):
+            await forget_source(self._b, slot)
+            calls.spend(2)
         return removed
 
     # --- lost-data detection ------------------------------------------------------
@@ -484,6 +642,8 @@ class RedisStorage:
                 await self._check_marker()
             except StorageError as exc:
                 log.debug("Redis marker check failed: %s", exc)
+            except Exception:  # a bug must not end the watch: say so and go on
+                log.exception("Redis marker check failed unexpectedly; will check again")
 
     async def _check_marker(self) -> None:
         """Compare the marker with the one seen last; re-create it when missing."""

@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import hashlib
 
-QUEUE_KINDS = ("seq", "order", "records", "expiry", "claims", "claim-expiry", "outbox")
+QUEUE_KINDS = (
+    "seq", "order", "records", "expiry", "claims", "claim-expiry", "outbox", "claimed",
+    "quarantine",
+)  # fmt: skip
 # Order matters: lua/source_lib.lua expects these as the last keys of a script.
 SOURCE_KINDS = (
     "subs", "sub-order", "sub-expiry", "subscribers",
@@ -55,20 +58,27 @@ class KeySpace:
         if not prefix or "{" in prefix or "}" in prefix:
             raise ValueError(f"invalid Redis key prefix {prefix!r}: must be non-empty, no braces")
         self.prefix = prefix
-        # Projects that ever had a queue: where garbage collection starts looking.
+        # Projects that have a queue: where garbage collection starts looking. A project
+        # leaves it with its last queue.
         self.projects = f"{prefix}:projects"
-        # Slot ids of sources that ever had a subscription (garbage collection again).
+        # Slot ids of sources that have subscriptions or owe notifications (garbage
+        # collection again); a source leaves it when it has neither.
         self.sources = f"{prefix}:sources"
-        # Slot ids of sources owing notifications, scored by (at most) their earliest due
-        # time: where OutboxStore.take finds due work without scanning the keyspace.
-        self.outbox_due = f"{prefix}:outbox-due"
+        # Projects owing notifications, scored by (at most) their earliest due time:
+        # where OutboxStore.take finds due work without scanning the keyspace. Under
+        # one hash tag with ``outbox_sources``, so one script updates both.
+        self.outbox_projects = f"{prefix}:{{outbox}}:projects"
         self.marker = f"{prefix}:marker"
+
+    def outbox_sources(self, project: str) -> str:
+        """Slot ids of the project's sources owing notifications, scored likewise."""
+        return f"{self.prefix}:{{outbox}}:sources:{_length_prefixed(project)}"
 
     def _slot_base(self, slot: str) -> str:
         return f"{self.prefix}:q:{{{_digest(slot)}}}:{slot}"
 
     def queue(self, project: str, name: str) -> list[str]:
-        """The seven keys of one queue, in the order the Lua prelude expects."""
+        """The keys of one queue (``QUEUE_KINDS``), in the order the Lua prelude expects."""
         base = self._slot_base(slot_id(project, name))
         return [f"{base}:{kind}" for kind in QUEUE_KINDS]
 

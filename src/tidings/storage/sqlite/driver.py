@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,9 +27,17 @@ from tidings.model import (
     Subscription,
 )
 from tidings.storage import rules
-from tidings.storage.base import Audience, PreparePost, StoreStatus
+from tidings.storage.base import (
+    FAILURE_PRUNE_CHUNK,
+    FAILURES_KEPT,
+    Audience,
+    PreparePost,
+    QueueListing,
+    StoreStatus,
+)
 from tidings.storage.rows import (
     delivery_from_row,
+    filtered_queue_page,
     marker_seq,
     message_from_row,
     subscription_from_row,
@@ -44,6 +52,13 @@ Q = load_queries(__package__ or "tidings.storage.sqlite", "queries.sql")
 MIGRATIONS = load_migrations("tidings.storage.sqlite.migrations", ".")
 
 GC_CHUNK = 1000
+# A take visits this many due projects beyond its limit (stale scores cost a visit), and
+# drops at most this many deliveries of gone subscriptions per project visited.
+TAKE_EXTRA_PROJECTS = 10
+TAKE_DROPS = 100
+# Chunks one collect_garbage call runs at most per statement; the rest waits a run.
+GC_MAX_CHUNKS = 100
+SCAN_BUDGET = StorageSettings().scan_budget
 
 _json_encode = msgspec.json.encode
 _json_decode = msgspec.json.decode
@@ -60,8 +75,9 @@ def path_from_uri(uri: str) -> Path:
 
 
 class _Base:
-    def __init__(self, executor: SQLiteExecutor) -> None:
+    def __init__(self, executor: SQLiteExecutor, scan_budget: int = SCAN_BUDGET) -> None:
         self._executor = executor
+        self._scan_budget = scan_budget
 
     async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
         try:
@@ -137,29 +153,37 @@ class SQLiteQueues(_Base):
         limit: int,
         name_contains: str | None = None,
         metadata_equals: dict[str, Any] | None = None,
-    ) -> list[QueueRecord]:
-        def work(db: sqlite3.Connection) -> list[QueueRecord]:
-            found: list[QueueRecord] = []
-            after = marker or ""
-            # Metadata filters are applied here, so keep reading pages until full.
-            while len(found) < limit:
-                rows = db.execute(
-                    Q["queue_list"],
-                    {
-                        "project": project,
-                        "marker": after,
-                        "limit": limit,
-                        "name_contains": name_contains,
-                    },
-                ).fetchall()
-                for name, raw in rows:
-                    metadata = dict(_json_decode(raw))
-                    if rules.metadata_matches(metadata, metadata_equals) and len(found) < limit:
-                        found.append(QueueRecord(name=name, metadata=metadata))
-                if len(rows) < limit:
-                    break
-                after = rows[-1][0]
-            return found
+    ) -> QueueListing:
+        if not name_contains and not metadata_equals:
+            params = {"project": project, "marker": marker or "", "limit": limit}
+
+            def plain(db: sqlite3.Connection) -> QueueListing:
+                rows = db.execute(Q["queue_list"], {**params, "name_contains": None})
+                return QueueListing(
+                    queues=[QueueRecord(name=n, metadata=dict(_json_decode(m))) for n, m in rows]
+                )
+
+            return await self._read(plain)
+        budget = max(self._scan_budget, limit)
+        window = {"project": project, "marker": marker or "", "budget": budget}
+        scan = {
+            **window,
+            "limit": limit,
+            "name_contains": name_contains or None,
+            "needles": _json_encode(rules.metadata_needles(metadata_equals)).decode(),
+        }
+
+        def work(db: sqlite3.Connection) -> QueueListing:
+            db.execute("BEGIN")  # one snapshot for the scan and its window's end
+            try:
+                candidates = [(str(n), str(m)) for n, m in db.execute(Q["queue_scan"], scan)]
+                end = None
+                if len(candidates) < limit:
+                    count, last = db.execute(Q["queue_window_end"], window).fetchone()
+                    end = (int(count), last)
+            finally:
+                db.execute("COMMIT")
+            return filtered_queue_page(candidates, limit, metadata_equals, end, budget)
 
         return await self._read(work)
 
@@ -171,7 +195,7 @@ class SQLiteQueues(_Base):
 
     async def stats(self, project: str, name: str, now: float) -> QueueStats:
         def work(db: sqlite3.Connection) -> QueueStats:
-            params = {"project": project, "name": name, "now": now}
+            params = {"project": project, "name": name, "now": now, "budget": self._scan_budget}
             db.execute("BEGIN")  # one snapshot for counts and ends
             try:
                 total, claimed = db.execute(Q["queue_counts"], params).fetchone()
@@ -255,10 +279,12 @@ class SQLiteMessages(_Base):
             "include_claimed": include_claimed,
             "include_delayed": include_delayed,
             "now": now,
+            "budget": max(self._scan_budget, limit),
         }
+        query = Q["message_list_all"] if include_claimed else Q["message_list_unclaimed"]
 
         def work(db: sqlite3.Connection) -> list[Message]:
-            return [message_from_row(r) for r in db.execute(Q["message_list"], params)]
+            return [message_from_row(r) for r in db.execute(query, params)]
 
         return await self._read(work)
 
@@ -324,7 +350,13 @@ class SQLiteMessages(_Base):
         def work(db: sqlite3.Connection) -> list[Message]:
             rows = db.execute(
                 Q["message_claimable"],
-                {"project": project, "queue": queue, "now": now, "limit": limit},
+                {
+                    "project": project,
+                    "queue": queue,
+                    "now": now,
+                    "limit": limit,
+                    "budget": max(self._scan_budget, limit),
+                },
             ).fetchall()
             popped = [message_from_row(r) for r in rows]
             db.executemany(Q["message_delete"], [{"seq": int(m.marker)} for m in popped])
@@ -345,7 +377,7 @@ def _fan_out(
     source_params = {"project": project, "source": source, "now": now}
     if db.execute(Q["source_has_subscriptions"], source_params).fetchone() is None:
         return  # most queues have none: one lookup instead of one per message
-    db.executemany(
+    owed = db.executemany(
         Q["delivery_fan_out"],
         [
             {
@@ -362,6 +394,13 @@ def _fan_out(
             for mid, m in zip(ids, messages, strict=True)
         ],
     )
+    if owed.rowcount and messages:
+        _outbox_lower(db, project, now + min(m.delay for m in messages))
+
+
+def _outbox_lower(db: sqlite3.Connection, project: str, due: float) -> None:
+    """Make the outbox show ``project`` due no later than ``due``."""
+    db.execute(Q["outbox_lower"], {"project": project, "due": due})
 
 
 def _claim_is_live(
@@ -378,14 +417,19 @@ class SQLiteClaims(_Base):
         self, project: str, queue: str, request: ClaimRequest, now: float
     ) -> ClaimResult | None:
         claim_id = new_id()
-        claim_expires = now + request.ttl
+        claim_ttl, grace = rules.bounded_claim(request.ttl, request.grace)
+        claim_expires = now + claim_ttl
         dead_letter = request.dead_letter
+        params = {
+            "project": project,
+            "queue": queue,
+            "now": now,
+            "limit": request.limit,
+            "budget": max(self._scan_budget, request.limit),
+        }
 
         def work(db: sqlite3.Connection) -> ClaimResult | None:
-            rows = db.execute(
-                Q["message_claimable"],
-                {"project": project, "queue": queue, "now": now, "limit": request.limit},
-            ).fetchall()
+            rows = db.execute(Q["message_claimable"], params).fetchall()
             claimed: list[Message] = []
             for message in map(message_from_row, rows):
                 if dead_letter and message.claim_count >= dead_letter.max_claim_count:
@@ -394,7 +438,7 @@ class SQLiteClaims(_Base):
                     )
                     continue
                 expires, ttl = rules.claimed_lifetime(
-                    message.expires, message.ttl, claim_expires, request.ttl, request.grace
+                    message.expires, message.ttl, claim_expires, claim_ttl, grace
                 )
                 db.execute(
                     Q["message_claim"],
@@ -424,8 +468,8 @@ class SQLiteClaims(_Base):
                     "id": claim_id,
                     "project": project,
                     "queue": queue,
-                    "ttl": request.ttl,
-                    "grace": request.grace,
+                    "ttl": claim_ttl,
+                    "grace": grace,
                     "now": now,
                     "expires": claim_expires,
                 },
@@ -461,6 +505,7 @@ class SQLiteClaims(_Base):
     async def renew(
         self, project: str, queue: str, claim_id: str, ttl: int, grace: int, now: float
     ) -> bool:
+        ttl, grace = rules.bounded_claim(ttl, grace)
         claim_expires = now + ttl
         params = {"id": claim_id, "project": project, "queue": queue, "now": now}
 
@@ -646,7 +691,10 @@ class SQLiteSubscriptions(_Base):
         def work(db: sqlite3.Connection) -> None:
             params = {"id": subscription_id, "project": project, "source": source}
             if db.execute(Q["subscription_delete"], params).rowcount:
+                # What is owed dies with it (the project's outbox score may now be
+                # early: that costs a visit, not a delivery).
                 db.execute(Q["subscription_deliveries_delete"], {"id": subscription_id})
+                db.execute(Q["subscription_failures_delete"], params)
 
         await self._write(work)
 
@@ -654,6 +702,7 @@ class SQLiteSubscriptions(_Base):
         def work(db: sqlite3.Connection) -> None:
             params = {"project": project, "source": source}
             db.execute(Q["subscription_purge_deliveries"], params)
+            db.execute(Q["subscription_purge_failures"], params)
             db.execute(Q["subscription_purge"], params)
 
         await self._write(work)
@@ -677,18 +726,38 @@ class SQLiteOutbox(_Base):
             "payload": payload,
             "now": now,
         }
-        await self._write(lambda db: db.execute(Q["delivery_insert"], params))
 
-    async def take(self, now: float, lease: float, limit: int) -> list[Delivery]:
+        def work(db: sqlite3.Connection) -> None:
+            db.execute(Q["delivery_insert"], params)
+            _outbox_lower(db, project, now)
+
+        await self._write(work)
+
+    async def take(
+        self,
+        now: float,
+        lease: float,
+        limit: int,
+        *,
+        per_project: int | None = None,
+        in_flight: Mapping[str, int] | None = None,
+    ) -> list[Delivery]:
+        share = limit if per_project is None else per_project
+        busy = dict(in_flight or {})
+        skip = [project for project, count in busy.items() if count >= share]
+        candidates = {
+            "now": now,
+            "skip": _json_encode(skip).decode(),
+            "limit": limit + TAKE_EXTRA_PROJECTS,
+        }
+
         def work(db: sqlite3.Connection) -> list[Delivery]:
             taken: list[Delivery] = []
-            for row in db.execute(Q["delivery_due"], {"now": now, "limit": limit}).fetchall():
-                delivery, live = delivery_from_row(row)
-                if not live:  # the subscription expired or was deleted
-                    db.execute(Q["delivery_delete"], {"id": int(delivery.id)})
-                    continue
-                db.execute(Q["delivery_lease"], {"id": int(delivery.id), "until": now + lease})
-                taken.append(delivery)
+            for (project,) in db.execute(Q["outbox_due_projects"], candidates).fetchall():
+                quota = min(share - busy.get(project, 0), limit - len(taken))
+                if quota <= 0:
+                    break
+                taken += _take_project(db, project, now, lease, quota)
             return taken
 
         return await self._write(work)
@@ -698,17 +767,27 @@ class SQLiteOutbox(_Base):
 
     async def retry(self, delivery_id: str, attempts: int, due: float) -> None:
         params = {"id": int(delivery_id), "attempts": attempts, "due": due}
-        await self._write(lambda db: db.execute(Q["delivery_retry"], params))
+
+        def work(db: sqlite3.Connection) -> None:
+            row = db.execute(Q["delivery_retry"], params).fetchone()
+            if row is not None:
+                _outbox_lower(db, row[0], due)
+
+        await self._write(work)
 
     async def fail(self, delivery: Delivery, attempts: int, error: str, now: float) -> None:
+        owner = {
+            "project": delivery.project,
+            "source": delivery.source,
+            "subscription_id": delivery.subscription_id,
+        }
+
         def work(db: sqlite3.Connection) -> None:
             db.execute(Q["delivery_delete"], {"id": int(delivery.id)})
             db.execute(
                 Q["failure_insert"],
                 {
-                    "project": delivery.project,
-                    "source": delivery.source,
-                    "subscription_id": delivery.subscription_id,
+                    **owner,
                     "kind": delivery.kind.value,
                     "message_id": delivery.message_id,
                     "attempts": attempts,
@@ -716,8 +795,13 @@ class SQLiteOutbox(_Base):
                     "now": now,
                 },
             )
+            db.execute(Q["failure_trim"], {**owner, "keep": FAILURES_KEPT})
 
         await self._write(work)
+
+    async def prune_failures(self, before: float) -> int:
+        params = {"before": before, "chunk": FAILURE_PRUNE_CHUNK}
+        return await self._write(lambda db: int(db.execute(Q["failure_prune"], params).rowcount))
 
     async def failures(
         self, project: str, source: str, subscription_id: str, limit: int
@@ -747,22 +831,55 @@ class SQLiteOutbox(_Base):
         return await self._read(work)
 
 
+def _take_project(
+    db: sqlite3.Connection, project: str, now: float, lease: float, quota: int
+) -> list[Delivery]:
+    """Lease up to ``quota`` due deliveries of one project and re-score it."""
+    taken: list[Delivery] = []
+    dropped = 0
+    # Rows of gone subscriptions are dropped as they come, up to TAKE_DROPS per take.
+    while len(taken) < quota and dropped < TAKE_DROPS:
+        want = quota - len(taken)
+        params = {"project": project, "now": now, "limit": want}
+        rows = db.execute(Q["delivery_due"], params).fetchall()
+        before = dropped
+        for row in rows:
+            delivery, live = delivery_from_row(row)
+            if live:
+                db.execute(Q["delivery_lease"], {"id": int(delivery.id), "until": now + lease})
+                taken.append(delivery)
+            else:  # the subscription expired or was deleted
+                db.execute(Q["delivery_delete"], {"id": int(delivery.id)})
+                dropped += 1
+        if dropped == before or len(rows) < want:
+            break  # quota reached, or nothing more is due
+    (next_due,) = db.execute(Q["outbox_next_due"], {"project": project}).fetchone()
+    if next_due is None:
+        db.execute(Q["outbox_forget"], {"project": project})
+    else:
+        db.execute(Q["outbox_rescore"], {"project": project, "due": next_due})
+    return taken
+
+
 class SQLiteStorage:
     """Storage over one SQLite file; any number of processes may share it."""
 
-    def __init__(self, path: Path, busy_timeout: float = 5.0) -> None:
+    def __init__(
+        self, path: Path, busy_timeout: float = 5.0, scan_budget: int = SCAN_BUDGET
+    ) -> None:
         self.path = path
         self._busy_timeout = busy_timeout
         self._executor = SQLiteExecutor(self._connect)
-        self.queues = SQLiteQueues(self._executor)
-        self.messages = SQLiteMessages(self._executor)
-        self.claims = SQLiteClaims(self._executor)
+        self.queues = SQLiteQueues(self._executor, scan_budget)
+        self.messages = SQLiteMessages(self._executor, scan_budget)
+        self.claims = SQLiteClaims(self._executor, scan_budget)
+        self._scan_budget = scan_budget
         self.subscriptions = SQLiteSubscriptions(self._executor)
         self.outbox = SQLiteOutbox(self._executor)
 
     @classmethod
     def from_uri(cls, uri: str, settings: StorageSettings) -> SQLiteStorage:
-        return cls(path_from_uri(uri), settings.busy_timeout)
+        return cls(path_from_uri(uri), settings.busy_timeout, settings.scan_budget)
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(
@@ -800,26 +917,35 @@ class SQLiteStorage:
 
     async def collect_garbage(self, now: float) -> int:
         removed = 0
-        for query, counts in (
-            ("gc_subscriptions", True),
-            ("gc_messages", True),
-            ("gc_claims", True),
-            ("gc_claim_marks", False),
-        ):
-            while True:
-                affected = await self._gc_chunk(Q[query], now)
-                if counts:
-                    removed += affected
+        for job in (self._gc_subscriptions, self._gc_messages, self._gc_claims):
+            # Each chunk is a short write job of its own; past GC_MAX_CHUNKS the rest
+            # waits for the next run, so one call is bounded.
+            for _ in range(GC_MAX_CHUNKS):
+                affected = await self._gc_write(job, now)
+                removed += affected
                 if affected < GC_CHUNK:
                     break
         return removed
 
-    async def _gc_chunk(self, query: str, now: float) -> int:
-        def work(db: sqlite3.Connection) -> int:
-            return int(db.execute(query, {"now": now, "chunk": GC_CHUNK}).rowcount)
+    @staticmethod
+    def _gc_subscriptions(db: sqlite3.Connection, params: dict[str, float]) -> int:
+        return int(db.execute(Q["gc_subscriptions"], params).rowcount)
 
+    @staticmethod
+    def _gc_messages(db: sqlite3.Connection, params: dict[str, float]) -> int:
+        return int(db.execute(Q["gc_messages"], params).rowcount)
+
+    @staticmethod
+    def _gc_claims(db: sqlite3.Connection, params: dict[str, float]) -> int:
+        db.execute(Q["gc_claim_marks"], params)
+        return int(db.execute(Q["gc_claims"], params).rowcount)
+
+    async def _gc_write(
+        self, job: Callable[[sqlite3.Connection, dict[str, float]], int], now: float
+    ) -> int:
+        params = {"now": now, "chunk": GC_CHUNK}
         try:
-            return await self._executor.write(work)
+            return await self._executor.write(lambda db: job(db, params))
         except sqlite3.Error as exc:
             raise StorageError(str(exc)) from exc
 

@@ -30,22 +30,60 @@ WHERE project = :project
 ORDER BY name
 LIMIT :limit;
 
+-- A filtered listing examines at most :budget queues (the window), however few match:
+-- the name filter and a cheap metadata prefilter (every "key": of the filter appears in
+-- the stored JSON) run here, the exact metadata match in storage.rules. The window is a
+-- subquery with a LIMIT, which SQLite runs as a co-routine: the outer LIMIT stops it.
+-- name: queue_scan
+SELECT name, metadata FROM (
+    SELECT name, metadata FROM queues
+    WHERE project = :project AND name > :marker
+    ORDER BY name
+    LIMIT :budget)
+WHERE (:name_contains IS NULL OR instr(name, :name_contains) > 0)
+  AND NOT EXISTS (SELECT 1 FROM json_each(:needles) AS n WHERE instr(metadata, n.value) = 0)
+LIMIT :limit;
+
+-- name: queue_window_end
+SELECT count(*), max(name) FROM (
+    SELECT name FROM queues
+    WHERE project = :project AND name > :marker
+    ORDER BY name
+    LIMIT :budget);
+
 -- name: queue_count
 SELECT count(*) FROM queues WHERE project = :project;
 
+-- Stats count through the partial indexes of migration 0004 alone (no table row is
+-- read); a claimed message always outlives its claim, so "claimed" needs no expiry.
 -- name: queue_counts
-SELECT count(*), coalesce(sum(claim_id IS NOT NULL AND claim_expires > :now), 0)
-FROM messages
-WHERE project = :project AND queue = :name AND expires > :now;
+SELECT
+    (SELECT count(*) FROM messages INDEXED BY messages_free
+     WHERE project = :project AND queue = :name AND claim_id IS NULL AND expires > :now)
+  + (SELECT count(*) FROM messages INDEXED BY messages_marked
+     WHERE project = :project AND queue = :name AND claim_id IS NOT NULL
+       AND expires > :now),
+    (SELECT count(*) FROM messages INDEXED BY messages_marked
+     WHERE project = :project AND queue = :name AND claim_id IS NOT NULL
+       AND claim_expires > :now AND expires > :now);
 
+-- The ends pass over at most :budget expired (not yet swept) messages.
 -- name: queue_oldest
 SELECT id, created FROM messages
-WHERE project = :project AND queue = :name AND expires > :now
+WHERE seq IN (
+    SELECT seq FROM messages INDEXED BY messages_by_queue
+    WHERE project = :project AND queue = :name
+    ORDER BY seq LIMIT :budget)
+  AND expires > :now
 ORDER BY seq LIMIT 1;
 
 -- name: queue_newest
 SELECT id, created FROM messages
-WHERE project = :project AND queue = :name AND expires > :now
+WHERE seq IN (
+    SELECT seq FROM messages INDEXED BY messages_by_queue
+    WHERE project = :project AND queue = :name
+    ORDER BY seq DESC LIMIT :budget)
+  AND expires > :now
 ORDER BY seq DESC LIMIT 1;
 
 -- name: message_insert
@@ -54,15 +92,53 @@ INSERT INTO messages (id, project, queue, body, client_id, ttl, created, expires
 VALUES (:id, :project, :queue, :body, :client_id, :ttl, :created, :expires,
         :delay_until, :claim_count);
 
--- name: message_list
+-- Listing with claimed messages walks the queue in post order, examining at most
+-- :budget messages after the marker.
+-- name: message_list_all
 SELECT seq, id, body, ttl, created, expires, client_id, claim_id, claim_expires,
        claim_count, delay_until
 FROM messages
-WHERE project = :project AND queue = :queue AND seq > :marker
+WHERE seq IN (
+    SELECT seq FROM messages INDEXED BY messages_by_queue
+    WHERE project = :project AND queue = :queue AND seq > :marker
+    ORDER BY seq LIMIT :budget)
   AND expires > :now
   AND (:exclude_client IS NULL OR client_id <> :exclude_client)
-  AND (:include_claimed OR claim_id IS NULL OR claim_expires <= :now)
   AND (:include_delayed OR delay_until <= :now)
+ORDER BY seq
+LIMIT :limit;
+
+-- Listing without claimed messages (the default), claim and pop read candidates from
+-- the partial indexes of migration 0004: the unmarked messages in queue order, and
+-- those whose claim lapsed (by claim expiry). Each window examines at most :budget
+-- index entries; the subqueries run as co-routines, so a window stops as soon as it has
+-- :limit candidates. Expiry, delay and client are checked in the index.
+-- name: message_list_unclaimed
+WITH free AS (
+    SELECT seq FROM (
+        SELECT seq, expires, delay_until, client_id FROM messages INDEXED BY messages_free
+        WHERE project = :project AND queue = :queue AND claim_id IS NULL AND seq > :marker
+        ORDER BY seq LIMIT :budget)
+    WHERE expires > :now
+      AND (:exclude_client IS NULL OR client_id <> :exclude_client)
+      AND (:include_delayed OR delay_until <= :now)
+    LIMIT :limit
+), lapsed AS (
+    SELECT seq FROM (
+        SELECT seq, expires, delay_until, client_id
+        FROM messages INDEXED BY messages_marked
+        WHERE project = :project AND queue = :queue AND claim_id IS NOT NULL
+          AND claim_expires <= :now
+        ORDER BY claim_expires LIMIT :budget)
+    WHERE seq > :marker AND expires > :now
+      AND (:exclude_client IS NULL OR client_id <> :exclude_client)
+      AND (:include_delayed OR delay_until <= :now)
+    LIMIT :limit
+)
+SELECT seq, id, body, ttl, created, expires, client_id, claim_id, claim_expires,
+       claim_count, delay_until
+FROM messages
+WHERE seq IN (SELECT seq FROM free UNION ALL SELECT seq FROM lapsed)
 ORDER BY seq
 LIMIT :limit;
 
@@ -75,14 +151,29 @@ WHERE id = :id AND project = :project AND queue = :queue AND expires > :now;
 -- name: message_delete
 DELETE FROM messages WHERE seq = :seq;
 
+-- Claimable = live, undelayed, and unmarked or with a lapsed claim: see
+-- message_list_unclaimed.
 -- name: message_claimable
+WITH free AS (
+    SELECT seq FROM (
+        SELECT seq, expires, delay_until FROM messages INDEXED BY messages_free
+        WHERE project = :project AND queue = :queue AND claim_id IS NULL
+        ORDER BY seq LIMIT :budget)
+    WHERE expires > :now AND delay_until <= :now
+    LIMIT :limit
+), lapsed AS (
+    SELECT seq FROM (
+        SELECT seq, expires, delay_until FROM messages INDEXED BY messages_marked
+        WHERE project = :project AND queue = :queue AND claim_id IS NOT NULL
+          AND claim_expires <= :now
+        ORDER BY claim_expires LIMIT :budget)
+    WHERE expires > :now AND delay_until <= :now
+    LIMIT :limit
+)
 SELECT seq, id, body, ttl, created, expires, client_id, claim_id, claim_expires,
        claim_count, delay_until
 FROM messages
-WHERE project = :project AND queue = :queue
-  AND expires > :now
-  AND (claim_id IS NULL OR claim_expires <= :now)
-  AND delay_until <= :now
+WHERE seq IN (SELECT seq FROM free UNION ALL SELECT seq FROM lapsed)
 ORDER BY seq
 LIMIT :limit;
 
@@ -130,15 +221,17 @@ DELETE FROM claims WHERE id = :id AND project = :project AND queue = :queue;
 DELETE FROM messages WHERE seq IN (
     SELECT seq FROM messages WHERE expires <= :now LIMIT :chunk);
 
--- name: gc_claims
-DELETE FROM claims WHERE id IN (
-    SELECT id FROM claims WHERE expires <= :now LIMIT :chunk);
-
+-- Claims go with the marks they left (found through messages_by_claim), in one job,
+-- so no lapsed mark needs a scan of every claimed message to be found.
 -- name: gc_claim_marks
 UPDATE messages SET claim_id = NULL, claim_expires = 0
-WHERE seq IN (
-    SELECT seq FROM messages
-    WHERE claim_id IS NOT NULL AND claim_expires <= :now LIMIT :chunk);
+WHERE claim_id IN (
+    SELECT id FROM claims WHERE expires <= :now ORDER BY expires, id LIMIT :chunk)
+  AND claim_expires <= :now;
+
+-- name: gc_claims
+DELETE FROM claims WHERE id IN (
+    SELECT id FROM claims WHERE expires <= :now ORDER BY expires, id LIMIT :chunk);
 
 -- Subscriptions and their outbox. A subscription is live while expires > :now.
 
@@ -181,8 +274,15 @@ DELETE FROM subscriptions WHERE id = :id AND project = :project AND source = :so
 -- name: subscription_deliveries_delete
 DELETE FROM deliveries WHERE subscription_id = :id;
 
+-- name: subscription_failures_delete
+DELETE FROM delivery_failures
+WHERE project = :project AND source = :source AND subscription_id = :id;
+
 -- name: subscription_purge_deliveries
 DELETE FROM deliveries WHERE project = :project AND source = :source;
+
+-- name: subscription_purge_failures
+DELETE FROM delivery_failures WHERE project = :project AND source = :source;
 
 -- name: subscription_purge
 DELETE FROM subscriptions WHERE project = :project AND source = :source;
@@ -206,28 +306,65 @@ WHERE s.project = :project AND s.source = :source AND s.expires > :now
 INSERT INTO deliveries (project, source, subscription_id, kind, message_id, payload, due)
 VALUES (:project, :source, :subscription_id, :kind, NULL, :payload, :now);
 
+-- The outbox is served project by project (migration 0003): a project's score is at
+-- most the earliest due time it owes. Lowered by whatever owes or re-dues a delivery.
+-- name: outbox_lower
+INSERT INTO outbox_projects (project, due) VALUES (:project, :due)
+ON CONFLICT (project) DO UPDATE SET due = min(due, excluded.due);
+
+-- Projects with something due, earliest first, less those at their share of slots.
+-- name: outbox_due_projects
+SELECT project FROM outbox_projects
+WHERE due <= :now AND project NOT IN (SELECT value FROM json_each(:skip))
+ORDER BY due
+LIMIT :limit;
+
+-- name: outbox_next_due
+SELECT min(due) FROM deliveries WHERE project = :project;
+
+-- name: outbox_rescore
+UPDATE outbox_projects SET due = :due WHERE project = :project;
+
+-- name: outbox_forget
+DELETE FROM outbox_projects WHERE project = :project;
+
+-- Due deliveries of one project, with the try this take counts.
 -- name: delivery_due
 SELECT d.id, d.project, d.source, d.subscription_id, d.kind, d.message_id, d.payload,
-       d.ttl, d.delay, d.attempts, s.subscriber, s.options, s.expires > :now
+       d.ttl, d.delay, d.attempts + 1, s.subscriber, s.options, s.expires > :now
 FROM deliveries AS d
 LEFT JOIN subscriptions AS s ON s.id = d.subscription_id
-WHERE d.due <= :now
+WHERE d.project = :project AND d.due <= :now
 ORDER BY d.due
 LIMIT :limit;
 
 -- name: delivery_lease
-UPDATE deliveries SET due = :until WHERE id = :id;
+UPDATE deliveries SET due = :until, attempts = attempts + 1 WHERE id = :id;
 
 -- name: delivery_delete
 DELETE FROM deliveries WHERE id = :id;
 
 -- name: delivery_retry
-UPDATE deliveries SET attempts = :attempts, due = :due WHERE id = :id;
+UPDATE deliveries SET attempts = :attempts, due = :due WHERE id = :id
+RETURNING project;
 
 -- name: failure_insert
 INSERT INTO delivery_failures (project, source, subscription_id, kind, message_id,
                                attempts, error, failed)
 VALUES (:project, :source, :subscription_id, :kind, :message_id, :attempts, :error, :now);
+
+-- Keeps the newest :keep failures of a subscription (run after each insert, so it
+-- removes one row at most in the steady state).
+-- name: failure_trim
+DELETE FROM delivery_failures WHERE id IN (
+    SELECT id FROM delivery_failures
+    WHERE project = :project AND source = :source AND subscription_id = :subscription_id
+    ORDER BY id DESC
+    LIMIT -1 OFFSET :keep);
+
+-- name: failure_prune
+DELETE FROM delivery_failures WHERE id IN (
+    SELECT id FROM delivery_failures WHERE failed < :before LIMIT :chunk);
 
 -- name: failure_page
 SELECT subscription_id, kind, message_id, attempts, error, failed

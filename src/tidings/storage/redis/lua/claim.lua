@@ -31,7 +31,7 @@ local function take(m)
   ids[#ids + 1] = m[F_ID]
 end
 
-scan(0, cap, function(m)
+scan(0, cap, now, true, function(m)
   if claimable(m, now) then
     taken = taken + 1
     if dl_max > 0 and m[F_CLAIM_COUNT] >= dl_max then

@@ -4,7 +4,7 @@
 local now, after, limit, cap = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local exclude, with_claimed, with_delayed = ARGV[5], ARGV[6] == '1', ARGV[7] == '1'
 local found = {}
-scan(after, cap, function(m, raw)
+scan(after, cap, now, not with_claimed, function(m, raw)
   if live(m, now)
       and (exclude == '' or m[F_CLIENT] ~= exclude)
       and (with_claimed or not claimed(m, now))

@@ -2,7 +2,7 @@
 -- ARGV: now, limit, cap.
 local now, limit, cap = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local popped = {}
-scan(0, cap, function(m, raw)
+scan(0, cap, now, true, function(m, raw)
   if claimable(m, now) then
     popped[#popped + 1] = raw
     remove(m[F_ID])

@@ -1,10 +1,10 @@
 -- End a claim (live or not); its messages become claimable at once. ARGV: claim_id.
 local claim_id = ARGV[1]
-local raw = redis.call('HGET', CLAIMS, claim_id)
-if not raw then
+local c = read_claim(claim_id)
+if not c then
   return 0
 end
-for _, id in ipairs(cmsgpack.unpack(raw)[C_IDS]) do
+for _, id in ipairs(c[C_IDS]) do
   local m = load(id)
   if m and m[F_CLAIM] == claim_id then
     m[F_CLAIM], m[F_CLAIM_EXPIRES] = '', 0

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+
 import pytest
 
+from tests.contract import peek
 from tidings.errors import SubscriberTaken
-from tidings.model import DeliveryKind, NewMessage
+from tidings.model import Delivery, DeliveryKind, NewMessage
 from tidings.storage.base import Audience, PreparePost, Storage
 from tidings.storage.postgres import subscriptions as postgres_subscriptions
 from tidings.storage.redis import subscriptions as redis_subscriptions
@@ -294,3 +298,87 @@ async def test_old_failures_are_pruned(storage: Storage) -> None:
     assert (removed, kept) in ((1, ["new"]), (0, ["new", "old"]))
     await storage.subscriptions.delete(P, Q, sid)
     assert await storage.outbox.failures(P, Q, sid, 10) == []
+
+
+# --- bodies stored once -------------------------------------------------------------
+
+
+async def test_a_post_stores_each_body_once(storage: Storage) -> None:
+    for n in range(3):
+        await subscribe(storage, f"http://h/{n}")
+    ids = await storage.messages.post(P, Q, batch(1, 2), CLIENT, T0, Audience.ALL)
+    assert await peek.stored_bodies(storage, P, Q) == 2
+    taken = await storage.outbox.take(T0, LEASE, 100)
+    assert sorted((d.message_id, d.payload) for d in taken) == sorted(
+        [(ids[0], b"1")] * 3 + [(ids[1], b"2")] * 3)
+    # A post nobody is owed stores no body.
+    await storage.messages.post(P, "quiet", batch(3), CLIENT, T0, Audience.ALL)
+    await storage.messages.post(P, Q, batch(4), CLIENT, T0)
+    assert await peek.stored_bodies(storage, P, "quiet") == 0
+    assert await peek.stored_bodies(storage, P, Q) == 2
+
+
+async def test_a_body_goes_with_the_last_delivery_of_its_message(storage: Storage) -> None:
+    await subscribe(storage, "http://a")
+    await subscribe(storage, "http://b")
+    await storage.messages.post(P, Q, batch(1, 2, 3), CLIENT, T0, Audience.ALL)
+    taken = await storage.outbox.take(T0, LEASE, 100)
+    by_body: dict[bytes, list[Delivery]] = {}
+    for delivery in taken:
+        by_body.setdefault(delivery.payload, []).append(delivery)
+    one, two, three = by_body[b"1"], by_body[b"2"], by_body[b"3"]
+    await storage.outbox.done(one[0].id)
+    assert await peek.stored_bodies(storage, P, Q) == 3
+    await storage.outbox.done(one[1].id)
+    await storage.outbox.done(two[0].id)
+    await storage.outbox.fail(two[1], 3, "HTTP 500", T0)
+    await storage.outbox.done(three[0].id)
+    await storage.outbox.retry(three[1].id, 1, T0 + 5)
+    assert await peek.stored_bodies(storage, P, Q) == 1
+    [again] = await storage.outbox.take(T0 + 5, LEASE, 100)
+    assert again.payload == b"3"
+    await storage.outbox.done(again.id)
+    assert await peek.stored_bodies(storage, P, Q) == 0
+
+
+async def test_bodies_go_with_the_subscriptions_owed_them(storage: Storage) -> None:
+    first = await subscribe(storage, "http://a")
+    second = await subscribe(storage, "http://b")
+    await storage.messages.post(P, Q, batch(1, 2), CLIENT, T0, Audience.ALL)
+    await storage.subscriptions.delete(P, Q, first)
+    # What is owed to a deleted subscription goes with it, or when next taken.
+    assert [s for s, _, _ in await take_all(storage, T0)] == ["http://b"] * 2
+    assert await peek.stored_bodies(storage, P, Q) == 2
+    await storage.subscriptions.delete(P, Q, second)
+    assert await storage.outbox.take(T0 + LEASE + 1, LEASE, 100) == []
+    assert await peek.stored_bodies(storage, P, Q) == 0
+    await subscribe(storage, "http://c")
+    await storage.messages.post(P, Q, batch(3, 4), CLIENT, T0 + 100, Audience.ALL)
+    assert await peek.stored_bodies(storage, P, Q) == 2
+    await storage.subscriptions.purge(P, Q)
+    assert await peek.stored_bodies(storage, P, Q) == 0
+
+
+async def test_a_delivery_with_its_body_inline_is_still_delivered(storage: Storage) -> None:
+    sid = await subscribe(storage, "http://a")
+    message_id = str(uuid.uuid4())
+    await peek.owe_inline(storage, P, Q, sid, message_id, b'{"old": 1}', T0)
+    [ids] = [await storage.messages.post(P, Q, batch(5), CLIENT, T0, Audience.ALL)]
+    taken = await storage.outbox.take(T0, LEASE, 100)
+    assert sorted((d.message_id, d.payload) for d in taken) == sorted(
+        [(message_id, b'{"old": 1}'), (ids[0], b"5")])
+    for delivery in taken:
+        await storage.outbox.done(delivery.id)
+    assert await storage.outbox.take(T0 + LEASE + 1, LEASE, 100) == []
+    assert await peek.stored_bodies(storage, P, Q) == 0
+
+
+async def test_concurrent_releases_leave_no_body_behind(storage: Storage) -> None:
+    for n in range(12):
+        await subscribe(storage, f"http://h/{n}")
+    await storage.messages.post(P, Q, batch(1, 2), CLIENT, T0, Audience.ALL)
+    taken = await storage.outbox.take(T0, LEASE, 100)
+    assert len(taken) == 24
+    # Each body's last deliveries end at once, in transactions of their own.
+    await asyncio.gather(*(storage.outbox.done(d.id) for d in taken))
+    assert await peek.stored_bodies(storage, P, Q) == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -129,3 +130,20 @@ def metadata_matches(metadata: dict[str, Any], wanted: dict[str, Any] | None) ->
     return not wanted or all(
         key in metadata and metadata[key] == value for key, value in wanted.items()
     )
+
+
+class TakeShares:
+    """How many deliveries one ``take`` may lease from each project: the project's
+    share less what it has in flight, within what is left of the take's limit."""
+
+    def __init__(self, limit: int, per_project: int | None, in_flight: Mapping[str, int] | None):
+        self.limit = limit
+        self.share = limit if per_project is None else per_project
+        self.busy = dict(in_flight or {})
+
+    def saturated(self) -> list[str]:
+        """Projects at their share: a take leases nothing of theirs."""
+        return [project for project, count in self.busy.items() if count >= self.share]
+
+    def quota(self, project: str, taken: int) -> int:
+        return min(self.share - self.busy.get(project, 0), self.limit - taken)

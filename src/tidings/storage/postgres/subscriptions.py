@@ -47,7 +47,7 @@ async def fan_out(
     transaction)."""
     if audience is Audience.NOBODY or not messages:
         return
-    status = await connection.execute(
+    owed = await connection.fetchval(
         S["delivery_fan_out"],
         project,
         source,
@@ -59,7 +59,7 @@ async def fan_out(
         now,
         audience is Audience.CONFIRMED,
     )
-    if _affected(status):
+    if owed:
         await outbox_lower(connection, project, now + min(m.delay for m in messages))
 
 
@@ -68,12 +68,6 @@ async def outbox_lower(connection: Connection, project: str, due: float) -> None
     transaction, whose commit a taker of that project then waits for)."""
     await connection.execute(S["outbox_share"], project)
     await connection.execute(S["outbox_lower"], project, due)
-
-
-def _affected(status: str) -> int:
-    """Rows a command changed, from its status tag ("INSERT 0 5", "DELETE 3")."""
-    tail = status.rsplit(" ", 1)[-1]
-    return int(tail) if tail.isdigit() else 0
 
 
 async def _live_subscriber(
@@ -213,6 +207,7 @@ class PostgresSubscriptions:
 
     async def purge(self, project: str, source: str) -> None:
         async def work(connection: Connection) -> None:
+            await connection.execute(S["source_purge_bodies"], project, source)
             await connection.execute(S["source_purge_deliveries"], project, source)
             await connection.execute(S["source_purge_failures"], project, source)
             await connection.execute(S["source_purge"], project, source)
@@ -250,9 +245,8 @@ class PostgresOutbox:
         per_project: int | None = None,
         in_flight: Mapping[str, int] | None = None,
     ) -> list[Delivery]:
-        share = limit if per_project is None else per_project
-        busy = dict(in_flight or {})
-        skip = [project for project, count in busy.items() if count >= share]
+        shares = rules.TakeShares(limit, per_project, in_flight)
+        skip = shares.saturated()
 
         async def due_projects(connection: Connection) -> list[str]:
             rows = await connection.fetch(
@@ -266,7 +260,7 @@ class PostgresOutbox:
         taken: list[Delivery] = []
         # One short transaction per project: a taker holds one project row at a time.
         for project in await self._db.run(due_projects, SINGLE):
-            quota = min(share - busy.get(project, 0), limit - len(taken))
+            quota = shares.quota(project, len(taken))
             if quota <= 0:
                 break
             taken += await self._db.run(from_project(project, quota), WRITE)

@@ -49,6 +49,10 @@ WITH gone AS (
 DELETE FROM delivery_failures
 WHERE project = $2 AND source = $3 AND subscription_id IN (SELECT id FROM gone);
 
+-- Bodies first: then the deliveries' release trigger finds none to check.
+-- name: source_purge_bodies
+DELETE FROM notification_bodies WHERE project = $1 AND source = $2;
+
 -- name: source_purge_deliveries
 DELETE FROM deliveries WHERE project = $1 AND source = $2;
 
@@ -59,15 +63,24 @@ DELETE FROM delivery_failures WHERE project = $1 AND source = $2;
 DELETE FROM subscriptions WHERE project = $1 AND source = $2;
 
 -- One notification per message per admitted live subscription, due when the
--- message's delay ends; $9 admits only confirmed subscriptions.
+-- message's delay ends; $9 admits only confirmed subscriptions. Each body is stored
+-- once (migration 0004), not copied into every delivery. Returns the deliveries owed.
 -- name: delivery_fan_out
-INSERT INTO deliveries (project, source, subscription_id, kind, message_id, payload, ttl,
-                        delay, due)
-SELECT $1, $2, s.id, 'notification', m.id, m.payload, m.ttl, m.delay, m.due
-FROM subscriptions AS s
-CROSS JOIN unnest($3::uuid[], $4::bytea[], $5::integer[], $6::integer[], $7::float8[])
-    AS m (id, payload, ttl, delay, due)
-WHERE s.project = $1 AND s.source = $2 AND s.expires > $8 AND (NOT $9 OR s.confirmed);
+WITH owed AS (
+    INSERT INTO deliveries (project, source, subscription_id, kind, message_id, payload,
+                            ttl, delay, due)
+    SELECT $1, $2, s.id, 'notification', m.id, ''::bytea, m.ttl, m.delay, m.due
+    FROM subscriptions AS s
+    CROSS JOIN unnest($3::uuid[], $5::integer[], $6::integer[], $7::float8[])
+        AS m (id, ttl, delay, due)
+    WHERE s.project = $1 AND s.source = $2 AND s.expires > $8 AND (NOT $9 OR s.confirmed)
+    RETURNING 1
+), stored AS (
+    INSERT INTO notification_bodies (project, source, message_id, body)
+    SELECT $1, $2, m.id, m.body FROM unnest($3::uuid[], $4::bytea[]) AS m (id, body)
+    WHERE EXISTS (SELECT 1 FROM owed)
+)
+SELECT count(*) FROM owed;
 
 -- name: delivery_insert
 INSERT INTO deliveries (project, source, subscription_id, kind, message_id, payload, due)
@@ -111,11 +124,12 @@ UPDATE outbox_projects SET due = (SELECT due FROM next)
 WHERE project = $1 AND (SELECT due FROM next) IS NOT NULL;
 
 -- Leases up to $3 due deliveries of one project, counting the try, and returns them
--- with their subscription (or none: the caller drops those); SKIP LOCKED passes rows
--- another node is finishing.
+-- with their subscription (or none: the caller drops those) and the body of a
+-- notification (shared, or inline in a delivery written before migration 0004);
+-- SKIP LOCKED passes rows another node is finishing.
 -- name: delivery_lease_due
 WITH due AS (
-    SELECT id, subscription_id FROM deliveries
+    SELECT id, source, subscription_id, message_id FROM deliveries
     WHERE project = $1 AND due <= $2
     ORDER BY due
     LIMIT $3
@@ -124,10 +138,12 @@ WITH due AS (
 UPDATE deliveries AS d SET due = $4, attempts = d.attempts + 1
 FROM due
 LEFT JOIN subscriptions AS s ON s.id = due.subscription_id
+LEFT JOIN notification_bodies AS b
+    ON b.project = $1 AND b.source = due.source AND b.message_id = due.message_id
 WHERE d.id = due.id
 RETURNING d.id, d.project, d.source, d.subscription_id::text, d.kind, d.message_id::text,
-          d.payload, d.ttl, d.delay, d.attempts, s.subscriber, s.options,
-          coalesce(s.expires > $2, false);
+          coalesce(b.body, d.payload), d.ttl, d.delay, d.attempts, s.subscriber,
+          s.options, coalesce(s.expires > $2, false);
 
 -- name: delivery_drop
 DELETE FROM deliveries WHERE id = ANY($1::bigint[]);

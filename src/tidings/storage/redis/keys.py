@@ -23,7 +23,7 @@ QUEUE_KINDS = (
 # Order matters: lua/source_lib.lua expects these as the last keys of a script.
 SOURCE_KINDS = (
     "subs", "sub-order", "sub-expiry", "subscribers",
-    "notify-seq", "notify", "notify-due", "failures",
+    "notify-seq", "notify", "notify-due", "failures", "bodies", "body-refs",
 )  # fmt: skip
 
 

@@ -264,9 +264,8 @@ class RedisOutbox:
         per_project: int | None = None,
         in_flight: Mapping[str, int] | None = None,
     ) -> list[Delivery]:
-        share = limit if per_project is None else per_project
-        busy = dict(in_flight or {})
-        skip = {project for project, count in busy.items() if count >= share}
+        shares = rules.TakeShares(limit, per_project, in_flight)
+        skip = set(shares.saturated())
         index = self._b.keys.outbox_projects
         count = len(skip) + limit + TAKE_EXTRA_PROJECTS
         due = await self._b.call(
@@ -276,7 +275,7 @@ class RedisOutbox:
         for project in map(_text, due):
             if project in skip:
                 continue
-            quota = min(share - busy.get(project, 0), limit - len(taken))
+            quota = shares.quota(project, len(taken))
             if quota <= 0:
                 break
             taken += await self._take_project(project, now, lease, quota)

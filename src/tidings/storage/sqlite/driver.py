@@ -384,7 +384,6 @@ def _fan_out(
                 "project": project,
                 "source": source,
                 "message_id": mid,
-                "payload": m.body,
                 "ttl": m.ttl,
                 "delay": m.delay,
                 "due": now + m.delay,
@@ -395,6 +394,14 @@ def _fan_out(
         ],
     )
     if owed.rowcount and messages:
+        # Every message went to the same subscriptions: each body is stored once.
+        db.executemany(
+            Q["notification_body_insert"],
+            [
+                {"project": project, "source": source, "message_id": mid, "body": m.body}
+                for mid, m in zip(ids, messages, strict=True)
+            ],
+        )
         _outbox_lower(db, project, now + min(m.delay for m in messages))
 
 
@@ -701,6 +708,8 @@ class SQLiteSubscriptions(_Base):
     async def purge(self, project: str, source: str) -> None:
         def work(db: sqlite3.Connection) -> None:
             params = {"project": project, "source": source}
+            # Bodies first: then the deliveries' release trigger finds none to check.
+            db.execute(Q["subscription_purge_bodies"], params)
             db.execute(Q["subscription_purge_deliveries"], params)
             db.execute(Q["subscription_purge_failures"], params)
             db.execute(Q["subscription_purge"], params)
@@ -742,9 +751,8 @@ class SQLiteOutbox(_Base):
         per_project: int | None = None,
         in_flight: Mapping[str, int] | None = None,
     ) -> list[Delivery]:
-        share = limit if per_project is None else per_project
-        busy = dict(in_flight or {})
-        skip = [project for project, count in busy.items() if count >= share]
+        shares = rules.TakeShares(limit, per_project, in_flight)
+        skip = shares.saturated()
         candidates = {
             "now": now,
             "skip": _json_encode(skip).decode(),
@@ -754,7 +762,7 @@ class SQLiteOutbox(_Base):
         def work(db: sqlite3.Connection) -> list[Delivery]:
             taken: list[Delivery] = []
             for (project,) in db.execute(Q["outbox_due_projects"], candidates).fetchall():
-                quota = min(share - busy.get(project, 0), limit - len(taken))
+                quota = shares.quota(project, len(taken))
                 if quota <= 0:
                     break
                 taken += _take_project(db, project, now, lease, quota)

@@ -281,6 +281,9 @@ WHERE project = :project AND source = :source AND subscription_id = :id;
 -- name: subscription_purge_deliveries
 DELETE FROM deliveries WHERE project = :project AND source = :source;
 
+-- name: subscription_purge_bodies
+DELETE FROM notification_bodies WHERE project = :project AND source = :source;
+
 -- name: subscription_purge_failures
 DELETE FROM delivery_failures WHERE project = :project AND source = :source;
 
@@ -293,14 +296,19 @@ WHERE project = :project AND source = :source AND expires > :now
 LIMIT 1;
 
 -- One notification per message per admitted live subscription, due when the message's
--- delay ends. :confirmed_only admits only confirmed subscriptions.
+-- delay ends. :confirmed_only admits only confirmed subscriptions. The body is not
+-- copied into each: it is stored once (notification_body_insert, migration 0005).
 -- name: delivery_fan_out
 INSERT INTO deliveries (project, source, subscription_id, kind, message_id, payload, ttl,
                         delay, due)
-SELECT :project, :source, s.id, 'notification', :message_id, :payload, :ttl, :delay, :due
+SELECT :project, :source, s.id, 'notification', :message_id, x'', :ttl, :delay, :due
 FROM subscriptions AS s
 WHERE s.project = :project AND s.source = :source AND s.expires > :now
   AND (NOT :confirmed_only OR s.confirmed);
+
+-- name: notification_body_insert
+INSERT INTO notification_bodies (project, source, message_id, body)
+VALUES (:project, :source, :message_id, :body);
 
 -- name: delivery_insert
 INSERT INTO deliveries (project, source, subscription_id, kind, message_id, payload, due)
@@ -328,12 +336,16 @@ UPDATE outbox_projects SET due = :due WHERE project = :project;
 -- name: outbox_forget
 DELETE FROM outbox_projects WHERE project = :project;
 
--- Due deliveries of one project, with the try this take counts.
+-- Due deliveries of one project, with the try this take counts, and the body of a
+-- notification (shared, or inline in a delivery written before migration 0005).
 -- name: delivery_due
-SELECT d.id, d.project, d.source, d.subscription_id, d.kind, d.message_id, d.payload,
-       d.ttl, d.delay, d.attempts + 1, s.subscriber, s.options, s.expires > :now
+SELECT d.id, d.project, d.source, d.subscription_id, d.kind, d.message_id,
+       coalesce(b.body, d.payload), d.ttl, d.delay, d.attempts + 1, s.subscriber,
+       s.options, s.expires > :now
 FROM deliveries AS d
 LEFT JOIN subscriptions AS s ON s.id = d.subscription_id
+LEFT JOIN notification_bodies AS b
+    ON b.project = d.project AND b.source = d.source AND b.message_id = d.message_id
 WHERE d.project = :project AND d.due <= :now
 ORDER BY d.due
 LIMIT :limit;

@@ -2,8 +2,7 @@
 -- (none is kept for a subscription that no longer exists).
 -- ARGV: n, sid, failure (msgpack {kind, message id, attempts, error, failed}), keep.
 local n, sid, keep = ARGV[1], ARGV[2], tonumber(ARGV[4])
-redis.call('HDEL', NOTIFY, n)
-redis.call('ZREM', NOTIFY_DUE, n)
+forget(n)
 if redis.call('HEXISTS', SUBS, sid) == 0 then
   return 0
 end

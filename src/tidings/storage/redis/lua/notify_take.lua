@@ -22,11 +22,10 @@ while #taken < limit and examined < cap do
         d[D_ATTEMPTS] = d[D_ATTEMPTS] + 1
         redis.call('HSET', NOTIFY, n, cmsgpack.pack(d))
         redis.call('ZADD', NOTIFY_DUE, leased_until, n)
-        taken[#taken + 1] = {n, d[D_SID], d[D_KIND], d[D_MESSAGE], d[D_PAYLOAD], d[D_TTL],
+        taken[#taken + 1] = {n, d[D_SID], d[D_KIND], d[D_MESSAGE], payload_of(d), d[D_TTL],
           d[D_DELAY], d[D_ATTEMPTS], s[S_SUBSCRIBER], s[S_OPTIONS]}
       else
-        redis.call('HDEL', NOTIFY, n)
-        redis.call('ZREM', NOTIFY_DUE, n)
+        forget(n)
       end
     end
   end

@@ -1,6 +1,6 @@
 -- Append a batch at the tail of the queue and, in the same step, owe every live
 -- subscription of the source the audience admits one notification per message, due
--- when the message's delay ends.
+-- when the message's delay ends; each body is stored once, not once per subscription.
 -- KEYS: the queue's (queue_lib.lua), then the source's (source_lib.lua).
 -- ARGV: now, client_id, audience ('nobody', 'all' or 'confirmed'), then
 -- (id, body, ttl, delay) per message.
@@ -19,8 +19,11 @@ for i = 4, #ARGV, 4 do
   end
   append({id, 0, body, ttl, now, now + ttl, client, '', 0, 0, delay_until})
   local due = now + delay
+  if #subs > 0 then
+    keep_body(id, body, #subs)
+  end
   for _, sid in ipairs(subs) do
-    owe(sid, 'notification', id, body, ttl, delay, due)
+    owe(sid, 'notification', id, false, ttl, delay, due)
   end
   if #subs > 0 and (first_due == nil or due < first_due) then
     first_due = due

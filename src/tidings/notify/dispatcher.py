@@ -11,8 +11,10 @@ store does not even lease more of a project at its share) and at most
 ``max_deliveries_per_host`` to one subscriber host:port (more are deferred a moment,
 without using up a try). Every take counts a try in the store, so a delivery that keeps
 crashing its worker goes to the failures list after ``max_delivery_attempts`` like any
-other. Nothing here dies of one bad delivery or one bad round: each is caught, logged,
-and the loop goes on.
+other. A slot is held while the delivery is being sent, not while its outcome is
+written to the store, so a busy store slows a tenant's deliveries less; outcomes still
+being written are bounded too. Nothing here dies of one bad delivery or one bad round:
+each is caught, logged, and the loop goes on.
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ from tidings.model import Delivery
 from tidings.notify import retry
 from tidings.notify.destinations import DenyList
 from tidings.notify.senders import DeliveryError, EmailSender, Sender, WebhookSender
+from tidings.ops.context import split_namespace
 from tidings.storage.base import FAILURE_PRUNE_CHUNK, Storage
+from tidings.storage.fairness import current_tenant
 
 log = logging.getLogger("tidings.notify")
 
@@ -44,6 +48,8 @@ ERROR_BACKOFF_MAX = 30.0
 PRUNE_INTERVAL = 60.0
 PRUNE_MAX_CHUNKS = 100
 DEFAULT_PORTS = {"http": 80, "https": 443}
+# Deliveries sent whose outcome is still being written, per allowed sending slot.
+RECORDING_FACTOR = 2
 
 
 class Doorbell:
@@ -74,6 +80,21 @@ def host_of(subscriber: str) -> str:
     return f"{(parts.hostname or '').lower()}:{port}"
 
 
+class _Slot:
+    """A sending slot of one project and one host, given back once (send done, or task over)."""
+
+    def __init__(self, dispatcher: Dispatcher, project: str, host: str) -> None:
+        self._dispatcher = dispatcher
+        self.project = project
+        self.host = host
+        self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._dispatcher._give_back(self)
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -93,7 +114,8 @@ class Dispatcher:
             webhook, email = WebhookSender(settings, deny=deny), EmailSender(settings)
             senders = {"http": webhook, "https": webhook, "mailto": email}
         self._senders = senders
-        self._in_flight: set[asyncio.Task[None]] = set()
+        self._in_flight: set[asyncio.Task[None]] = set()  # sending or recording
+        self._sending = 0
         self._per_project: Counter[str] = Counter()
         self._per_host: Counter[str] = Counter()
 
@@ -120,8 +142,9 @@ class Dispatcher:
     async def _round(self) -> bool:
         """Start what is due and fits; True when the dispatcher should wait a while."""
         settings = self._settings
-        free = settings.max_notifier_workers - len(self._in_flight)
-        if free <= 0:
+        free = settings.max_notifier_workers - self._sending
+        recording_full = len(self._in_flight) >= RECORDING_FACTOR * settings.max_notifier_workers
+        if free <= 0 or recording_full:
             return True  # a finishing delivery rings the doorbell
         now = self._clock()
         try:
@@ -154,25 +177,35 @@ class Dispatcher:
     def _start(self, delivery: Delivery, host: str) -> None:
         self._per_project[delivery.project] += 1
         self._per_host[host] += 1
-        task = asyncio.create_task(self._deliver(delivery))
+        self._sending += 1
+        slot = _Slot(self, delivery.project, host)
+        task = asyncio.create_task(self._deliver(delivery, slot))
         self._in_flight.add(task)
-        task.add_done_callback(lambda done: self._finished(done, delivery.project, host))
+        task.add_done_callback(lambda done: self._finished(done, slot))
 
-    def _finished(self, task: asyncio.Task[None], project: str, host: str) -> None:
+    def _finished(self, task: asyncio.Task[None], slot: _Slot) -> None:
         self._in_flight.discard(task)
-        for counts, key in ((self._per_project, project), (self._per_host, host)):
+        slot.release()
+        self._doorbell.ring()
+
+    def _give_back(self, slot: _Slot) -> None:
+        self._sending -= 1
+        for counts, key in ((self._per_project, slot.project), (self._per_host, slot.host)):
             counts[key] -= 1
             if counts[key] <= 0:
                 del counts[key]
         self._doorbell.ring()
 
-    async def _deliver(self, delivery: Delivery) -> None:
+    async def _deliver(self, delivery: Delivery, slot: _Slot) -> None:
+        # What the delivery makes the store do (its outcome, its policy) is its project's
+        # work, queued behind that project's other work in shared store workers.
+        current_tenant.set(split_namespace(delivery.project)[0])
         try:
-            await self._attempt(delivery)
+            await self._attempt(delivery, slot)
         except Exception:  # even recording failed unexpectedly: the lease brings it back
             log.exception("delivery %s to %s went wrong", delivery.id, delivery.subscriber)
 
-    async def _attempt(self, delivery: Delivery) -> None:
+    async def _attempt(self, delivery: Delivery, slot: _Slot) -> None:
         tries = self._settings.max_delivery_attempts
         if delivery.attempts > tries:
             # Its earlier tries ended without an outcome (the worker died or hung up
@@ -188,7 +221,10 @@ class Dispatcher:
         try:
             if sender is None:
                 raise DeliveryError(f"no sender for {delivery.subscriber}", retryable=False)
-            await sender.send(delivery)
+            try:
+                await sender.send(delivery)
+            finally:
+                slot.release()  # the subscriber is done with; the store write follows
         except DeliveryError as exc:
             await self._failed(delivery, exc)
         except Exception as exc:  # a bug must not kill the dispatcher; keep the delivery

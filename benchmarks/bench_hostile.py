@@ -19,8 +19,12 @@ Reported per phase: the normal tenant's post latency (p50/p99), the delay from i
 post's 201 to its webhook's arrival (p50/p99, and how many never arrived within
 ``--drain`` seconds), the server's peak RSS, and what the hostile tenant's requests got.
 
+``--baseline-src DIR`` runs the same phases first against the server in another
+checkout's ``src`` (e.g. ``git worktree add /tmp/base <commit>``), with no settings it
+may not know, and reports it beside this one.
+
 Run:  python benchmarks/bench_hostile.py [--stores sqlite,redis,postgres] [--duration 10]
-      [--rate 20] [--idle 300] [--json out.json]
+      [--rate 20] [--idle 300] [--attacks fan-out,...] [--baseline-src DIR] [--json out.json]
 """
 
 from __future__ import annotations
@@ -58,15 +62,17 @@ class PhaseResult:
 
 
 async def run_store(
-    store: str, store_uri: str, data_dir: Path, args: argparse.Namespace
+    store: str, store_uri: str, data_dir: Path, args: argparse.Namespace, baseline: bool
 ) -> list[PhaseResult]:
     results = []
+    label = f"{store} (baseline)" if baseline else store
+    env = (
+        {"PYTHONPATH": args.baseline_src}
+        if baseline
+        else {"TIDINGS_NOTIFICATION__SUBSCRIBER_DENY_NETWORKS": "[]"}
+    )
     async with Arena() as arena:
-        server = TidingsServer(
-            data_dir,
-            store_uri=store_uri,
-            env={"TIDINGS_NOTIFICATION__SUBSCRIBER_DENY_NETWORKS": "[]"},
-        )
+        server = TidingsServer(data_dir, store_uri=store_uri, env=env)
         await asyncio.to_thread(server.start)
         try:
             base = f"{server.url}/v2"
@@ -84,7 +90,7 @@ async def run_store(
                     attacks=tuple(args.attacks.split(",")),
                 )
                 sampler.stop()
-                results.append(summarise(store, phase, traffic, sampler.peak_rss))
+                results.append(summarise(label, phase, traffic, sampler.peak_rss))
         finally:
             await asyncio.to_thread(server.stop)
     return results
@@ -108,12 +114,12 @@ def summarise(store: str, phase: str, traffic: Traffic, peak_rss: int) -> PhaseR
 
 def report(results: list[PhaseResult]) -> None:
     print(
-        f"{'store':<9}{'phase':<8}{'posts':>7}{'failed':>7}{'post p50':>10}{'post p99':>10}"
+        f"{'store':<20}{'phase':<8}{'posts':>7}{'failed':>7}{'post p50':>10}{'post p99':>10}"
         f"{'deliv p50':>11}{'deliv p99':>11}{'lost':>6}{'peak RSS':>10}"
     )
     for r in results:
         print(
-            f"{r.store:<9}{r.phase:<8}{r.posts:>7}{r.failed_posts:>7}{r.post_p50_ms:>8.1f}ms{r.post_p99_ms:>8.1f}ms"
+            f"{r.store:<20}{r.phase:<8}{r.posts:>7}{r.failed_posts:>7}{r.post_p50_ms:>8.1f}ms{r.post_p99_ms:>8.1f}ms"
             f"{r.delivery_p50_ms:>9.1f}ms{r.delivery_p99_ms:>9.1f}ms{r.undelivered:>6}"
             f"{r.peak_rss_mb:>8.0f}MB"
         )
@@ -134,14 +140,20 @@ def main() -> int:
     parser.add_argument(
         "--attacks", default=",".join(ATTACKS), help="which attacks (default: all at once)"
     )
+    parser.add_argument("--baseline-src", help="another checkout's src/ to compare against")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
     results: list[PhaseResult] = []
     for store in [s.strip() for s in args.stores.split(",") if s.strip()]:
         data_dir = Path(tempfile.mkdtemp(prefix=f"bench-hostile-{store}-"))
         try:
-            with bench_store(store, data_dir) as bench:
-                results.extend(asyncio.run(run_store(store, bench.uri, data_dir, args)))
+            for baseline in ([True] if args.baseline_src else []) + [False]:
+                with bench_store(store, data_dir / str(baseline)) as bench:
+                    results.extend(
+                        asyncio.run(
+                            run_store(store, bench.uri, data_dir / str(baseline), args, baseline)
+                        )
+                    )
         finally:
             shutil.rmtree(data_dir, ignore_errors=True)
     report(results)

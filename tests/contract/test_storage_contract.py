@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from tidings.config import StorageSettings
 from tidings.errors import ClaimedMessage, UnableToDelete
 from tidings.model import ClaimRequest, DeadLetterPolicy, NewMessage
 from tidings.storage.base import PreparePost, Storage
@@ -18,6 +19,8 @@ T0 = 1_700_000_000.0
 CLIENT = "11111111-1111-1111-1111-111111111111"
 OTHER_CLIENT = "22222222-2222-2222-2222-222222222222"
 NO_SUCH_CLAIM = "00000000-0000-0000-0000-000000000000"
+# The drivers here run with the default ``[storage] scan_budget``.
+BUDGET = StorageSettings().scan_budget
 
 
 def batch(*bodies: int, ttl: int = 300, delay: int = 0) -> PreparePost:
@@ -33,7 +36,8 @@ async def listing(storage: Storage, now: float = T0, **options: object) -> list[
     }
     params.update(options)
     found = await storage.messages.page(P, Q, **params)  # type: ignore[arg-type]
-    return [m.body.decode() for m in found]
+    assert found.resume_after is None  # small queues never exhaust the scan budget
+    return [m.body.decode() for m in found.messages]
 
 
 def claim(limit: int = 10, ttl: int = 60, grace: int = 60, **kw: object) -> ClaimRequest:
@@ -81,10 +85,10 @@ async def test_projects_never_see_each_other(storage: Storage) -> None:
     # Zaqar keys "<project>.<queue>" collide for project "a.b"/queue "c" and "a"/"b.c".
     await storage.messages.post("a.b", "c", batch(1), CLIENT, T0)
     await storage.messages.post("a", "b.c", batch(2), CLIENT, T0)
-    first = await storage.messages.page(
+    first = (await storage.messages.page(
         "a.b", "c", marker=None, limit=10, exclude_client=None,
         include_claimed=True, include_delayed=True, now=T0,
-    )
+    )).messages
     assert [m.body for m in first] == [b"1"]
     assert await storage.messages.get("a", "b.c", [first[0].id], T0) == []
     assert await storage.messages.get("a.b", "other", [first[0].id], T0) == []
@@ -150,10 +154,10 @@ async def test_post_prepares_the_batch_from_current_metadata(storage: Storage) -
     await storage.queues.set_metadata(P, Q, {"ttl": 200})
     await storage.messages.post(P, Q, prepare, CLIENT, T0)
     assert seen == [{}, {"ttl": 200}]
-    found = await storage.messages.page(
+    found = (await storage.messages.page(
         P, Q, marker=None, limit=10, exclude_client=None,
         include_claimed=False, include_delayed=False, now=T0,
-    )
+    )).messages
     assert [m.ttl for m in found] == [100, 200]
 
 
@@ -172,10 +176,10 @@ async def test_failed_prepare_stores_nothing(storage: Storage) -> None:
 
 async def test_list_pages_with_exclusive_marker(storage: Storage) -> None:
     await storage.messages.post(P, Q, batch(*range(5)), CLIENT, T0)
-    page = await storage.messages.page(
+    page = (await storage.messages.page(
         P, Q, marker=None, limit=2, exclude_client=None,
         include_claimed=False, include_delayed=False, now=T0,
-    )
+    )).messages
     assert [m.body for m in page] == [b"0", b"1"]
     rest = await listing(storage, marker=page[-1].marker)
     assert rest == ["2", "3", "4"]
@@ -194,6 +198,78 @@ async def test_list_filters_echo_claimed_delayed_and_expired(storage: Storage) -
     assert await listing(storage, include_claimed=True) == ["1", "2", "4"]
     # Past ttl: gone without any garbage collection; delay and claim over: visible.
     assert await listing(storage, now=T0 + 61) == ["1", "2", "3"]
+
+
+async def follow(storage: Storage, now: float = T0, **options: object) -> list[list[str]]:
+    """Every page of a listing, each continued where the last one said (bounded)."""
+    marker: str | None = None
+    pages: list[list[str]] = []
+    for _ in range(20):
+        params: dict[str, object] = {
+            "marker": marker, "limit": 20, "exclude_client": None,
+            "include_claimed": False, "include_delayed": False, "now": now,
+        }
+        params.update(options)
+        page = await storage.messages.page(P, Q, **params)  # type: ignore[arg-type]
+        pages.append([m.body.decode() for m in page.messages])
+        marker = page.resume_after or (page.messages[-1].marker if page.messages else None)
+        if marker is None:
+            return pages
+    raise AssertionError(f"the listing did not end: {pages}")
+
+
+@pytest.mark.parametrize("include_claimed", [False, True])
+async def test_list_resumes_past_a_head_longer_than_the_budget(
+    storage: Storage, include_claimed: bool
+) -> None:
+    await storage.messages.post(P, Q, batch(*range(BUDGET + 50), delay=30), CLIENT, T0)
+    await storage.messages.post(P, Q, batch(-1, -2, -3), CLIENT, T0)
+    pages = await follow(storage, include_claimed=include_claimed)
+    # The first call examines the budget and finds nothing, but says where to go on; as
+    # in Zaqar, a page with messages links on too, so the last page is an empty one.
+    assert pages == [[], ["-1", "-2", "-3"], []]
+    first = await storage.messages.page(
+        P, Q, marker=None, limit=20, exclude_client=None,
+        include_claimed=include_claimed, include_delayed=True, now=T0,
+    )
+    assert first.resume_after is None and len(first.messages) == 20  # a full page
+
+
+async def test_list_resumes_past_own_and_expired_messages(storage: Storage) -> None:
+    await storage.messages.post(P, Q, batch(*range(BUDGET + 10)), CLIENT, T0)
+    await storage.messages.post(P, Q, batch(*range(BUDGET + 10), ttl=60), OTHER_CLIENT, T0)
+    await storage.messages.post(P, Q, batch(-1, -2), OTHER_CLIENT, T0)
+    # Skipped: the caller's own (echo off), then the expired ones not yet swept.
+    pages = await follow(storage, now=T0 + 61, exclude_client=CLIENT)
+    assert [body for page in pages for body in page] == ["-1", "-2"]
+    assert pages[0] == [] and len(pages) <= 4
+
+
+async def test_list_resumes_past_claimed_messages(storage: Storage) -> None:
+    await storage.messages.post(P, Q, batch(*range(BUDGET + 50)), CLIENT, T0)
+    await storage.messages.post(P, Q, batch(-1, -2), CLIENT, T0)
+    held = await storage.claims.create(P, Q, claim(limit=BUDGET + 50), T0)
+    assert held is not None and len(held.messages) == BUDGET + 50
+    # Stores that walk claimed messages resume past them; the others never see them.
+    pages = await follow(storage)
+    assert [body for page in pages for body in page] == ["-1", "-2"]
+
+
+async def test_list_resumes_without_repeating_lapsed_claims_past_the_window(
+    storage: Storage,
+) -> None:
+    own = await storage.messages.post(P, Q, batch(*range(BUDGET + 50)), CLIENT, T0)
+    await storage.messages.post(P, Q, batch(-1, -2), OTHER_CLIENT, T0)
+    first = await storage.claims.create(P, Q, claim(limit=BUDGET + 50), T0)
+    # A limit past the budget lets a store that walks claimed messages reach the last two.
+    second = await storage.claims.create(P, Q, claim(limit=BUDGET + 52, ttl=30), T0)
+    assert first is not None and len(first.messages) == len(own)
+    assert second is not None and [m.body for m in second.messages] == [b"-1", b"-2"]
+    await storage.claims.release(P, Q, first.id, T0)
+    # The caller's own messages fill the first window; the lapsed claims lie beyond it.
+    pages = await follow(storage, now=T0 + 31, exclude_client=CLIENT)
+    assert [body for page in pages for body in page] == ["-1", "-2"]
+    assert pages[0] == []
 
 
 async def test_get_ignores_claims_and_delay_but_not_expiry(storage: Storage) -> None:
@@ -367,10 +443,10 @@ async def test_dead_letter_move_is_complete(storage: Storage) -> None:
     assert await storage.claims.create(P, Q, claim(dead_letter=policy), T0 + 5) is None
     assert (await storage.queues.stats(P, Q, T0 + 5)).total == 0
     # Immediately listable (at the tail) and claimable in the dead-letter queue.
-    moved = await storage.messages.page(
+    moved = (await storage.messages.page(
         P, "dlq", marker=None, limit=10, exclude_client=None,
         include_claimed=False, include_delayed=False, now=T0 + 5,
-    )
+    )).messages
     assert [m.body for m in moved] == [b"0", b"1"]
     assert (moved[1].ttl, moved[1].expires, moved[1].claim_count) == (120, T0 + 125, 2)
     assert await storage.queues.get_metadata(P, "dlq") == {}

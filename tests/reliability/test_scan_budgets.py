@@ -64,7 +64,7 @@ async def listing(storage: Storage, now: float = T0, **options: Any) -> list[str
         "include_claimed": False, "include_delayed": False, "now": now,
     }  # fmt: skip
     params.update(options)
-    return [m.body.decode() for m in await storage.messages.page(P, Q, **params)]
+    return [m.body.decode() for m in (await storage.messages.page(P, Q, **params)).messages]
 
 
 @pytest.fixture(params=STORES)
@@ -445,3 +445,29 @@ def test_filtered_listing_links_on_when_the_budget_runs_out(
             pages += 1
         assert found == ["q249x"]
         assert pages == 4  # 100 names a request, then the page after the last match
+
+
+def test_message_listing_links_past_a_delayed_head(make_server: Any, tmp_path: Path) -> None:
+    server = make_server(tmp_path, env={"TIDINGS_STORAGE__SCAN_BUDGET": str(BUDGET)}).start()
+    with server.client() as api:
+        assert api.put("/queues/dq", json={"_default_message_delay": 300}).status_code == 201
+        for start in range(0, 2 * BUDGET + 50, 50):  # delayed by the queue's default
+            delayed = [{"body": n} for n in range(start, start + 50)]
+            assert api.post("/queues/dq/messages", json={"messages": delayed}).status_code == 201
+        free = [{"body": f"free-{n}", "delay": 0} for n in range(3)]
+        assert api.post("/queues/dq/messages", json={"messages": free}).status_code == 201
+
+        href: str | None = "/v2/queues/dq/messages?echo=true&limit=5"
+        pages: list[list[Any]] = []
+        while href and len(pages) < 10:  # bounded: 253 messages take 4 requests
+            response = api.get(href.removeprefix("/v2"))
+            assert response.status_code == 200, response.text
+            body = response.json()
+            pages.append([m["body"] for m in body["messages"]])
+            links = body["links"]
+            href = links[0]["href"] if links else None
+            if href:  # the caller's parameters go on; this queue delays, so none is added
+                assert "echo=true" in href and "limit=5" in href
+                assert "include_delayed" not in href
+        # The first pages examined the budget each and found nothing, yet link on.
+        assert pages == [[], [], ["free-0", "free-1", "free-2"], []]

@@ -46,9 +46,9 @@ class MessageCollection(Resource):
         )
         items = [self.message_view(m, queue, page.now) for m in page.messages]
         links: list[dict[str, str]] = []
-        if page.messages:
+        if page.next_marker is not None:
             extra = {"include_delayed": "true"} if page.delays_off else {}
-            links = next_link(req, page.messages[-1].marker, **extra)
+            links = next_link(req, page.next_marker, **extra)
         send_json(resp, {"messages": items, "links": links})
 
     async def on_delete(

@@ -176,6 +176,9 @@ class MessagePage(msgspec.Struct, frozen=True, kw_only=True):
     now: float
     # True when the queue does not delay, so every next link may include delayed ones.
     delays_off: bool
+    # Where the next page starts; None when there is nothing to go on to. A listing that
+    # ran out of its scan budget sets it even on a short or empty page.
+    next_marker: str | None = None
 
 
 @unavailable_as("Messages could not be listed.")
@@ -197,7 +200,7 @@ async def message_list(
     check_page_limit(limit, limits.max_messages_per_page)
     delays_off = not reserved.delay_default(await _queue_metadata(svc, caller, queue))
     now = svc.clock()
-    messages = await svc.storage.messages.page(
+    listing = await svc.storage.messages.page(
         caller.project,
         queue,
         marker=marker,
@@ -207,7 +210,10 @@ async def message_list(
         include_delayed=include_delayed or delays_off,
         now=now,
     )
-    return MessagePage(messages=messages, now=now, delays_off=delays_off)
+    messages = listing.messages
+    # As in Zaqar, any non-empty page links onward (the next one may be empty).
+    next_marker = listing.resume_after or (messages[-1].marker if messages else None)
+    return MessagePage(messages=messages, now=now, delays_off=delays_off, next_marker=next_marker)
 
 
 @unavailable_as("Message could not be retrieved.")

@@ -63,6 +63,16 @@ class QueueListing(msgspec.Struct, frozen=True, kw_only=True):
     resume_after: str | None = None
 
 
+class MessageListing(msgspec.Struct, frozen=True, kw_only=True):
+    """A page of messages, and where to go on when the scan budget ran out first."""
+
+    messages: list[Message]
+    # Set when the scan examined ``[storage] scan_budget`` messages before the page
+    # filled: the marker of the last one examined (every returned message lies at or
+    # before it). The page may then hold fewer messages than asked for, even none.
+    resume_after: str | None = None
+
+
 class QueueStore(Protocol):
     async def create(self, project: str, name: str, metadata: dict[str, Any], now: float) -> bool:
         """Create the queue; False if it already existed (metadata then untouched)."""
@@ -129,8 +139,12 @@ class MessageStore(Protocol):
         include_claimed: bool,
         include_delayed: bool,
         now: float,
-    ) -> list[Message]:
-        """Live messages in post order, after ``marker`` (exclusive), filtered."""
+    ) -> MessageListing:
+        """Live messages in post order, after ``marker`` (exclusive), filtered.
+
+        At most ``[storage] scan_budget`` messages it cannot return (delayed, expired,
+        claimed, the excluded client's) are examined; see ``MessageListing.resume_after``.
+        """
 
     async def get(self, project: str, queue: str, ids: Sequence[str], now: float) -> list[Message]:
         """Live messages with these ids (claim, delay and echo state ignored)."""

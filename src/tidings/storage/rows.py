@@ -9,7 +9,7 @@ import msgspec
 
 from tidings.model import Delivery, DeliveryKind, Message, QueueRecord, Subscription
 from tidings.storage import rules
-from tidings.storage.base import QueueListing
+from tidings.storage.base import MessageListing, QueueListing
 
 END_OF_QUEUE = 2**63 - 1
 _MARKER = re.compile(r"[0-9]{1,19}")
@@ -136,3 +136,23 @@ def filtered_queue_page(
     elif window_end is not None and window_end[0] >= budget:
         resume_after = window_end[1]
     return QueueListing(queues=found, resume_after=resume_after)
+
+
+def budgeted_message_page(
+    messages: list[Message], limit: int, window_end: tuple[int, int | None] | None, budget: int
+) -> MessageListing:
+    """A listing from a budgeted scan (``message_list_*`` in both SQL drivers).
+
+    ``window_end`` is (rows the scan's window holds, last seq in it), read only when the
+    page came back short of ``limit``. When the window was full, the listing resumes
+    after it; messages found past it (lapsed claims, read from their own index) are left
+    to the page that starts there, so none is returned twice.
+    """
+    if len(messages) >= limit or window_end is None or window_end[0] < budget:
+        return MessageListing(messages=messages)
+    last = window_end[1]
+    if last is None:
+        return MessageListing(messages=messages)
+    return MessageListing(
+        messages=[m for m in messages if int(m.marker) <= last], resume_after=str(last)
+    )

@@ -26,7 +26,13 @@ from tidings.model import (
     QueueStats,
 )
 from tidings.storage import rules
-from tidings.storage.base import Audience, PreparePost, QueueListing, StoreStatus
+from tidings.storage.base import (
+    Audience,
+    MessageListing,
+    PreparePost,
+    QueueListing,
+    StoreStatus,
+)
 from tidings.storage.postgres.database import (
     SINGLE,
     SNAPSHOT,
@@ -42,7 +48,12 @@ from tidings.storage.postgres.subscriptions import (
     S,
     fan_out,
 )
-from tidings.storage.rows import filtered_queue_page, marker_seq, message_from_row
+from tidings.storage.rows import (
+    budgeted_message_page,
+    filtered_queue_page,
+    marker_seq,
+    message_from_row,
+)
 from tidings.storage.sql import load_queries
 
 Q = load_queries(__package__ or "tidings.storage.postgres", "queries.sql")
@@ -257,7 +268,7 @@ class PostgresMessages(_Base):
         include_claimed: bool,
         include_delayed: bool,
         now: float,
-    ) -> list[Message]:
+    ) -> MessageListing:
         query = Q["message_list_all"] if include_claimed else Q["message_list_unclaimed"]
         budget = max(self._db.scan_budget, limit)
         args = (
@@ -265,8 +276,12 @@ class PostgresMessages(_Base):
             budget,
         )  # fmt: skip
 
-        async def work(connection: Connection) -> list[Message]:
-            return [message_from_row(r) for r in await connection.fetch(query, *args)]
+        async def work(connection: Connection) -> MessageListing:
+            rows = await connection.fetch(query, *args)
+            # Each row: the window's (rows in it, last seq), then a message (or NULLs).
+            found = [message_from_row(r[2:]) for r in rows if r[2] is not None]
+            end = (int(rows[0][0]), rows[0][1]) if len(found) < limit else None
+            return budgeted_message_page(found, limit, end, budget)
 
         return await self._db.run(work, SINGLE)
 

@@ -120,52 +120,85 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9);
 -- examines at most $8 (or $5) rows, whose LIMIT bounds the walk; the outer LIMIT stops
 -- reading it as soon as enough rows qualify.
 
+-- A listing is one statement, so its page and where its window ends come from one
+-- snapshot without a transaction. Each row is the window's (rows in it, last seq)
+-- followed by a message; a page with no message is one row whose message columns are
+-- NULL. The window's end is read only when the page came back short of $4 (a one-time
+-- filter; otherwise it is (0, NULL)): a full window then means the budget ran out and
+-- the listing resumes after it.
+
 -- Listing that includes claimed messages walks the queue in post order.
 -- $1 project, $2 queue, $3 marker, $4 limit, $5 now, $6 exclude client, $7 delayed too,
 -- $8 budget.
 -- name: message_list_all
-SELECT seq, id::text, body, ttl, created, expires, client_id, claim_id::text,
-       claim_expires, claim_count, delay_until
-FROM (
-    SELECT * FROM messages
-    WHERE project = $1 AND queue = $2 AND seq > $3
-    ORDER BY seq
-    LIMIT $8) AS scanned
-WHERE expires > $5
-  AND ($6::text IS NULL OR client_id <> $6::text)
-  AND ($7::boolean OR delay_until <= $5)
-LIMIT $4;
+WITH page AS MATERIALIZED (
+    SELECT seq, id::text, body, ttl, created, expires, client_id, claim_id::text,
+           claim_expires, claim_count, delay_until
+    FROM (
+        SELECT * FROM messages
+        WHERE project = $1 AND queue = $2 AND seq > $3
+        ORDER BY seq
+        LIMIT $8) AS scanned
+    WHERE expires > $5
+      AND ($6::text IS NULL OR client_id <> $6::text)
+      AND ($7::boolean OR delay_until <= $5)
+    LIMIT $4
+), window_end AS (
+    SELECT count(*) AS examined, max(seq) AS last FROM (
+        SELECT seq FROM messages
+        WHERE project = $1 AND queue = $2 AND seq > $3
+        ORDER BY seq
+        LIMIT $8) AS scanned
+    WHERE (SELECT count(*) FROM page) < $4
+)
+SELECT window_end.examined, window_end.last, page.*
+FROM window_end LEFT JOIN page ON true
+ORDER BY page.seq;
 
 -- Listing without claimed messages merges the free ones and those whose claim has
--- lapsed, each read from its own partial index (see the migration).
+-- lapsed, each read from its own partial index (see the migration); the window whose
+-- end counts is the free one.
 -- name: message_list_unclaimed
-SELECT * FROM (
-    (SELECT seq, id::text, body, ttl, created, expires, client_id, claim_id::text,
-            claim_expires, claim_count, delay_until
-     FROM (
-         SELECT * FROM messages
-         WHERE project = $1 AND queue = $2 AND claim_id IS NULL AND seq > $3
-         ORDER BY seq
-         LIMIT $8) AS free
-     WHERE expires > $5
-       AND ($6::text IS NULL OR client_id <> $6::text)
-       AND ($7::boolean OR delay_until <= $5)
-     LIMIT $4)
-    UNION ALL
-    (SELECT seq, id::text, body, ttl, created, expires, client_id, claim_id::text,
-            claim_expires, claim_count, delay_until
-     FROM (
-         SELECT * FROM messages
-         WHERE project = $1 AND queue = $2 AND claim_id IS NOT NULL AND claim_expires <= $5
-         ORDER BY claim_expires
-         LIMIT $8) AS lapsed
-     WHERE seq > $3 AND expires > $5
-       AND ($6::text IS NULL OR client_id <> $6::text)
-       AND ($7::boolean OR delay_until <= $5)
-     LIMIT $4)
-) AS page
-ORDER BY seq
-LIMIT $4;
+WITH page AS MATERIALIZED (
+    SELECT * FROM (
+        (SELECT seq, id::text, body, ttl, created, expires, client_id, claim_id::text,
+                claim_expires, claim_count, delay_until
+         FROM (
+             SELECT * FROM messages
+             WHERE project = $1 AND queue = $2 AND claim_id IS NULL AND seq > $3
+             ORDER BY seq
+             LIMIT $8) AS free
+         WHERE expires > $5
+           AND ($6::text IS NULL OR client_id <> $6::text)
+           AND ($7::boolean OR delay_until <= $5)
+         LIMIT $4)
+        UNION ALL
+        (SELECT seq, id::text, body, ttl, created, expires, client_id, claim_id::text,
+                claim_expires, claim_count, delay_until
+         FROM (
+             SELECT * FROM messages
+             WHERE project = $1 AND queue = $2 AND claim_id IS NOT NULL
+               AND claim_expires <= $5
+             ORDER BY claim_expires
+             LIMIT $8) AS lapsed
+         WHERE seq > $3 AND expires > $5
+           AND ($6::text IS NULL OR client_id <> $6::text)
+           AND ($7::boolean OR delay_until <= $5)
+         LIMIT $4)
+    ) AS merged
+    ORDER BY seq
+    LIMIT $4
+), window_end AS (
+    SELECT count(*) AS examined, max(seq) AS last FROM (
+        SELECT seq FROM messages
+        WHERE project = $1 AND queue = $2 AND claim_id IS NULL AND seq > $3
+        ORDER BY seq
+        LIMIT $8) AS free
+    WHERE (SELECT count(*) FROM page) < $4
+)
+SELECT window_end.examined, window_end.last, page.*
+FROM window_end LEFT JOIN page ON true
+ORDER BY page.seq;
 
 -- name: message_by_ids
 SELECT seq, id::text, body, ttl, created, expires, client_id, claim_id::text,

@@ -36,7 +36,13 @@ from tidings.model import (
     QueueStats,
 )
 from tidings.storage import rules
-from tidings.storage.base import Audience, PreparePost, QueueListing, StoreStatus
+from tidings.storage.base import (
+    Audience,
+    MessageListing,
+    PreparePost,
+    QueueListing,
+    StoreStatus,
+)
 from tidings.storage.redis.connection import Backend, make_client, parse_uri
 from tidings.storage.redis.keys import KeySpace, slot_id, split_slot_id
 from tidings.storage.redis.subscriptions import RedisOutbox, RedisSubscriptions, index_due
@@ -253,16 +259,20 @@ class RedisMessages:
         include_claimed: bool,
         include_delayed: bool,
         now: float,
-    ) -> list[Message]:
+    ) -> MessageListing:
         after = _marker_seq(marker)
         if after is None:
-            return []
+            return MessageListing(messages=[])
         args = [
             now, after, limit, _scan_cap(self._b, limit), exclude_client or "",
             _flag(include_claimed), _flag(include_delayed),
         ]  # fmt: skip
-        reply = await self._b.script("page", self._b.keys.queue(project, queue), args)
-        return _messages(reply, "page")
+        resume, raws = await self._b.script("page", self._b.keys.queue(project, queue), args)
+        return MessageListing(
+            messages=_messages(raws, "page"),
+            # Redis prints the seq score; as an integer below 2**53 it reads back exactly.
+            resume_after=str(int(float(resume))) if resume else None,
+        )
 
     async def get(self, project: str, queue: str, ids: Sequence[str], now: float) -> list[Message]:
         unique = list(dict.fromkeys(ids))

@@ -31,11 +31,13 @@ from tidings.storage.base import (
     FAILURE_PRUNE_CHUNK,
     FAILURES_KEPT,
     Audience,
+    MessageListing,
     PreparePost,
     QueueListing,
     StoreStatus,
 )
 from tidings.storage.rows import (
+    budgeted_message_page,
     delivery_from_row,
     filtered_queue_page,
     marker_seq,
@@ -269,22 +271,35 @@ class SQLiteMessages(_Base):
         include_claimed: bool,
         include_delayed: bool,
         now: float,
-    ) -> list[Message]:
-        params = {
+    ) -> MessageListing:
+        budget = max(self._scan_budget, limit)
+        window = {
             "project": project,
             "queue": queue,
             "marker": marker_seq(marker),
+            "budget": budget,
+        }
+        params = {
+            **window,
             "limit": limit,
             "exclude_client": exclude_client,
             "include_claimed": include_claimed,
             "include_delayed": include_delayed,
             "now": now,
-            "budget": max(self._scan_budget, limit),
         }
-        query = Q["message_list_all"] if include_claimed else Q["message_list_unclaimed"]
+        kind = "all" if include_claimed else "unclaimed"
 
-        def work(db: sqlite3.Connection) -> list[Message]:
-            return [message_from_row(r) for r in db.execute(query, params)]
+        def work(db: sqlite3.Connection) -> MessageListing:
+            db.execute("BEGIN")  # one snapshot for the scan and its window's end
+            try:
+                found = [message_from_row(r) for r in db.execute(Q[f"message_list_{kind}"], params)]
+                end = None
+                if len(found) < limit:
+                    count, last = db.execute(Q[f"message_window_end_{kind}"], window).fetchone()
+                    end = (int(count), last)
+            finally:
+                db.execute("COMMIT")
+            return budgeted_message_page(found, limit, end, budget)
 
         return await self._read(work)
 

@@ -142,6 +142,20 @@ WHERE seq IN (SELECT seq FROM free UNION ALL SELECT seq FROM lapsed)
 ORDER BY seq
 LIMIT :limit;
 
+-- Where a listing's window ends: (rows in it, last seq), read when a page came back
+-- short; a full window means the listing ran out of budget and resumes after it.
+-- name: message_window_end_all
+SELECT count(*), max(seq) FROM (
+    SELECT seq FROM messages INDEXED BY messages_by_queue
+    WHERE project = :project AND queue = :queue AND seq > :marker
+    ORDER BY seq LIMIT :budget);
+
+-- name: message_window_end_unclaimed
+SELECT count(*), max(seq) FROM (
+    SELECT seq FROM messages INDEXED BY messages_free
+    WHERE project = :project AND queue = :queue AND claim_id IS NULL AND seq > :marker
+    ORDER BY seq LIMIT :budget);
+
 -- name: message_by_id
 SELECT seq, id, body, ttl, created, expires, client_id, claim_id, claim_expires,
        claim_count, delay_until

@@ -105,13 +105,15 @@ local function load(id)
   return m, raw
 end
 
-local function save(m)
+-- fresh: the message is new to this queue, so the index of claims cannot hold it yet
+-- (spares posts a command per message).
+local function save(m, fresh)
   local raw = cmsgpack.pack(m)
   redis.call('HSET', RECORDS, m[F_ID], raw)
   redis.call('ZADD', EXPIRY, num(m[F_EXPIRES]), m[F_ID])
   if m[F_CLAIM] ~= '' then
     redis.call('ZADD', CLAIMED, num(m[F_CLAIM_EXPIRES]), m[F_ID])
-  else
+  elseif not fresh then
     redis.call('ZREM', CLAIMED, m[F_ID])
   end
   return raw
@@ -127,7 +129,7 @@ end
 local function append(m)
   m[F_SEQ] = redis.call('INCR', SEQ)
   redis.call('ZADD', ORDER, m[F_SEQ], m[F_ID])
-  return save(m)
+  return save(m, true)
 end
 
 local function live(m, now)
@@ -196,6 +198,8 @@ end
 -- true or `cap` messages were examined, so one call never blocks Redis for long.
 -- Expired messages, and claimed ones when `skip_claimed`, are passed over from the
 -- indexes without reading their records. visit may remove the message it is given.
+-- Returns the seq (as Redis printed it) of the last message examined when the cap ran
+-- out first, so that a listing can resume after it; nil otherwise.
 local function scan(after, cap, now, skip_claimed, visit)
   local examined = 0
   local low = '(' .. after
@@ -207,15 +211,16 @@ local function scan(after, cap, now, skip_claimed, visit)
       if not passed_over(rows[i], now, skip_claimed) then
         local m, raw = load(rows[i])
         if m and visit(m, raw) then
-          return
+          return nil
         end
       end
     end
     if #rows < 2 * n then
-      return
+      return nil
     end
     low = '(' .. rows[#rows]
   end
+  return string.sub(low, 2)
 end
 
 -- Messages a claim still holds: claimed by it, and the claim and message both live.

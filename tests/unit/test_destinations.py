@@ -14,6 +14,7 @@ from tidings.model import Delivery, DeliveryKind
 from tidings.notify import destinations, payloads
 
 PLACEHOLDER = payloads.POST_DATA_PLACEHOLDER
+DEFAULTS = NotificationSettings()
 
 
 def deny(**env: str) -> destinations.DenyList:
@@ -116,10 +117,13 @@ def test_stuck_lookups_hold_at_most_a_few_resolver_threads() -> None:
     loop = GatedResolverLoop()
 
     async def scenario() -> None:
-        for _ in range(destinations.MAX_LOOKUPS + 1):
+        for _ in range(destinations.MAX_LOOKUPS):
             with pytest.raises(destinations.UnresolvedDestination, match="did not resolve"):
                 await destinations.resolve("stuck.example", 80, 0.05)
-        # the timed-out lookups still hold their slots: the last one never started
+        # the timed-out lookups still hold their slots: the next one is told to come
+        # back later (a 503, not the subscriber's fault) and never starts
+        with pytest.raises(destinations.LookupsBusy):
+            await destinations.resolve("stuck.example", 80, 0.05)
         assert loop.started == destinations.MAX_LOOKUPS
         # literals need no lookup at all
         assert await destinations.resolve("2130706433", 80, 0.05) == ["127.0.0.1"]
@@ -145,11 +149,11 @@ def delivery(post_data: str | None, payload: bytes = b'{"k": "v"}') -> Delivery:
 
 
 def test_webhook_body_fills_at_most_the_allowed_placeholders() -> None:
-    plain = payloads.webhook_body(delivery(None))
-    filled = payloads.webhook_body(delivery(f"[{PLACEHOLDER}, {PLACEHOLDER}]"))
+    plain = payloads.webhook_body(delivery(None), DEFAULTS)
+    filled = payloads.webhook_body(delivery(f"[{PLACEHOLDER}, {PLACEHOLDER}]"), DEFAULTS)
     assert msgspec.json.decode(filled) == [msgspec.json.decode(plain)] * 2
     with pytest.raises(ValueError, match="max_post_data_placeholders"):
-        payloads.webhook_body(delivery(PLACEHOLDER * 5))
+        payloads.webhook_body(delivery(PLACEHOLDER * 5), DEFAULTS)
     strict = NotificationSettings(max_post_data_placeholders=1, max_post_data_size=100)
     with pytest.raises(ValueError, match="max_post_data_placeholders"):
         payloads.webhook_body(delivery(PLACEHOLDER * 2), strict)
@@ -160,6 +164,6 @@ def test_webhook_body_fills_at_most_the_allowed_placeholders() -> None:
 def test_webhook_body_size_is_bounded_by_template_and_document() -> None:
     big = b'"' + b"x" * 200_000 + b'"'
     template = "[" + ", ".join([PLACEHOLDER] * 4) + "]" + " " * 60_000
-    body = payloads.webhook_body(delivery(template, big))
+    body = payloads.webhook_body(delivery(template, big), DEFAULTS)
     document = payloads.document(delivery(None, big))
     assert len(body) <= len(template.encode()) + 4 * len(document)

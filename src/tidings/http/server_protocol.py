@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import ctypes.util
 import functools
 import resource
 from collections.abc import Callable
@@ -67,10 +66,8 @@ def raise_descriptor_limit(max_connections: int) -> None:
 
 def _load_malloc_trim() -> Callable[[int], int] | None:
     """glibc's malloc_trim(), or None elsewhere."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
-    trim: Callable[[int], int] | None = getattr(ctypes.CDLL(name), "malloc_trim", None)
+    # The process's own symbols: no library search (find_library would run ldconfig).
+    trim: Callable[[int], int] | None = getattr(ctypes.CDLL(None), "malloc_trim", None)
     return trim
 
 
@@ -89,13 +86,14 @@ class HeapTrim:
     @classmethod
     def soon(cls, loop: asyncio.AbstractEventLoop) -> None:
         if cls._trim is not None and cls._pending is None:
-            cls._pending = loop.call_later(HEAP_TRIM_DELAY, cls._run)
+            cls._pending = loop.call_later(HEAP_TRIM_DELAY, cls._run, loop)
 
     @classmethod
-    def _run(cls) -> None:
+    def _run(cls, loop: asyncio.AbstractEventLoop) -> None:
         cls._pending = None
         if cls._trim is not None:
-            cls._trim(0)
+            # Off the event loop: on a large heap a trim can take a while.
+            loop.run_in_executor(None, cls._trim, 0)
 
 
 class _HeadRefused(Exception):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import ipaddress
 import socket
 import weakref
@@ -33,6 +34,8 @@ WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]"})
 # A name lookup holds a thread of the loop's resolver pool until the resolver answers,
 # whatever our timeout (libuv has 4, shared with deliveries): subscribing holds at most these.
 MAX_LOOKUPS = 2
+# How long a subscribe waits for one of those slots before answering "busy, retry".
+LOOKUP_SLOT_WAIT = 1.0
 NUMERIC = socket.AI_NUMERICHOST
 _lookup_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
     weakref.WeakKeyDictionary()
@@ -47,6 +50,10 @@ class DeniedDestination(Exception):
 
 class UnresolvedDestination(DeniedDestination):
     """The subscriber's host has no address (or none in time)."""
+
+
+class LookupsBusy(Exception):
+    """Every name-lookup slot is taken (by slow lookups): not the subscriber's fault."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,8 +156,10 @@ def _is_local(ip: IPAddress) -> bool:
     try:
         with socket.socket(family, socket.SOCK_STREAM) as probe:
             probe.bind((str(ip), 0))
-    except OSError:
-        return False
+    except OSError as exc:
+        # Only "no such local address" proves it is not ours. Anything else (such as no
+        # descriptor left while connections are at their cap) must not let one through.
+        return exc.errno != errno.EADDRNOTAVAIL
     return True
 
 
@@ -170,8 +179,15 @@ async def _look_up(host: str, port: int, timeout: float) -> list[str]:
     if slots is None:
         slots = _lookup_slots[loop] = asyncio.Semaphore(MAX_LOOKUPS)
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(LOOKUP_SLOT_WAIT):
             await slots.acquire()
+    except TimeoutError:
+        raise LookupsBusy(
+            "Too many subscriber host names are being looked up at the moment; "
+            "please try again in a few seconds."
+        ) from None
+    try:
+        async with asyncio.timeout(timeout):
             lookup = asyncio.ensure_future(loop.getaddrinfo(host, port, type=socket.SOCK_STREAM))
             lookup.add_done_callback(lambda done: _lookup_finished(done, slots))
             # Shielded: the thread runs on after a timeout, and so must our hold on the slot.

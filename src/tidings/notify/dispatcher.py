@@ -30,7 +30,7 @@ from tidings.config import NotificationSettings
 from tidings.errors import StorageError
 from tidings.model import Delivery
 from tidings.notify import retry
-from tidings.notify.destinations import DenyList
+from tidings.notify.destinations import DEFAULT_PORTS, DenyList
 from tidings.notify.senders import DeliveryError, EmailSender, Sender, WebhookSender
 from tidings.ops.context import split_namespace
 from tidings.storage.base import FAILURE_PRUNE_CHUNK, Storage
@@ -47,7 +47,6 @@ ERROR_BACKOFF_MAX = 30.0
 # many chunks one pass removes (the rest waits for the next pass).
 PRUNE_INTERVAL = 60.0
 PRUNE_MAX_CHUNKS = 100
-DEFAULT_PORTS = {"http": 80, "https": 443}
 # Deliveries sent whose outcome is still being written, per allowed sending slot.
 RECORDING_FACTOR = 2
 
@@ -158,21 +157,21 @@ class Dispatcher:
         except StorageError as exc:
             log.warning("cannot read the outbox, will retry: %s", exc)
             return True
-        deferred = 0
+        deferrals = []
         for delivery in taken:
             host = host_of(delivery.subscriber)
             if self._per_host[host] >= settings.max_deliveries_per_host:
                 # Not this delivery's fault: give back the try its take counted.
-                deferred += 1
                 outcome = self._storage.outbox.retry(
                     delivery.id, delivery.attempts - 1, now + HOST_BUSY_DELAY
                 )
-                await self._record(outcome, delivery)
+                deferrals.append(self._record(outcome, delivery))
                 continue
             self._start(delivery, host)
+        await asyncio.gather(*deferrals)
         # Deferring means the rest of what is due may be stuck behind a busy host too:
         # wait for a slot or the poll rather than re-reading the same rows at once.
-        return deferred > 0 or len(taken) < free
+        return bool(deferrals) or len(taken) < free
 
     def _start(self, delivery: Delivery, host: str) -> None:
         self._per_project[delivery.project] += 1

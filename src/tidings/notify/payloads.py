@@ -10,7 +10,6 @@ from tidings.ops.context import split_namespace
 
 # Zaqar's placeholder in ``options.post_data``, quotes included.
 POST_DATA_PLACEHOLDER = '"$zaqar_message$"'
-DEFAULTS = NotificationSettings()
 
 
 def notification(delivery: Delivery) -> bytes:
@@ -37,7 +36,25 @@ def document(delivery: Delivery) -> bytes:
     return delivery.payload  # confirmations are built whole when they are owed
 
 
-def webhook_body(delivery: Delivery, settings: NotificationSettings = DEFAULTS) -> bytes:
+def post_data_problem(template: str, settings: NotificationSettings) -> str | None:
+    """Why ``options.post_data`` may not serve as a template, or None when it may."""
+    # Characters first: a huge template is refused before it is encoded.
+    limit = settings.max_post_data_size
+    if len(template) > limit or len(template.encode()) > limit:
+        return (
+            f"Options post_data may not exceed {limit} bytes "
+            "([notification] max_post_data_size)."
+        )
+    if template.count(POST_DATA_PLACEHOLDER) > settings.max_post_data_placeholders:
+        return (
+            f"Options post_data may hold {POST_DATA_PLACEHOLDER} at most "
+            f"{settings.max_post_data_placeholders} times "
+            "([notification] max_post_data_placeholders)."
+        )
+    return None
+
+
+def webhook_body(delivery: Delivery, settings: NotificationSettings) -> bytes:
     """The POST body: the document, or ``options.post_data`` with it put in place.
 
     A template past the bounds (stored before they were lowered) raises ValueError
@@ -48,18 +65,7 @@ def webhook_body(delivery: Delivery, settings: NotificationSettings = DEFAULTS) 
     template = delivery.options.get("post_data")
     if not isinstance(template, str) or POST_DATA_PLACEHOLDER not in template:
         return body
-    # Characters first: a huge template is refused before it is encoded.
-    encoded = b"" if len(template) > settings.max_post_data_size else template.encode()
-    if not encoded or len(encoded) > settings.max_post_data_size:
-        raise ValueError(
-            "options.post_data is larger than [notification] max_post_data_size "
-            f"({settings.max_post_data_size} bytes)"
-        )
-    placeholder = POST_DATA_PLACEHOLDER.encode()
-    if encoded.count(placeholder) > settings.max_post_data_placeholders:
-        raise ValueError(
-            f"options.post_data holds {POST_DATA_PLACEHOLDER} more than "
-            f"{settings.max_post_data_placeholders} times "
-            "([notification] max_post_data_placeholders)"
-        )
-    return encoded.replace(placeholder, body)
+    problem = post_data_problem(template, settings)
+    if problem is not None:
+        raise ValueError(problem)
+    return template.encode().replace(POST_DATA_PLACEHOLDER.encode(), body)

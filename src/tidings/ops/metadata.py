@@ -8,7 +8,7 @@ from tidings.config import TransportSettings
 from tidings.errors import BadRequest
 from tidings.model import DeadLetterPolicy
 from tidings.notify import retry
-from tidings.ops.validation import MIN_MESSAGE_TTL, QUEUE_NAME
+from tidings.ops.validation import MIN_MESSAGE_TTL, QUEUE_NAME, check_depth
 
 DEFAULT_TTL = "_default_message_ttl"
 DEFAULT_DELAY = "_default_message_delay"
@@ -47,7 +47,8 @@ def _require_int(metadata: dict[str, Any], key: str) -> int | None:
 
 
 def validate(metadata: dict[str, Any], limits: TransportSettings) -> None:
-    """Raise on reserved keys with a wrong type or out of range."""
+    """Raise on reserved keys with a wrong type or out of range, or nesting too deep."""
+    check_depth(metadata, limits.max_metadata_depth, "Queue metadata")
     ttl = _require_int(metadata, DEFAULT_TTL)
     if ttl is not None and not MIN_MESSAGE_TTL <= ttl <= limits.max_message_ttl:
         raise BadRequest(

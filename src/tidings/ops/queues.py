@@ -13,7 +13,6 @@ from tidings.model import QueueRecord, QueueStats
 from tidings.ops import metadata as reserved
 from tidings.ops.context import Caller, Services, source_not_found, unavailable_as
 from tidings.ops.validation import (
-    check_depth,
     check_page_limit,
     check_queue_name,
     check_size,
@@ -47,7 +46,6 @@ async def queue_create(svc: Services, caller: Caller, name: str, document: Any) 
     """Create the queue; False when it existed (its metadata is then left as it was)."""
     check_queue_name(caller.project, name)
     metadata = {} if document is None else require_object(document)
-    check_depth(metadata, svc.settings.transport.max_metadata_depth, "Queue metadata")
     reserved.validate(metadata, svc.settings.transport)
     return await svc.storage.queues.create(caller.project, name, metadata, svc.clock())
 
@@ -176,7 +174,6 @@ async def queue_update(svc: Services, caller: Caller, name: str, document: Any) 
             f"{svc.settings.transport.max_metadata_depth} levels deep."
         ) from exc
     try:
-        check_depth(updated, svc.settings.transport.max_metadata_depth, "Queue metadata")
         reserved.validate(updated, svc.settings.transport)
     except BadRequest as exc:  # Zaqar words these as body errors on PATCH
         raise InvalidBody(exc.description) from exc

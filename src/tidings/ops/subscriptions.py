@@ -12,7 +12,7 @@ import msgspec
 
 from tidings import signing
 from tidings.config import Settings
-from tidings.errors import BadRequest, Conflict, NotFound, TidingsError
+from tidings.errors import BadRequest, Conflict, NotFound, ServiceUnavailable, TidingsError
 from tidings.model import DeliveryFailure, DeliveryKind, Subscription
 from tidings.notify import destinations, payloads, retry
 from tidings.ops.context import Caller, Services, noun, split_namespace, unavailable_as
@@ -120,6 +120,8 @@ async def _check_destination(svc: Services, subscriber: str) -> None:
         )
     except destinations.DeniedDestination as exc:
         raise BadRequest(str(exc)) from None
+    except destinations.LookupsBusy as exc:
+        raise ServiceUnavailable(str(exc)) from None
 
 
 async def _check_room(svc: Services, caller: Caller, source: str, subscriber: str) -> None:
@@ -209,18 +211,9 @@ def _check_post_data(svc: Services, post_data: Any) -> None:
         return
     if not isinstance(post_data, str):
         raise BadRequest("Options post_data must be a string.")
-    limits = svc.settings.notification
-    if len(post_data.encode()) > limits.max_post_data_size:
-        raise BadRequest(
-            f"Options post_data may not exceed {limits.max_post_data_size} bytes "
-            "([notification] max_post_data_size)."
-        )
-    if post_data.count(payloads.POST_DATA_PLACEHOLDER) > limits.max_post_data_placeholders:
-        raise BadRequest(
-            f"Options post_data may hold {payloads.POST_DATA_PLACEHOLDER} at most "
-            f"{limits.max_post_data_placeholders} times "
-            "([notification] max_post_data_placeholders)."
-        )
+    problem = payloads.post_data_problem(post_data, svc.settings.notification)
+    if problem is not None:
+        raise BadRequest(problem)
 
 
 def _has_control(text: str) -> bool:

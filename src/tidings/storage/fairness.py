@@ -75,10 +75,10 @@ class FairQueue(Generic[J]):
         with self._ready:
             return self._decayed(tenant, self._clock())
 
-    def expected_cost(self, tenant: str) -> float:
-        """What one of the tenant's jobs has cost lately (0.0 when unknown)."""
+    def expected_costs(self, tenants: Iterable[str]) -> dict[str, float]:
+        """What one job of each tenant has cost lately (0.0 when unknown)."""
         with self._ready:
-            return self._job_cost.get(tenant, 0.0)
+            return {tenant: self._job_cost.get(tenant, 0.0) for tenant in tenants}
 
     def __len__(self) -> int:
         with self._ready:

@@ -94,8 +94,9 @@ class _Thread:
         taken = self.jobs.take(MAX_BATCH)
         if taken is None:
             return None
+        expected = self.jobs.expected_costs({tenant for tenant, _ in taken})
         for tenant, job in taken:
-            job.expected = self.jobs.expected_cost(tenant)
+            job.expected = expected[tenant]
         return [job for _, job in taken]
 
     def _charge(self, batch: list[_Job], elapsed: float) -> None:

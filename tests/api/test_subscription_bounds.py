@@ -106,9 +106,11 @@ def test_private_ranges_are_allowed_by_default(api: httpx.Client) -> None:
         assert resp.status_code == 201, resp.text
 
 
-def test_a_host_that_does_not_resolve_is_refused(api: httpx.Client) -> None:
+def test_a_host_that_does_not_resolve_yet_is_accepted(api: httpx.Client) -> None:
+    # Zaqar's own tests subscribe names such as http://fake:8080; there is nothing to
+    # judge until the name has an address, and every connection is checked when made.
     # A label longer than 63 characters cannot be looked up: no DNS query leaves the host.
-    refused(subscribe(api, f"http://{'a' * 64}.example/"), "does not resolve")
+    assert subscribe(api, f"http://{'a' * 64}.example/").status_code == 201
 
 
 def test_an_empty_deny_list_allows_all_but_the_server_itself(

@@ -319,6 +319,53 @@ def test_a_tarpit_tenant_does_not_delay_another(
     assert len(hostile_listener.requests()) == 4  # the tarpit still holds only its share
 
 
+def test_queues_and_topics_of_one_project_share_one_share(
+    make_server: type[TidingsServer],
+    tmp_path: Path,
+    webhook_listener: WebhookListener,
+    hostile_listener: WebhookListener,
+) -> None:
+    """Tarpits on two hosts, one fed by a queue and one by a topic of the same project:
+    together they hold the project's share (4), not a share each."""
+    env = {**LOOPBACK_ALLOWED, "TIDINGS_NOTIFICATION__DELIVERY_TIMEOUT": "60"}
+    srv = make_server(tmp_path, env=env).start()
+    queue_trap, topic_trap = hostile_listener.new_path("qtrap"), webhook_listener.new_path("ttrap")
+    hostile_listener.tarpit(queue_trap)
+    webhook_listener.tarpit(topic_trap)
+    normal_listener = WebhookListener().start()
+    try:
+        with srv.client() as hostile, srv.client() as normal:
+            subscribe(hostile, "flood", hostile_listener.url(queue_trap))
+            resp = hostile.post(
+                "/topics/flood/subscriptions",
+                json={"subscriber": webhook_listener.url(topic_trap)},
+            )
+            assert resp.status_code == 201, resp.text
+            post(hostile, "flood", 10)
+            resp = hostile.post(
+                "/topics/flood/messages", json={"messages": [{"body": n} for n in range(10)]}
+            )
+            assert resp.status_code == 201, resp.text
+
+            def held() -> int:
+                return len(hostile_listener.requests(queue_trap)) + len(
+                    webhook_listener.requests(topic_trap)
+                )
+
+            deadline = time.monotonic() + WAIT
+            while held() < 4 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert held() == 4
+            # Rounds go on meanwhile: another project's delivery comes through...
+            path = normal_listener.new_path("normal")
+            subscribe(normal, "orders", normal_listener.url(path))
+            post(normal, "orders")
+            normal_listener.wait_for(path, 1, timeout=WAIT)
+            assert held() == 4  # ...and the flooding project still holds only its share
+    finally:
+        normal_listener.stop()
+
+
 def test_concurrent_posts_of_one_project_all_deliver(
     make_server: type[TidingsServer], tmp_path: Path, webhook_listener: WebhookListener
 ) -> None:

@@ -32,7 +32,7 @@ from tidings.model import Delivery
 from tidings.notify import retry
 from tidings.notify.destinations import DEFAULT_PORTS, DenyList
 from tidings.notify.senders import DeliveryError, EmailSender, Sender, WebhookSender
-from tidings.ops.context import split_namespace
+from tidings.ops.context import TOPIC_NAMESPACE, split_namespace
 from tidings.storage.base import FAILURE_PRUNE_CHUNK, Storage
 from tidings.storage.fairness import current_tenant
 
@@ -115,7 +115,7 @@ class Dispatcher:
         self._senders = senders
         self._in_flight: set[asyncio.Task[None]] = set()  # sending or recording
         self._sending = 0
-        self._per_project: Counter[str] = Counter()
+        self._per_project: Counter[str] = Counter()  # by the client's project
         self._per_host: Counter[str] = Counter()
 
     async def run(self) -> None:
@@ -152,7 +152,7 @@ class Dispatcher:
                 settings.lease,
                 free,
                 per_project=settings.max_deliveries_per_project,
-                in_flight=dict(self._per_project),
+                in_flight=self._in_flight_by_stored_project(),
             )
         except StorageError as exc:
             log.warning("cannot read the outbox, will retry: %s", exc)
@@ -160,27 +160,42 @@ class Dispatcher:
         deferrals = []
         for delivery in taken:
             host = host_of(delivery.subscriber)
-            if self._per_host[host] >= settings.max_deliveries_per_host:
+            project = split_namespace(delivery.project)[0]
+            # A busy host; or a project whose queues and topics, leased together by one
+            # take, came to more than its share.
+            if (
+                self._per_host[host] >= settings.max_deliveries_per_host
+                or self._per_project[project] >= settings.max_deliveries_per_project
+            ):
                 # Not this delivery's fault: give back the try its take counted.
                 outcome = self._storage.outbox.retry(
                     delivery.id, delivery.attempts - 1, now + HOST_BUSY_DELAY
                 )
                 deferrals.append(self._record(outcome, delivery))
                 continue
-            self._start(delivery, host)
+            self._start(delivery, project, host)
         await asyncio.gather(*deferrals)
         # Deferring means the rest of what is due may be stuck behind a busy host too:
         # wait for a slot or the poll rather than re-reading the same rows at once.
         return bool(deferrals) or len(taken) < free
 
-    def _start(self, delivery: Delivery, host: str) -> None:
-        self._per_project[delivery.project] += 1
+    def _start(self, delivery: Delivery, project: str, host: str) -> None:
+        self._per_project[project] += 1
         self._per_host[host] += 1
         self._sending += 1
-        slot = _Slot(self, delivery.project, host)
+        slot = _Slot(self, project, host)
         task = asyncio.create_task(self._deliver(delivery, slot))
         self._in_flight.add(task)
         task.add_done_callback(lambda done: self._finished(done, slot))
+
+    def _in_flight_by_stored_project(self) -> dict[str, int]:
+        """A project's count under both names the store knows it by (queues, topics),
+        so using topics too does not double its share."""
+        return {
+            name: count
+            for project, count in self._per_project.items()
+            for name in (project, project + TOPIC_NAMESPACE)
+        }
 
     def _finished(self, task: asyncio.Task[None], slot: _Slot) -> None:
         self._in_flight.discard(task)

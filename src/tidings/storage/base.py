@@ -231,6 +231,11 @@ class SubscriptionStore(Protocol):
 FAILURES_KEPT = 1000
 # Failures one prune_failures call removes at most.
 FAILURE_PRUNE_CHUNK = 1000
+# A take visits this many due projects (Redis: and sources of one project) beyond its
+# limit, since stale scores cost a visit, and drops at most this many deliveries of gone
+# subscriptions per project visited.
+TAKE_EXTRA_PROJECTS = 10
+TAKE_DROPS = 100
 
 
 class OutboxStore(Protocol):

@@ -132,6 +132,11 @@ def metadata_matches(metadata: dict[str, Any], wanted: dict[str, Any] | None) ->
     )
 
 
+def scan_window(budget: int, limit: int) -> int:
+    """Rows a budgeted scan may examine: the budget, never fewer than the page asked for."""
+    return max(budget, limit)
+
+
 class TakeShares:
     """How many deliveries one ``take`` may lease from each project: the project's
     share less what it has in flight, within what is left of the take's limit."""

@@ -147,7 +147,7 @@ class PostgresQueues(_Base):
                 )
 
             return await self._db.run(plain, SINGLE)
-        budget = max(self._db.scan_budget, limit)
+        budget = rules.scan_window(self._db.scan_budget, limit)
         after = marker or ""
         needles = rules.metadata_needles(metadata_equals)
 
@@ -226,7 +226,7 @@ async def _claimable(
     connection: Connection, project: str, queue: str, limit: int, now: float, budget: int
 ) -> list[tuple[Message, Tid]]:
     """Lock and return the oldest ``limit`` claimable messages nobody else has locked."""
-    args = (project, queue, now, limit, max(budget, limit))
+    args = (project, queue, now, limit, rules.scan_window(budget, limit))
     lapsed = await connection.fetch(Q["message_claimable_lapsed"], *args)
     free = await connection.fetch(Q["message_claimable_free"], *args)
     # Both lists are in seq order; the surplus stays locked only until we commit.
@@ -270,7 +270,7 @@ class PostgresMessages(_Base):
         now: float,
     ) -> MessageListing:
         query = Q["message_list_all"] if include_claimed else Q["message_list_unclaimed"]
-        budget = max(self._db.scan_budget, limit)
+        budget = rules.scan_window(self._db.scan_budget, limit)
         args = (
             project, queue, marker_seq(marker), limit, now, exclude_client, include_delayed,
             budget,
@@ -423,7 +423,7 @@ class PostgresClaims(_Base):
         request = msgspec.structs.replace(request, ttl=ttl, grace=grace)
         claim_expires = now + request.ttl
         dead_letter = request.dead_letter
-        budget = max(self._db.scan_budget, request.limit)
+        budget = rules.scan_window(self._db.scan_budget, request.limit)
 
         async def at_once(connection: Connection) -> ClaimResult | None:
             rows = await connection.fetch(

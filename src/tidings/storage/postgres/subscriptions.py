@@ -11,7 +11,13 @@ from tidings.errors import SubscriberTaken
 from tidings.ids import is_canonical
 from tidings.model import Delivery, DeliveryFailure, DeliveryKind, NewMessage, Subscription
 from tidings.storage import rules
-from tidings.storage.base import FAILURE_PRUNE_CHUNK, FAILURES_KEPT, Audience
+from tidings.storage.base import (
+    FAILURE_PRUNE_CHUNK,
+    FAILURES_KEPT,
+    TAKE_DROPS,
+    TAKE_EXTRA_PROJECTS,
+    Audience,
+)
 from tidings.storage.postgres.database import (
     SINGLE,
     WRITE,
@@ -25,10 +31,6 @@ from tidings.storage.sql import load_queries
 
 S = load_queries(__package__ or "tidings.storage.postgres", "subscriptions.sql")
 
-# A take visits this many due projects beyond its limit (stale scores cost a visit), and
-# drops at most this many deliveries of gone subscriptions per project visited.
-TAKE_EXTRA_PROJECTS = 10
-TAKE_DROPS = 100
 
 _json_encode = msgspec.json.encode
 _json_decode = msgspec.json.decode

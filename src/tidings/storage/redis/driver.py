@@ -124,7 +124,7 @@ def _marker_seq(marker: str | None) -> str | None:
 
 
 def _scan_cap(backend: Backend, limit: int) -> int:
-    return max(backend.scan_budget, limit)
+    return rules.scan_window(backend.scan_budget, limit)
 
 
 def _flag(value: bool) -> str:
@@ -173,7 +173,7 @@ class RedisQueues:
         metadata_equals: dict[str, Any] | None = None,
     ) -> QueueListing:
         keys = self._b.keys.catalog(project)
-        budget = max(self._b.scan_budget, limit)
+        budget = _scan_cap(self._b, limit)
         needles = rules.metadata_needles(metadata_equals)
         found: list[QueueRecord] = []
         cursor, examined = marker or "", 0

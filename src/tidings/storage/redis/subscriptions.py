@@ -34,7 +34,7 @@ import msgspec
 from tidings.errors import StorageError, SubscriberTaken
 from tidings.model import Delivery, DeliveryFailure, DeliveryKind, Subscription
 from tidings.storage import rules
-from tidings.storage.base import FAILURES_KEPT
+from tidings.storage.base import FAILURES_KEPT, TAKE_EXTRA_PROJECTS
 from tidings.storage.redis.connection import Backend
 from tidings.storage.redis.keys import slot_id, split_slot_id
 
@@ -42,8 +42,6 @@ from tidings.storage.redis.keys import slot_id, split_slot_id
 PAGE_SCAN = 1000
 # Deliveries a take script examines at most per call, beyond the limit.
 TAKE_SCAN = 1000
-# Projects, and sources of one project, a take visits at most beyond its quota.
-TAKE_EXTRA_PROJECTS = 10
 TAKE_EXTRA_SLOTS = 10
 # An update re-reads and retries this often when the subscription keeps changing.
 UPDATE_ATTEMPTS = 10

@@ -30,6 +30,8 @@ from tidings.storage import rules
 from tidings.storage.base import (
     FAILURE_PRUNE_CHUNK,
     FAILURES_KEPT,
+    TAKE_DROPS,
+    TAKE_EXTRA_PROJECTS,
     Audience,
     MessageListing,
     PreparePost,
@@ -54,10 +56,6 @@ Q = load_queries(__package__ or "tidings.storage.sqlite", "queries.sql")
 MIGRATIONS = load_migrations("tidings.storage.sqlite.migrations", ".")
 
 GC_CHUNK = 1000
-# A take visits this many due projects beyond its limit (stale scores cost a visit), and
-# drops at most this many deliveries of gone subscriptions per project visited.
-TAKE_EXTRA_PROJECTS = 10
-TAKE_DROPS = 100
 # Chunks one collect_garbage call runs at most per statement; the rest waits a run.
 GC_MAX_CHUNKS = 100
 SCAN_BUDGET = StorageSettings().scan_budget
@@ -166,7 +164,7 @@ class SQLiteQueues(_Base):
                 )
 
             return await self._read(plain)
-        budget = max(self._scan_budget, limit)
+        budget = rules.scan_window(self._scan_budget, limit)
         window = {"project": project, "marker": marker or "", "budget": budget}
         scan = {
             **window,
@@ -272,7 +270,7 @@ class SQLiteMessages(_Base):
         include_delayed: bool,
         now: float,
     ) -> MessageListing:
-        budget = max(self._scan_budget, limit)
+        budget = rules.scan_window(self._scan_budget, limit)
         window = {
             "project": project,
             "queue": queue,
@@ -370,7 +368,7 @@ class SQLiteMessages(_Base):
                     "queue": queue,
                     "now": now,
                     "limit": limit,
-                    "budget": max(self._scan_budget, limit),
+                    "budget": rules.scan_window(self._scan_budget, limit),
                 },
             ).fetchall()
             popped = [message_from_row(r) for r in rows]
@@ -447,7 +445,7 @@ class SQLiteClaims(_Base):
             "queue": queue,
             "now": now,
             "limit": request.limit,
-            "budget": max(self._scan_budget, request.limit),
+            "budget": rules.scan_window(self._scan_budget, request.limit),
         }
 
         def work(db: sqlite3.Connection) -> ClaimResult | None:
@@ -896,7 +894,6 @@ class SQLiteStorage:
         self.queues = SQLiteQueues(self._executor, scan_budget)
         self.messages = SQLiteMessages(self._executor, scan_budget)
         self.claims = SQLiteClaims(self._executor, scan_budget)
-        self._scan_budget = scan_budget
         self.subscriptions = SQLiteSubscriptions(self._executor)
         self.outbox = SQLiteOutbox(self._executor)
 

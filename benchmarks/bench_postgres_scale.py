@@ -188,9 +188,9 @@ async def explain(connection: Any, schema: str, messages: int, queues: int) -> N
         deep,
     )
     plans = [
-        ("message_claimable_free", (PROJECT, BIG, now, 10, budget)),
-        ("message_claimable_lapsed", (PROJECT, BIG, now + 400, 10, budget)),
-        ("message_list_unclaimed", (PROJECT, BIG, 0, 10, now, None, False, budget)),
+        ("message_settle", (PROJECT, BIG, now + 400, budget)),
+        ("message_claimable", (PROJECT, BIG, now, 10, budget)),
+        ("message_list_ready", (PROJECT, BIG, 0, 10, now, None, budget)),
         ("message_list_all", (PROJECT, BIG, deep, 10, now, None, False, budget)),
         ("message_by_ids_for_update", (PROJECT, BIG, [some_id], now)),
         ("queue_list", (PROJECT, f"q-{queues // 2:06d}", 20, None)),

@@ -6,6 +6,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -14,6 +15,7 @@ import pytest
 from tests import backends
 from tidings.config import StorageSettings
 from tidings.errors import StorageError
+from tidings.model import ClaimRequest
 from tidings.storage.postgres.database import MIGRATIONS, VERSION_TABLE, parse_uri
 from tidings.storage.postgres.driver import PostgresStorage
 
@@ -139,3 +141,99 @@ def test_store_uri_parsing() -> None:
     for bad in ("redis://x", "postgresql://u@h/db?schema="):
         with pytest.raises(ValueError):
             parse_uri(bad)
+
+
+async def migrated_to(schema: str, version: int) -> asyncpg.Connection:
+    """A schema with the migrations up to ``version`` applied, as an older release left it."""
+    connection = await asyncpg.connect(backends.POSTGRES_DSN)
+    await connection.execute(f'CREATE SCHEMA "{schema}"')
+    await connection.execute(f'SET search_path TO "{schema}"')
+    await connection.execute(f"CREATE TABLE {VERSION_TABLE} (version integer PRIMARY KEY)")
+    for number, script in MIGRATIONS:
+        if number <= version:
+            await connection.execute(script)
+            await connection.execute(f"INSERT INTO {VERSION_TABLE} VALUES ($1)", number)
+    return connection
+
+
+async def test_messages_stored_before_the_ready_index_keep_working(schema: str) -> None:
+    t0 = 1_700_000_000.0
+    held, lapsed = str(uuid.uuid4()), str(uuid.uuid4())
+    old = await migrated_to(schema, 4)
+    # name: (created, expires, delay_until, claim id, claim expiry), in post order. The
+    # newest message was posted at t0: delays ending later may still run.
+    messages = {
+        "free": (t0 - 60, t0 + 900, 0.0, None, 0.0),
+        "delayed": (t0 - 60, t0 + 900, t0 + 600, None, 0.0),
+        "delay-over": (t0 - 900, t0 + 900, t0 - 300, None, 0.0),
+        "delay-ending": (t0 - 60, t0 + 900, t0 + 1, None, 0.0),
+        "held": (t0 - 60, t0 + 900, t0 - 30, held, t0 + 1000),
+        "lapsed": (t0 - 60, t0 + 900, 0.0, lapsed, t0 - 5),
+        "expired": (t0, t0 - 1, 0.0, None, 0.0),
+    }
+    try:
+        for name, (created, expires, delay_until, claim_id, claim_expires) in messages.items():
+            await old.execute(
+                "INSERT INTO messages (id, project, queue, body, client_id, ttl, created,"
+                " expires, delay_until, claim_id, claim_expires, claim_count)"
+                " VALUES ($1, 'p', 'q', $2, 'c', 900, $3, $4, $5, $6, $7, $8)",
+                uuid.uuid5(uuid.NAMESPACE_URL, name), f'"{name}"'.encode(), created, expires,
+                delay_until, claim_id, claim_expires, int(claim_id is not None),
+            )  # fmt: skip
+        for claim_id, expires in ((held, t0 + 1000), (lapsed, t0 - 5)):
+            await old.execute(
+                "INSERT INTO claims VALUES ($1, 'p', 'q', 300, 60, $2, $3)",
+                claim_id, t0 - 60, expires,
+            )  # fmt: skip
+        await old.execute("INSERT INTO queues VALUES ('p', 'q', '{}', $1)", t0 - 900)
+    finally:
+        await old.close()
+
+    storage = store(schema, scan_budget=100)
+    await storage.open()
+    try:
+        assert await applied(schema) == [version for version, _ in MIGRATIONS]
+        connection = await asyncpg.connect(backends.POSTGRES_DSN)
+        try:
+            waiting = await connection.fetch(
+                f"SELECT convert_from(body, 'UTF8') FROM \"{schema}\".messages WHERE delayed"
+            )
+        finally:
+            await connection.close()
+        # Only delays ending after the newest post wait to be settled, not the history.
+        assert sorted(r[0] for r in waiting) == ['"delay-ending"', '"delayed"']
+        now = t0 + 2
+
+        async def names(**options: bool) -> list[str]:
+            page = await storage.messages.page(
+                "p", "q", marker=None, limit=20, exclude_client=None, now=now, **options
+            )
+            return [m.body.decode().strip('"') for m in page.messages]
+
+        stats = await storage.queues.stats("p", "q", now)
+        assert (stats.total, stats.claimed) == (6, 1)
+        assert await names(include_claimed=False, include_delayed=False) == [
+            "free", "delay-over", "delay-ending", "lapsed",
+        ]  # fmt: skip
+        assert await names(include_claimed=False, include_delayed=True) == [
+            "free", "delayed", "delay-over", "delay-ending", "lapsed",
+        ]  # fmt: skip
+        assert await names(include_claimed=True, include_delayed=True) == [
+            "free", "delayed", "delay-over", "delay-ending", "held", "lapsed",
+        ]  # fmt: skip
+        request = ClaimRequest(ttl=1000, grace=0, limit=10)
+        taken = await storage.claims.create("p", "q", request, now)
+        assert taken is not None
+        assert [m.body for m in taken.messages] == [
+            b'"free"', b'"delay-over"', b'"delay-ending"', b'"lapsed"',
+        ]  # fmt: skip
+        # The running delay ends in its turn; the old claim still holds its message.
+        popped = await storage.messages.pop("p", "q", 10, t0 + 600)
+        assert [m.body for m in popped] == [b'"delayed"']
+        kept = await storage.claims.get("p", "q", held, t0 + 600)
+        assert kept is not None and [m.body for m in kept.messages] == [b'"held"']
+        message_id = kept.messages[0].id
+        await storage.messages.delete("p", "q", message_id, held, t0 + 600)
+        assert (await storage.queues.stats("p", "q", t0 + 600)).total == 4
+    finally:
+        await storage.close()

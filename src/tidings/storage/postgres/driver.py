@@ -3,6 +3,10 @@
 Every multi-step change runs in one transaction; claims lock rows with
 ``FOR UPDATE SKIP LOCKED`` so concurrent claimers never share a message nor wait for
 each other. Decisions about claims and deletes come from ``storage.rules``.
+
+Claims, pops and listings read the READY index (unclaimed, undelayed messages in post
+order) of a queue they have first settled (see ``_settle``), so their cost does not
+grow with the messages in flight, delayed or expired at the head of the queue.
 """
 
 from __future__ import annotations
@@ -61,6 +65,9 @@ Q = load_queries(__package__ or "tidings.storage.postgres", "queries.sql")
 GC_CHUNK = 1000
 # Bounds one collect_garbage call; whatever is left goes at the next run.
 GC_MAX_CHUNKS = 1000
+# Bounds one settle (chunks of scan_budget rows): thousands of lapsed claims, ended
+# delays or expired messages go at once, a million never hold a caller for long.
+SETTLE_MAX_CHUNKS = 10
 
 _json_encode = msgspec.json.encode
 _json_decode = msgspec.json.decode
@@ -173,6 +180,12 @@ class PostgresQueues(_Base):
         return await self._db.run(work, SINGLE)
 
     async def stats(self, project: str, name: str, now: float) -> QueueStats:
+        budget = self._db.scan_budget
+
+        async def settle(connection: Connection) -> None:
+            # So that the ends below are not walked to past an expired head.
+            await _settle(connection, project, name, now, budget)
+
         async def work(connection: Connection) -> QueueStats:
             counts = await connection.fetchrow(Q["queue_counts"], project, name, now)
             total, claimed = counts if counts is not None else (0, 0)
@@ -188,6 +201,7 @@ class PostgresQueues(_Base):
                 newest=MessageSummary(id=newest[0], created=newest[1]) if newest else None,
             )
 
+        await self._db.run(settle, SINGLE)
         return await self._db.run(work, SNAPSHOT)  # one snapshot for counts and ends
 
     async def purge_messages(self, project: str, name: str) -> None:
@@ -222,16 +236,44 @@ async def _insert_batch(
     return ids
 
 
+async def _settle(connection: Connection, project: str, queue: str, now: float, chunk: int) -> None:
+    """Bring the queue's READY index up to ``now`` (see ``message_settle``), boundedly.
+
+    Each chunk is a statement of its own: outside a transaction it commits at once, so
+    its row locks are held only while it runs. Settling changes nothing any read can
+    see, so a caller that stops short (budget spent, rows locked by others) stays right.
+    """
+    for _ in range(SETTLE_MAX_CHUNKS):
+        fullest = await connection.fetchval(Q["message_settle"], project, queue, now, chunk)
+        if int(fullest) < chunk:
+            return
+
+
+async def _fetch_settled(
+    connection: Connection, query: str, args: tuple[Any, ...], now: float, chunk: int
+) -> list[Row]:
+    """Rows of a statement reading a settled queue: ``args`` start with (project, queue),
+    the statement's last parameter says whether to check, its first column is "pending".
+
+    Such a statement reads nothing when the queue needs settling, and says so: the queue
+    is settled then, and the statement run again without the check. A settled queue,
+    the usual case, costs one round trip.
+    """
+    rows = await connection.fetch(query, *args, True)
+    if rows and rows[0][0]:
+        await _settle(connection, args[0], args[1], now, chunk)
+        rows = await connection.fetch(query, *args, False)
+    return rows
+
+
 async def _claimable(
     connection: Connection, project: str, queue: str, limit: int, now: float, budget: int
 ) -> list[tuple[Message, Tid]]:
     """Lock and return the oldest ``limit`` claimable messages nobody else has locked."""
-    args = (project, queue, now, limit, rules.scan_window(budget, limit))
-    lapsed = await connection.fetch(Q["message_claimable_lapsed"], *args)
-    free = await connection.fetch(Q["message_claimable_free"], *args)
-    # Both lists are in seq order; the surplus stays locked only until we commit.
-    merged = sorted(_locked((*lapsed, *free)), key=lambda locked: int(locked[0].marker))
-    return merged[:limit]
+    window = rules.scan_window(budget, limit)
+    return _locked(
+        await connection.fetch(Q["message_claimable"], project, queue, now, limit, window)
+    )
 
 
 class PostgresMessages(_Base):
@@ -269,18 +311,21 @@ class PostgresMessages(_Base):
         include_delayed: bool,
         now: float,
     ) -> MessageListing:
-        query = Q["message_list_all"] if include_claimed else Q["message_list_unclaimed"]
-        budget = rules.scan_window(self._db.scan_budget, limit)
-        args = (
-            project, queue, marker_seq(marker), limit, now, exclude_client, include_delayed,
-            budget,
-        )  # fmt: skip
+        chunk = self._db.scan_budget
+        budget = rules.scan_window(chunk, limit)
+        args: tuple[Any, ...] = (project, queue, marker_seq(marker), limit, now, exclude_client)
+        if include_claimed:
+            query, args = Q["message_list_all"], (*args, include_delayed, budget)
+        elif include_delayed:
+            query, args = Q["message_list_unclaimed"], (*args, budget)
+        else:
+            query, args = Q["message_list_ready"], (*args, budget)
 
         async def work(connection: Connection) -> MessageListing:
-            rows = await connection.fetch(query, *args)
-            # Each row: the window's (rows in it, last seq), then a message (or NULLs).
-            found = [message_from_row(r[2:]) for r in rows if r[2] is not None]
-            end = (int(rows[0][0]), rows[0][1]) if len(found) < limit else None
+            rows = await _fetch_settled(connection, query, args, now, chunk)
+            # Each row: pending, the window's (rows in it, last seq), a message (or NULLs).
+            found = [message_from_row(r[3:]) for r in rows if r[3] is not None]
+            end = (int(rows[0][1]), rows[0][2]) if len(found) < limit else None
             return budgeted_message_page(found, limit, end, budget)
 
         return await self._db.run(work, SINGLE)
@@ -352,13 +397,14 @@ class PostgresMessages(_Base):
             await self._db.run(checked, WRITE)
 
     async def pop(self, project: str, queue: str, limit: int, now: float) -> list[Message]:
-        async def work(connection: Connection) -> list[Message]:
-            popped = await _claimable(connection, project, queue, limit, now, self._db.scan_budget)
-            if popped:
-                await connection.execute(Q["message_delete"], [tid for _, tid in popped])
-            return [message for message, _ in popped]
+        budget = self._db.scan_budget
+        args = (project, queue, now, limit, rules.scan_window(budget, limit))
 
-        return await self._db.run(work, WRITE)
+        async def work(connection: Connection) -> list[Message]:
+            rows = await _fetch_settled(connection, Q["message_pop"], args, now, budget)
+            return [message_from_row(r[1:]) for r in rows if r[1] is not None]
+
+        return await self._db.run(work, SINGLE)  # each statement on its own is atomic
 
 
 async def _claim_is_live(
@@ -423,26 +469,21 @@ class PostgresClaims(_Base):
         request = msgspec.structs.replace(request, ttl=ttl, grace=grace)
         claim_expires = now + request.ttl
         dead_letter = request.dead_letter
-        budget = rules.scan_window(self._db.scan_budget, request.limit)
+        chunk = self._db.scan_budget
+        budget = rules.scan_window(chunk, request.limit)
 
         async def at_once(connection: Connection) -> ClaimResult | None:
-            rows = await connection.fetch(
-                Q["claim_create"],
-                claim_id,
-                project,
-                queue,
-                now,
-                request.limit,
-                claim_expires,
-                request.ttl,
-                request.grace,
-                budget,
-            )
-            if not rows:
-                return None
-            return ClaimResult(id=claim_id, messages=[message_from_row(r) for r in rows])
+            args = (
+                project, queue, claim_id, now, request.limit, claim_expires, request.ttl,
+                request.grace, budget,
+            )  # fmt: skip
+            rows = await _fetch_settled(connection, Q["claim_create"], args, now, chunk)
+            # Each row: pending, then a claimed message (or NULLs).
+            messages = [message_from_row(r[1:]) for r in rows if r[1] is not None]
+            return ClaimResult(id=claim_id, messages=messages) if messages else None
 
         async def work(connection: Connection) -> ClaimResult | None:
+            await _settle(connection, project, queue, now, chunk)
             candidates = await _claimable(connection, project, queue, request.limit, now, budget)
             claimed: list[Message] = []
             tids: list[Tid] = []

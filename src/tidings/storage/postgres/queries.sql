@@ -2,6 +2,11 @@
 -- A message is claimed while claim_id IS NOT NULL AND claim_expires > now; a live
 -- message has expires > now; a delayed one has delay_until > now. "now" is always a
 -- parameter ($n), never now(): the caller owns the clock.
+-- A message is READY when claim_expires = 0 (unclaimed) AND NOT delayed (no delay, or one
+-- settled as over); claims, pops and listings first settle the queue (message_settle),
+-- so that lapsed claims, ended delays and expired messages never lie in the way of the
+-- indexes they read. Readers still check delay_until: a node whose clock runs behind
+-- the one that settled never sees a delayed message early.
 -- Message rows are always selected as:
 --   seq, id, body, ttl, created, expires, client_id, claim_id, claim_expires,
 --   claim_count, delay_until
@@ -17,7 +22,11 @@
 --   ($1, $2)", which means the same for these NOT NULL columns but which no index
 --   can serve, so the planner cannot prefer the queue's index;
 -- * rows the transaction has already locked are addressed by ctid: they cannot move
---   until it commits, and a TID scan is the only plan for it.
+--   until it commits, and a TID scan is the only plan for it;
+-- * a statement about one queue's messages states exactly the predicate of the partial
+--   index meant to serve it, in the words of that index (claim_expires = 0 or > 0 for
+--   the indexes of migration 0005, claim_id IS NULL for messages_free): no other
+--   partial index's predicate is then implied, so no other index can serve it.
 
 -- name: queue_insert
 INSERT INTO queues (project, name, metadata, created)
@@ -104,8 +113,8 @@ LIMIT 1;
 -- One statement for the whole batch; ORDER BY keeps the batch's order in seq.
 -- name: message_insert_batch
 INSERT INTO messages (id, project, queue, body, client_id, ttl, created, expires,
-                      delay_until, claim_count)
-SELECT b.id, $1, $2, b.body, $3, b.ttl, $4, b.expires, b.delay_until, 0
+                      delay_until, delayed, claim_count)
+SELECT b.id, $1, $2, b.body, $3, b.ttl, $4, b.expires, b.delay_until, b.delay_until > 0, 0
 FROM unnest($5::uuid[], $6::bytea[], $7::integer[], $8::float8[], $9::float8[])
      WITH ORDINALITY AS b (id, body, ttl, expires, delay_until, position)
 ORDER BY b.position;
@@ -115,23 +124,45 @@ INSERT INTO messages (id, project, queue, body, client_id, ttl, created, expires
                       delay_until, claim_count)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9);
 
--- Every statement that may pass over rows it cannot return (expired but not yet swept,
+-- Every statement that may pass over rows it cannot return (expired but not yet settled,
 -- delayed, claimed, the caller's own) reads them through a window: a subquery that
--- examines at most $8 (or $5) rows, whose LIMIT bounds the walk; the outer LIMIT stops
+-- examines at most a budget of rows, whose LIMIT bounds the walk; the outer LIMIT stops
 -- reading it as soon as enough rows qualify.
 
--- A listing is one statement, so its page and where its window ends come from one
--- snapshot without a transaction. Each row is the window's (rows in it, last seq)
--- followed by a message; a page with no message is one row whose message columns are
--- NULL. The window's end is read only when the page came back short of $4 (a one-time
--- filter; otherwise it is (0, NULL)): a full window then means the budget ran out and
--- the listing resumes after it.
+-- Claims, pops and listings settle a queue before they read it, without a round trip of
+-- its own when there is nothing to settle: each such statement starts with "pending",
+-- true when its last parameter asks to check and one of message_settle's windows is not
+-- empty (three index probes; not EXISTS, whose ORDER BY the planner drops, so that the
+-- order leaves each probe no plan but its index). It then reads nothing and returns
+-- only the flag, and the caller settles and runs it again, this time without the check
+-- (whatever a settle could not do, budget spent or rows locked, is left to the next
+-- call).
 
--- Listing that includes claimed messages walks the queue in post order.
+-- A listing is one statement, so its page and where its window ends come from one
+-- snapshot without a transaction. Each row is the pending flag, the window's (rows in
+-- it, last seq) and a message; a page with no message is one row whose message columns
+-- are NULL. The window's end is read only when the page came back short of $4 (a
+-- one-time filter; otherwise it is (0, NULL)): a full window then means the budget ran
+-- out and the listing resumes after it.
+
+-- Listing that includes claimed messages walks the queue in post order; only delayed
+-- messages (when not asked for) and the caller's own may fill its window.
 -- $1 project, $2 queue, $3 marker, $4 limit, $5 now, $6 exclude client, $7 delayed too,
--- $8 budget.
+-- $8 budget, $9 check.
 -- name: message_list_all
-WITH page AS MATERIALIZED (
+WITH pending AS (
+    SELECT $9::boolean AND coalesce(
+        (SELECT true FROM messages WHERE project = $1 AND queue = $2
+             AND claim_expires > 0 AND claim_expires <= $5
+         ORDER BY claim_expires LIMIT 1),
+        (SELECT true FROM messages WHERE project = $1 AND queue = $2
+             AND delayed AND delay_until <= $5
+         ORDER BY delay_until LIMIT 1),
+        (SELECT true FROM messages WHERE project = $1 AND queue = $2
+             AND claim_expires = 0 AND expires <= $5
+         ORDER BY expires LIMIT 1),
+        false) AS yes
+), page AS MATERIALIZED (
     SELECT seq, id::text, body, ttl, created, expires, client_id, claim_id::text,
            claim_expires, claim_count, delay_until
     FROM (
@@ -139,7 +170,8 @@ WITH page AS MATERIALIZED (
         WHERE project = $1 AND queue = $2 AND seq > $3
         ORDER BY seq
         LIMIT $8) AS scanned
-    WHERE expires > $5
+    WHERE NOT (SELECT yes FROM pending)
+      AND expires > $5
       AND ($6::text IS NULL OR client_id <> $6::text)
       AND ($7::boolean OR delay_until <= $5)
     LIMIT $4
@@ -149,55 +181,92 @@ WITH page AS MATERIALIZED (
         WHERE project = $1 AND queue = $2 AND seq > $3
         ORDER BY seq
         LIMIT $8) AS scanned
-    WHERE (SELECT count(*) FROM page) < $4
+    WHERE NOT (SELECT yes FROM pending) AND (SELECT count(*) FROM page) < $4
 )
-SELECT window_end.examined, window_end.last, page.*
-FROM window_end LEFT JOIN page ON true
+SELECT pending.yes, window_end.examined, window_end.last, page.*
+FROM pending CROSS JOIN window_end LEFT JOIN page ON true
 ORDER BY page.seq;
 
--- Listing without claimed messages merges the free ones and those whose claim has
--- lapsed, each read from its own partial index (see the migration); the window whose
--- end counts is the free one.
+-- Listing without claimed messages reads a settled queue, so it passes over no claimed
+-- message, nor (unless they are asked for) delayed ones: without delayed messages it
+-- reads the READY index, with them the unclaimed one (messages_free). The window is
+-- left with rows a settle had no budget for, and the caller's own messages.
+-- $1 project, $2 queue, $3 marker, $4 limit, $5 now, $6 exclude client, $7 budget,
+-- $8 check.
+-- name: message_list_ready
+WITH pending AS (
+    SELECT $8::boolean AND coalesce(
+        (SELECT true FROM messages WHERE project = $1 AND queue = $2
+             AND claim_expires > 0 AND claim_expires <= $5
+         ORDER BY claim_expires LIMIT 1),
+        (SELECT true FROM messages WHERE project = $1 AND queue = $2
+             AND delayed AND delay_until <= $5
+         ORDER BY delay_until LIMIT 1),
+        (SELECT true FROM messages WHERE project = $1 AND queue = $2
+             AND claim_expires = 0 AND expires <= $5
+         ORDER BY expires LIMIT 1),
+        false) AS yes
+), page AS MATERIALIZED (
+    SELECT seq, id::text, body, ttl, created, expires, client_id, claim_id::text,
+           claim_expires, claim_count, delay_until
+    FROM (
+        SELECT * FROM messages
+        WHERE project = $1 AND queue = $2 AND claim_expires = 0 AND NOT delayed
+          AND seq > $3
+        ORDER BY seq
+        LIMIT $7) AS ready
+    WHERE NOT (SELECT yes FROM pending)
+      AND expires > $5 AND delay_until <= $5
+      AND ($6::text IS NULL OR client_id <> $6::text)
+    LIMIT $4
+), window_end AS (
+    SELECT count(*) AS examined, max(seq) AS last FROM (
+        SELECT seq FROM messages
+        WHERE project = $1 AND queue = $2 AND claim_expires = 0 AND NOT delayed
+          AND seq > $3
+        ORDER BY seq
+        LIMIT $7) AS ready
+    WHERE NOT (SELECT yes FROM pending) AND (SELECT count(*) FROM page) < $4
+)
+SELECT pending.yes, window_end.examined, window_end.last, page.*
+FROM pending CROSS JOIN window_end LEFT JOIN page ON true
+ORDER BY page.seq;
+
 -- name: message_list_unclaimed
-WITH page AS MATERIALIZED (
-    SELECT * FROM (
-        (SELECT seq, id::text, body, ttl, created, expires, client_id, claim_id::text,
-                claim_expires, claim_count, delay_until
-         FROM (
-             SELECT * FROM messages
-             WHERE project = $1 AND queue = $2 AND claim_id IS NULL AND seq > $3
-             ORDER BY seq
-             LIMIT $8) AS free
-         WHERE expires > $5
-           AND ($6::text IS NULL OR client_id <> $6::text)
-           AND ($7::boolean OR delay_until <= $5)
-         LIMIT $4)
-        UNION ALL
-        (SELECT seq, id::text, body, ttl, created, expires, client_id, claim_id::text,
-                claim_expires, claim_count, delay_until
-         FROM (
-             SELECT * FROM messages
-             WHERE project = $1 AND queue = $2 AND claim_id IS NOT NULL
-               AND claim_expires <= $5
-             ORDER BY claim_expires
-             LIMIT $8) AS lapsed
-         WHERE seq > $3 AND expires > $5
-           AND ($6::text IS NULL OR client_id <> $6::text)
-           AND ($7::boolean OR delay_until <= $5)
-         LIMIT $4)
-    ) AS merged
-    ORDER BY seq
+WITH pending AS (
+    SELECT $8::boolean AND coalesce(
+        (SELECT true FROM messages WHERE project = $1 AND queue = $2
+             AND claim_expires > 0 AND claim_expires <= $5
+         ORDER BY claim_expires LIMIT 1),
+        (SELECT true FROM messages WHERE project = $1 AND queue = $2
+             AND delayed AND delay_until <= $5
+         ORDER BY delay_until LIMIT 1),
+        (SELECT true FROM messages WHERE project = $1 AND queue = $2
+             AND claim_expires = 0 AND expires <= $5
+         ORDER BY expires LIMIT 1),
+        false) AS yes
+), page AS MATERIALIZED (
+    SELECT seq, id::text, body, ttl, created, expires, client_id, claim_id::text,
+           claim_expires, claim_count, delay_until
+    FROM (
+        SELECT * FROM messages
+        WHERE project = $1 AND queue = $2 AND claim_id IS NULL AND seq > $3
+        ORDER BY seq
+        LIMIT $7) AS free
+    WHERE NOT (SELECT yes FROM pending)
+      AND expires > $5
+      AND ($6::text IS NULL OR client_id <> $6::text)
     LIMIT $4
 ), window_end AS (
     SELECT count(*) AS examined, max(seq) AS last FROM (
         SELECT seq FROM messages
         WHERE project = $1 AND queue = $2 AND claim_id IS NULL AND seq > $3
         ORDER BY seq
-        LIMIT $8) AS free
-    WHERE (SELECT count(*) FROM page) < $4
+        LIMIT $7) AS free
+    WHERE NOT (SELECT yes FROM pending) AND (SELECT count(*) FROM page) < $4
 )
-SELECT window_end.examined, window_end.last, page.*
-FROM window_end LEFT JOIN page ON true
+SELECT pending.yes, window_end.examined, window_end.last, page.*
+FROM pending CROSS JOIN window_end LEFT JOIN page ON true
 ORDER BY page.seq;
 
 -- name: message_by_ids
@@ -235,71 +304,135 @@ DELETE FROM messages WHERE id = ANY(ARRAY(SELECT id FROM doomed));
 -- name: message_delete
 DELETE FROM messages WHERE ctid = ANY($1::tid[]);
 
--- Claimable = live, undelayed, and free or with a lapsed claim. Each kind is read
--- from its own partial index (see the migration), through a window of at most $5 rows:
--- the rows it passes over stay locked only until the transaction ends, and are of no
--- use to a concurrent claimer anyway. SKIP LOCKED lets concurrent claimers on any node
--- pass over each other's rows instead of waiting.
+-- Settling a queue: lapsed claim marks are cleared, ended delays marked so, expired
+-- messages deleted (they are invisible, and garbage collection would delete them). Each
+-- kind is found through its own index ordered by the time that matters, so only rows
+-- that change are read; each window takes at most $4 rows, and the caller goes on while
+-- one came back full. Rows someone else has locked are left to a later call: SKIP LOCKED
+-- never waits, so settling cannot deadlock with anything. Settling changes nothing a
+-- caller can see: every read still checks claims, delays and expiry against "now".
+-- Changes go by ctid, as at claim_create; a row both lapsed and due is changed once.
+-- $1 project, $2 queue, $3 now, $4 rows per window. Returns the fullest window's count.
+-- name: message_settle
+WITH lapsed AS (
+    SELECT ctid AS tid FROM messages
+    WHERE project = $1 AND queue = $2 AND claim_expires > 0 AND claim_expires <= $3
+    ORDER BY claim_expires
+    LIMIT $4
+    FOR UPDATE SKIP LOCKED
+), due AS (
+    SELECT ctid AS tid FROM messages
+    WHERE project = $1 AND queue = $2 AND delayed AND delay_until <= $3
+    ORDER BY delay_until
+    LIMIT $4
+    FOR UPDATE SKIP LOCKED
+), expired AS (
+    SELECT ctid AS tid FROM messages
+    WHERE project = $1 AND queue = $2 AND claim_expires = 0 AND expires <= $3
+    ORDER BY expires
+    LIMIT $4
+    FOR UPDATE SKIP LOCKED
+), picked AS (
+    SELECT tid FROM lapsed UNION SELECT tid FROM due UNION SELECT tid FROM expired
+), gone AS (
+    DELETE FROM messages
+    WHERE ctid = ANY(ARRAY(SELECT tid FROM picked)) AND expires <= $3
+), settled AS (
+    UPDATE messages
+    SET claim_id = CASE WHEN claim_expires <= $3 THEN NULL ELSE claim_id END,
+        claim_expires = CASE WHEN claim_expires <= $3 THEN 0 ELSE claim_expires END,
+        delayed = delayed AND delay_until > $3
+    WHERE ctid = ANY(ARRAY(SELECT tid FROM picked)) AND expires > $3
+)
+SELECT greatest((SELECT count(*) FROM lapsed), (SELECT count(*) FROM due),
+                (SELECT count(*) FROM expired));
+
+-- Claimable = READY and live, in post order, from a settled queue. The window of at most
+-- $5 rows bounds what an unsettled expired head may cost; rows it passes over stay
+-- locked only until the transaction ends. SKIP LOCKED lets concurrent claimers on any
+-- node pass over each other's rows instead of waiting.
 -- $1 project, $2 queue, $3 now, $4 limit, $5 budget.
--- name: message_claimable_free
+-- name: message_claimable
 SELECT seq, id::text, body, ttl, created, expires, client_id, claim_id::text,
        claim_expires, claim_count, delay_until, tid
 FROM (
     SELECT *, ctid AS tid FROM messages
-    WHERE project = $1 AND queue = $2 AND claim_id IS NULL
+    WHERE project = $1 AND queue = $2 AND claim_expires = 0 AND NOT delayed
     ORDER BY seq
     LIMIT $5
-    FOR UPDATE SKIP LOCKED) AS free
+    FOR UPDATE SKIP LOCKED) AS ready
 WHERE expires > $3 AND delay_until <= $3
 LIMIT $4;
 
--- name: message_claimable_lapsed
-SELECT seq, id::text, body, ttl, created, expires, client_id, claim_id::text,
-       claim_expires, claim_count, delay_until, tid
-FROM (
-    SELECT *, ctid AS tid FROM messages
-    WHERE project = $1 AND queue = $2 AND claim_id IS NOT NULL AND claim_expires <= $3
-    ORDER BY claim_expires
-    LIMIT $5
-    FOR UPDATE SKIP LOCKED) AS lapsed
-WHERE expires > $3 AND delay_until <= $3
-LIMIT $4;
+-- A pop, whole in one statement: lock as message_claimable does and delete what was
+-- locked (by ctid, with the caveat given at claim_create). Rows: the pending flag, then
+-- a message (NULLs when there is none).
+-- $1 project, $2 queue, $3 now, $4 limit, $5 budget, $6 check.
+-- name: message_pop
+WITH pending AS (
+    SELECT $6::boolean AND coalesce(
+        (SELECT true FROM messages WHERE project = $1 AND queue = $2
+             AND claim_expires > 0 AND claim_expires <= $3
+         ORDER BY claim_expires LIMIT 1),
+        (SELECT true FROM messages WHERE project = $1 AND queue = $2
+             AND delayed AND delay_until <= $3
+         ORDER BY delay_until LIMIT 1),
+        (SELECT true FROM messages WHERE project = $1 AND queue = $2
+             AND claim_expires = 0 AND expires <= $3
+         ORDER BY expires LIMIT 1),
+        false) AS yes
+), picked AS (
+    SELECT tid FROM (
+        SELECT ctid AS tid, expires, delay_until FROM messages
+        WHERE project = $1 AND queue = $2 AND claim_expires = 0 AND NOT delayed
+        ORDER BY seq
+        LIMIT $5
+        FOR UPDATE SKIP LOCKED) AS ready
+    WHERE NOT (SELECT yes FROM pending) AND expires > $3 AND delay_until <= $3
+    LIMIT $4
+), gone AS (
+    DELETE FROM messages AS m
+    WHERE m.ctid = ANY(ARRAY(SELECT tid FROM picked))
+    RETURNING m.seq, m.id::text, m.body, m.ttl, m.created, m.expires, m.client_id,
+              m.claim_id::text, m.claim_expires, m.claim_count, m.delay_until
+)
+SELECT pending.yes, gone.* FROM pending LEFT JOIN gone ON true ORDER BY gone.seq;
 
 -- A claim without a dead-letter policy, whole in one statement (one round trip, its
--- own transaction): lock as message_claimable_* do, mark what was locked, and record
+-- own transaction): lock as message_claimable does, mark what was locked, and record
 -- the claim only if it holds something. Marking goes by ctid: a row locked in a version
 -- newer than this statement's snapshot (which the rechecks of SKIP LOCKED make all but
 -- impossible) is not seen by the update, so it is merely left out of this claim.
 -- The new lifetime is that of storage.rules.claimed_lifetime: a claimed message
 -- outlives its claim by the grace.
--- $1 claim id, $2 project, $3 queue, $4 now, $5 limit, $6 claim expiry, $7 ttl, $8 grace,
--- $9 budget.
+-- Rows: the pending flag, then a message (NULLs when there is none).
+-- $1 project, $2 queue, $3 claim id, $4 now, $5 limit, $6 claim expiry, $7 ttl, $8 grace,
+-- $9 budget, $10 check.
 -- name: claim_create
-WITH lapsed AS (
-    SELECT tid, seq FROM (
-        SELECT ctid AS tid, seq, expires, delay_until FROM messages
-        WHERE project = $2 AND queue = $3 AND claim_id IS NOT NULL AND claim_expires <= $4
-        ORDER BY claim_expires
-        LIMIT $9
-        FOR UPDATE SKIP LOCKED) AS scanned
-    WHERE expires > $4 AND delay_until <= $4
-    LIMIT $5
-), free AS (
-    SELECT tid, seq FROM (
-        SELECT ctid AS tid, seq, expires, delay_until FROM messages
-        WHERE project = $2 AND queue = $3 AND claim_id IS NULL
+WITH pending AS (
+    SELECT $10::boolean AND coalesce(
+        (SELECT true FROM messages WHERE project = $1 AND queue = $2
+             AND claim_expires > 0 AND claim_expires <= $4
+         ORDER BY claim_expires LIMIT 1),
+        (SELECT true FROM messages WHERE project = $1 AND queue = $2
+             AND delayed AND delay_until <= $4
+         ORDER BY delay_until LIMIT 1),
+        (SELECT true FROM messages WHERE project = $1 AND queue = $2
+             AND claim_expires = 0 AND expires <= $4
+         ORDER BY expires LIMIT 1),
+        false) AS yes
+), picked AS (
+    SELECT tid FROM (
+        SELECT ctid AS tid, expires, delay_until FROM messages
+        WHERE project = $1 AND queue = $2 AND claim_expires = 0 AND NOT delayed
         ORDER BY seq
         LIMIT $9
-        FOR UPDATE SKIP LOCKED) AS scanned
-    WHERE expires > $4 AND delay_until <= $4
-    LIMIT $5
-), picked AS (
-    SELECT tid FROM (SELECT * FROM lapsed UNION ALL SELECT * FROM free) AS claimable
-    ORDER BY seq
+        FOR UPDATE SKIP LOCKED) AS ready
+    WHERE NOT (SELECT yes FROM pending) AND expires > $4 AND delay_until <= $4
     LIMIT $5
 ), marked AS (
     UPDATE messages AS m
-    SET claim_id = $1::uuid, claim_expires = $6::float8, claim_count = m.claim_count + 1,
+    SET claim_id = $3::uuid, claim_expires = $6::float8, claim_count = m.claim_count + 1,
         expires = CASE WHEN m.expires < $6 THEN $6 + $8::integer ELSE m.expires END,
         ttl = CASE WHEN m.expires < $6 THEN $7::integer + $8 ELSE m.ttl END
     WHERE m.ctid = ANY(ARRAY(SELECT tid FROM picked))
@@ -307,9 +440,9 @@ WITH lapsed AS (
               m.claim_id::text, m.claim_expires, m.claim_count, m.delay_until
 ), claim AS (
     INSERT INTO claims (id, project, queue, ttl, grace, updated, expires)
-    SELECT $1, $2, $3, $7, $8, $4, $6 WHERE EXISTS (SELECT FROM marked)
+    SELECT $3, $1, $2, $7, $8, $4, $6 WHERE EXISTS (SELECT FROM marked)
 )
-SELECT * FROM marked ORDER BY seq;
+SELECT pending.yes, marked.* FROM pending LEFT JOIN marked ON true ORDER BY marked.seq;
 
 -- Marks locked rows and records the claim, in one statement.
 -- name: message_claim
@@ -376,8 +509,9 @@ WHERE id = ANY(ARRAY(
 -- name: gc_messages
 WITH gone AS (
     -- By ctid: the rows are locked, so their addresses hold until the delete.
+    -- "expires > 0" (always true) names the partial index messages_expiry.
     DELETE FROM messages WHERE ctid = ANY(ARRAY(
-        SELECT ctid FROM messages WHERE expires <= $1
+        SELECT ctid FROM messages WHERE expires > 0 AND expires <= $1
         LIMIT $2
         FOR UPDATE SKIP LOCKED))
     RETURNING 1
@@ -394,7 +528,8 @@ WITH gone AS (
         FOR UPDATE SKIP LOCKED)
     RETURNING id
 ), unmarked AS (
+    -- An array, not IN: a join could be planned as a walk of every message.
     UPDATE messages SET claim_id = NULL, claim_expires = 0
-    WHERE claim_id IN (SELECT id FROM gone)
+    WHERE claim_id = ANY(ARRAY(SELECT id FROM gone))
 )
 SELECT count(*) FROM gone;

@@ -5,7 +5,9 @@ tag, so every per-queue script touches one cluster slot; each project's catalog 
 names and metadata) has a hash tag of its own; a global set of projects lets garbage
 collection find every queue without scanning the keyspace. Expiry is decided by the
 scripts from the caller's ``now``, so nothing past its time is ever returned even when
-garbage collection never runs.
+garbage collection never runs. Free messages have an index of their own, brought up to
+``now`` in bounded steps before it is read, so claims, pops and listings never walk past
+claimed, delayed or expired messages (see ``lua/queue_lib.lua``).
 
 Subscriptions and the notifications owed to them live in the slot of the queue of the
 same name: see ``subscriptions.py``.

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import hashlib
 
+# Order matters: lua/queue_lib.lua names them by position, and the quarantine stays last.
 QUEUE_KINDS = (
     "seq", "order", "records", "expiry", "claims", "claim-expiry", "outbox", "claimed",
-    "quarantine",
+    "ready", "delayed", "delay-ends", "layout", "quarantine",
 )  # fmt: skip
 # Order matters: lua/source_lib.lua expects these as the last keys of a script.
 SOURCE_KINDS = (

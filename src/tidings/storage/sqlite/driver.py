@@ -59,6 +59,10 @@ GC_CHUNK = 1000
 # Chunks one collect_garbage call runs at most per statement; the rest waits a run.
 GC_MAX_CHUNKS = 100
 SCAN_BUDGET = StorageSettings().scan_budget
+# Chunks (of scan_budget rows) one settle runs at most per kind of change: thousands of
+# expired or due messages at a queue's head are settled in one call, a million never
+# hold the writer for long (the next calls go on).
+SETTLE_CHUNKS = 10
 
 _json_encode = msgspec.json.encode
 _json_decode = msgspec.json.decode
@@ -90,6 +94,80 @@ class _Base:
             return await self._executor.read(work)
         except sqlite3.Error as exc:
             raise StorageError(str(exc)) from exc
+
+    async def _read_settled(
+        self, project: str, queue: str, now: float, work: Callable[[sqlite3.Connection], T]
+    ) -> T:
+        """``work`` in one read snapshot of a settled queue.
+
+        Readers cannot write: when the queue has something to settle (three index
+        probes, in the same snapshot), the settle runs as a write job and the read again.
+        """
+
+        def probed(db: sqlite3.Connection) -> list[T]:
+            db.execute("BEGIN")
+            try:
+                return [] if _unsettled(db, project, queue, now) else [work(db)]
+            finally:
+                db.execute("COMMIT")
+
+        done = await self._read(probed)
+        if done:
+            return done[0]
+        await self._write(lambda db: _settle(db, project, queue, now, self._scan_budget))
+
+        def again(db: sqlite3.Connection) -> T:
+            db.execute("BEGIN")
+            try:
+                return work(db)
+            finally:
+                db.execute("COMMIT")
+
+        return await self._read(again)
+
+
+def _unsettled(db: sqlite3.Connection, project: str, queue: str, now: float) -> bool:
+    params = {"project": project, "queue": queue, "now": now}
+    return bool(db.execute(Q["queue_unsettled"], params).fetchone()[0])
+
+
+def _settle(db: sqlite3.Connection, project: str, queue: str, now: float, chunk: int) -> None:
+    """Apply what time changed in the queue (inside the caller's write transaction).
+
+    Expired messages are deleted, lapsed claims release their messages, ended delays
+    make theirs ready: each in chunks, at most ``SETTLE_CHUNKS`` of them.
+    """
+    if not _unsettled(db, project, queue, now):
+        return
+    params = {"project": project, "queue": queue, "now": now, "chunk": chunk}
+    for name in ("settle_expired", "settle_lapsed", "settle_delays"):
+        for _ in range(SETTLE_CHUNKS):
+            if db.execute(Q[name], params).rowcount < chunk:
+                break
+
+
+def _claimable(
+    db: sqlite3.Connection, project: str, queue: str, limit: int, now: float, budget: int
+) -> list[Message]:
+    """Settle the queue, then read its first ``limit`` free messages (claim and pop)."""
+    _settle(db, project, queue, now, budget)
+    params = {
+        "project": project,
+        "queue": queue,
+        "marker": 0,
+        "exclude_client": None,
+        "now": now,
+        "limit": limit,
+        "budget": rules.scan_window(budget, limit),
+    }
+    return [message_from_row(r) for r in db.execute(Q["message_list_due"], params)]
+
+
+def _window_end(rows: list[Row], budget: int) -> tuple[int, int | None]:
+    """Where a listing's queue-ordered windows end, as ``budgeted_message_page`` takes
+    it: when any window is full, the page ends with the earliest full one."""
+    full = [int(last) for count, last in rows if count >= budget and last is not None]
+    return (budget, min(full)) if full else (0, None)
 
 
 def _ensure_queue(db: sqlite3.Connection, project: str, name: str, now: float) -> bool:
@@ -194,17 +272,15 @@ class SQLiteQueues(_Base):
         return await self._read(work)
 
     async def stats(self, project: str, name: str, now: float) -> QueueStats:
+        params = {"project": project, "name": name, "now": now, "budget": self._scan_budget}
+
         def work(db: sqlite3.Connection) -> QueueStats:
-            params = {"project": project, "name": name, "now": now, "budget": self._scan_budget}
-            db.execute("BEGIN")  # one snapshot for counts and ends
-            try:
-                total, claimed = db.execute(Q["queue_counts"], params).fetchone()
-                if not total:
-                    return QueueStats(total=0, claimed=0)
-                oldest = db.execute(Q["queue_oldest"], params).fetchone()
-                newest = db.execute(Q["queue_newest"], params).fetchone()
-            finally:
-                db.execute("COMMIT")
+            # Settled first, so no expired message lies at either end.
+            total, claimed = db.execute(Q["queue_counts"], params).fetchone()
+            if not total:
+                return QueueStats(total=0, claimed=0)
+            oldest = db.execute(Q["queue_oldest"], params).fetchone()
+            newest = db.execute(Q["queue_newest"], params).fetchone()
             return QueueStats(
                 total=total,
                 claimed=claimed,
@@ -212,7 +288,7 @@ class SQLiteQueues(_Base):
                 newest=MessageSummary(id=newest[0], created=newest[1]) if newest else None,
             )
 
-        return await self._read(work)
+        return await self._read_settled(project, name, now, work)
 
     async def purge_messages(self, project: str, name: str) -> None:
         await self._write(lambda db: _delete_queue_contents(db, project, name))
@@ -285,21 +361,18 @@ class SQLiteMessages(_Base):
             "include_delayed": include_delayed,
             "now": now,
         }
-        kind = "all" if include_claimed else "unclaimed"
+        kind = "all" if include_claimed else "unclaimed" if include_delayed else "due"
 
         def work(db: sqlite3.Connection) -> MessageListing:
-            db.execute("BEGIN")  # one snapshot for the scan and its window's end
-            try:
-                found = [message_from_row(r) for r in db.execute(Q[f"message_list_{kind}"], params)]
-                end = None
-                if len(found) < limit:
-                    count, last = db.execute(Q[f"message_window_end_{kind}"], window).fetchone()
-                    end = (int(count), last)
-            finally:
-                db.execute("COMMIT")
+            # One snapshot for the scan and its windows' end.
+            found = [message_from_row(r) for r in db.execute(Q[f"message_list_{kind}"], params)]
+            end = None
+            if len(found) < limit:
+                ends = db.execute(Q[f"message_window_end_{kind}"], window).fetchall()
+                end = _window_end(ends, budget)
             return budgeted_message_page(found, limit, end, budget)
 
-        return await self._read(work)
+        return await self._read_settled(project, queue, now, work)
 
     async def get(self, project: str, queue: str, ids: Sequence[str], now: float) -> list[Message]:
         def work(db: sqlite3.Connection) -> list[Message]:
@@ -361,17 +434,7 @@ class SQLiteMessages(_Base):
 
     async def pop(self, project: str, queue: str, limit: int, now: float) -> list[Message]:
         def work(db: sqlite3.Connection) -> list[Message]:
-            rows = db.execute(
-                Q["message_claimable"],
-                {
-                    "project": project,
-                    "queue": queue,
-                    "now": now,
-                    "limit": limit,
-                    "budget": rules.scan_window(self._scan_budget, limit),
-                },
-            ).fetchall()
-            popped = [message_from_row(r) for r in rows]
+            popped = _claimable(db, project, queue, limit, now, self._scan_budget)
             db.executemany(Q["message_delete"], [{"seq": int(m.marker)} for m in popped])
             return popped
 
@@ -440,18 +503,11 @@ class SQLiteClaims(_Base):
         claim_ttl, grace = rules.bounded_claim(request.ttl, request.grace)
         claim_expires = now + claim_ttl
         dead_letter = request.dead_letter
-        params = {
-            "project": project,
-            "queue": queue,
-            "now": now,
-            "limit": request.limit,
-            "budget": rules.scan_window(self._scan_budget, request.limit),
-        }
 
         def work(db: sqlite3.Connection) -> ClaimResult | None:
-            rows = db.execute(Q["message_claimable"], params).fetchall()
+            found = _claimable(db, project, queue, request.limit, now, self._scan_budget)
             claimed: list[Message] = []
-            for message in map(message_from_row, rows):
+            for message in found:
                 if dead_letter and message.claim_count >= dead_letter.max_claim_count:
                     _move_to_dead_letter(
                         db, project, message, dead_letter.queue, dead_letter.message_ttl, now

@@ -1,6 +1,7 @@
 -- Named queries of the SQLite driver. Parameters are named (:project, :now, ...).
 -- A message is claimed while claim_id IS NOT NULL AND claim_expires > :now; a live
--- message has expires > :now; a delayed one has delay_until > :now.
+-- message has expires > :now; a delayed one has delay_until > :now. ready = 0 marks a
+-- delay not yet settled as over (migration 0006).
 
 -- name: queue_insert
 INSERT INTO queues (project, name, metadata, created)
@@ -54,15 +55,11 @@ SELECT count(*), max(name) FROM (
 -- name: queue_count
 SELECT count(*) FROM queues WHERE project = :project;
 
--- Stats count through the partial indexes of migration 0004 alone (no table row is
--- read); a claimed message always outlives its claim, so "claimed" needs no expiry.
+-- Stats count through indexes alone (no table row is read).
 -- name: queue_counts
 SELECT
-    (SELECT count(*) FROM messages INDEXED BY messages_free
-     WHERE project = :project AND queue = :name AND claim_id IS NULL AND expires > :now)
-  + (SELECT count(*) FROM messages INDEXED BY messages_marked
-     WHERE project = :project AND queue = :name AND claim_id IS NOT NULL
-       AND expires > :now),
+    (SELECT count(*) FROM messages INDEXED BY messages_expiring
+     WHERE project = :project AND queue = :name AND expires > :now),
     (SELECT count(*) FROM messages INDEXED BY messages_marked
      WHERE project = :project AND queue = :name AND claim_id IS NOT NULL
        AND claim_expires > :now AND expires > :now);
@@ -86,11 +83,12 @@ WHERE seq IN (
   AND expires > :now
 ORDER BY seq DESC LIMIT 1;
 
+-- A message posted with a delay waits outside messages_ready until settled.
 -- name: message_insert
 INSERT INTO messages (id, project, queue, body, client_id, ttl, created, expires,
-                      delay_until, claim_count)
+                      delay_until, claim_count, ready)
 VALUES (:id, :project, :queue, :body, :client_id, :ttl, :created, :expires,
-        :delay_until, :claim_count);
+        :delay_until, :claim_count, :delay_until = 0);
 
 -- Listing with claimed messages walks the queue in post order, examining at most
 -- :budget messages after the marker.
@@ -108,52 +106,149 @@ WHERE seq IN (
 ORDER BY seq
 LIMIT :limit;
 
--- Listing without claimed messages (the default), claim and pop read candidates from
--- the partial indexes of migration 0004: the unmarked messages in queue order, and
--- those whose claim lapsed (by claim expiry). Each window examines at most :budget
--- index entries; the subqueries run as co-routines, so a window stops as soon as it has
--- :limit candidates. Expiry, delay and client are checked in the index.
--- name: message_list_unclaimed
-WITH free AS (
+-- Settling (migration 0006): what time changed since the last call is applied through
+-- time-ordered index ranges before claim, pop and listing read messages_ready. Each
+-- statement touches at most :chunk rows; the driver runs it a bounded number of times.
+-- Readers recheck time on every row, so a settle that ran out of chunks leaves reads
+-- right (see message_list_due).
+
+-- Whether a queue has anything to settle: three index probes.
+-- name: queue_unsettled
+SELECT EXISTS (SELECT 1 FROM messages INDEXED BY messages_expiring
+               WHERE project = :project AND queue = :queue AND expires <= :now)
+    OR EXISTS (SELECT 1 FROM messages INDEXED BY messages_marked
+               WHERE project = :project AND queue = :queue AND claim_id IS NOT NULL
+                 AND claim_expires <= :now)
+    OR EXISTS (SELECT 1 FROM messages INDEXED BY messages_delay_ends
+               WHERE project = :project AND queue = :queue AND ready = 0
+                 AND delay_until <= :now);
+
+-- Expired messages are deleted, as the sweep would: nothing may read them.
+-- name: settle_expired
+DELETE FROM messages WHERE seq IN (
+    SELECT seq FROM messages INDEXED BY messages_expiring
+    WHERE project = :project AND queue = :queue AND expires <= :now
+    LIMIT :chunk);
+
+-- Lapsed claims let go of their messages (as the sweep's gc_claim_marks would).
+-- name: settle_lapsed
+UPDATE messages SET claim_id = NULL, claim_expires = 0 WHERE seq IN (
+    SELECT seq FROM messages INDEXED BY messages_marked
+    WHERE project = :project AND queue = :queue AND claim_id IS NOT NULL
+      AND claim_expires <= :now
+    LIMIT :chunk);
+
+-- name: settle_delays
+UPDATE messages SET ready = 1 WHERE seq IN (
+    SELECT seq FROM messages INDEXED BY messages_delay_ends
+    WHERE project = :project AND queue = :queue AND ready = 0 AND delay_until <= :now
+    LIMIT :chunk);
+
+-- Listing without claimed messages (the default), claim and pop read messages_ready
+-- in queue order. Each window examines at most :budget index entries; the subqueries
+-- run as co-routines, so a window stops as soon as it has :limit candidates. Expiry,
+-- delay and client are rechecked in the index. Ended delays and lapsed claims not
+-- settled yet (a settle ran out of chunks) are read from their time-ordered ranges, so
+-- the page is the one a settled queue gives; once settled, those ranges are empty.
+--
+-- Without delayed messages; claim and pop use it with marker 0 and no client excluded.
+-- name: message_list_due
+WITH ready AS (
     SELECT seq FROM (
-        SELECT seq, expires, delay_until, client_id FROM messages INDEXED BY messages_free
-        WHERE project = :project AND queue = :queue AND claim_id IS NULL AND seq > :marker
+        SELECT seq, expires, delay_until, client_id FROM messages INDEXED BY messages_ready
+        WHERE project = :project AND queue = :queue AND claim_id IS NULL AND ready = 1
+          AND seq > :marker
         ORDER BY seq LIMIT :budget)
-    WHERE expires > :now
+    WHERE expires > :now AND delay_until <= :now
       AND (:exclude_client IS NULL OR client_id <> :exclude_client)
-      AND (:include_delayed OR delay_until <= :now)
+    LIMIT :limit
+), due AS (
+    SELECT seq FROM (
+        SELECT seq, expires, client_id FROM messages INDEXED BY messages_delay_ends
+        WHERE project = :project AND queue = :queue AND ready = 0 AND delay_until <= :now
+        ORDER BY delay_until LIMIT :budget)
+    WHERE seq > :marker AND expires > :now
+      AND (:exclude_client IS NULL OR client_id <> :exclude_client)
     LIMIT :limit
 ), lapsed AS (
     SELECT seq FROM (
-        SELECT seq, expires, delay_until, client_id
-        FROM messages INDEXED BY messages_marked
+        SELECT seq, expires, delay_until, client_id FROM messages INDEXED BY messages_marked
         WHERE project = :project AND queue = :queue AND claim_id IS NOT NULL
           AND claim_expires <= :now
         ORDER BY claim_expires LIMIT :budget)
-    WHERE seq > :marker AND expires > :now
+    WHERE seq > :marker AND expires > :now AND delay_until <= :now
       AND (:exclude_client IS NULL OR client_id <> :exclude_client)
-      AND (:include_delayed OR delay_until <= :now)
     LIMIT :limit
 )
 SELECT seq, id, body, ttl, created, expires, client_id, claim_id, claim_expires,
        claim_count, delay_until
 FROM messages
-WHERE seq IN (SELECT seq FROM free UNION ALL SELECT seq FROM lapsed)
+WHERE seq IN (SELECT seq FROM ready UNION ALL SELECT seq FROM due
+              UNION ALL SELECT seq FROM lapsed)
 ORDER BY seq
 LIMIT :limit;
 
--- Where a listing's window ends: (rows in it, last seq), read when a page came back
--- short; a full window means the listing ran out of budget and resumes after it.
+-- With delayed messages: messages_ready and messages_delayed, both in queue order.
+-- name: message_list_unclaimed
+WITH ready AS (
+    SELECT seq FROM (
+        SELECT seq, expires, client_id FROM messages INDEXED BY messages_ready
+        WHERE project = :project AND queue = :queue AND claim_id IS NULL AND ready = 1
+          AND seq > :marker
+        ORDER BY seq LIMIT :budget)
+    WHERE expires > :now AND (:exclude_client IS NULL OR client_id <> :exclude_client)
+    LIMIT :limit
+), delayed AS (
+    SELECT seq FROM (
+        SELECT seq, expires, client_id FROM messages INDEXED BY messages_delayed
+        WHERE project = :project AND queue = :queue AND ready = 0 AND seq > :marker
+        ORDER BY seq LIMIT :budget)
+    WHERE expires > :now AND (:exclude_client IS NULL OR client_id <> :exclude_client)
+    LIMIT :limit
+), lapsed AS (
+    SELECT seq FROM (
+        SELECT seq, expires, client_id FROM messages INDEXED BY messages_marked
+        WHERE project = :project AND queue = :queue AND claim_id IS NOT NULL
+          AND claim_expires <= :now
+        ORDER BY claim_expires LIMIT :budget)
+    WHERE seq > :marker AND expires > :now
+      AND (:exclude_client IS NULL OR client_id <> :exclude_client)
+    LIMIT :limit
+)
+SELECT seq, id, body, ttl, created, expires, client_id, claim_id, claim_expires,
+       claim_count, delay_until
+FROM messages
+WHERE seq IN (SELECT seq FROM ready UNION ALL SELECT seq FROM delayed
+              UNION ALL SELECT seq FROM lapsed)
+ORDER BY seq
+LIMIT :limit;
+
+-- Where a listing's windows end: (entries in it, last seq) per queue-ordered window,
+-- read when a page came back short; a full window means the listing ran out of budget
+-- and resumes after the earliest full window's end.
 -- name: message_window_end_all
 SELECT count(*), max(seq) FROM (
     SELECT seq FROM messages INDEXED BY messages_by_queue
     WHERE project = :project AND queue = :queue AND seq > :marker
     ORDER BY seq LIMIT :budget);
 
+-- name: message_window_end_due
+SELECT count(*), max(seq) FROM (
+    SELECT seq FROM messages INDEXED BY messages_ready
+    WHERE project = :project AND queue = :queue AND claim_id IS NULL AND ready = 1
+      AND seq > :marker
+    ORDER BY seq LIMIT :budget);
+
 -- name: message_window_end_unclaimed
 SELECT count(*), max(seq) FROM (
-    SELECT seq FROM messages INDEXED BY messages_free
-    WHERE project = :project AND queue = :queue AND claim_id IS NULL AND seq > :marker
+    SELECT seq FROM messages INDEXED BY messages_ready
+    WHERE project = :project AND queue = :queue AND claim_id IS NULL AND ready = 1
+      AND seq > :marker
+    ORDER BY seq LIMIT :budget)
+UNION ALL
+SELECT count(*), max(seq) FROM (
+    SELECT seq FROM messages INDEXED BY messages_delayed
+    WHERE project = :project AND queue = :queue AND ready = 0 AND seq > :marker
     ORDER BY seq LIMIT :budget);
 
 -- name: message_by_id
@@ -165,36 +260,11 @@ WHERE id = :id AND project = :project AND queue = :queue AND expires > :now;
 -- name: message_delete
 DELETE FROM messages WHERE seq = :seq;
 
--- Claimable = live, undelayed, and unmarked or with a lapsed claim: see
--- message_list_unclaimed.
--- name: message_claimable
-WITH free AS (
-    SELECT seq FROM (
-        SELECT seq, expires, delay_until FROM messages INDEXED BY messages_free
-        WHERE project = :project AND queue = :queue AND claim_id IS NULL
-        ORDER BY seq LIMIT :budget)
-    WHERE expires > :now AND delay_until <= :now
-    LIMIT :limit
-), lapsed AS (
-    SELECT seq FROM (
-        SELECT seq, expires, delay_until FROM messages INDEXED BY messages_marked
-        WHERE project = :project AND queue = :queue AND claim_id IS NOT NULL
-          AND claim_expires <= :now
-        ORDER BY claim_expires LIMIT :budget)
-    WHERE expires > :now AND delay_until <= :now
-    LIMIT :limit
-)
-SELECT seq, id, body, ttl, created, expires, client_id, claim_id, claim_expires,
-       claim_count, delay_until
-FROM messages
-WHERE seq IN (SELECT seq FROM free UNION ALL SELECT seq FROM lapsed)
-ORDER BY seq
-LIMIT :limit;
-
+-- A message found due before its delay was settled is settled by its claim.
 -- name: message_claim
 UPDATE messages
 SET claim_id = :claim_id, claim_expires = :claim_expires, claim_count = claim_count + 1,
-    expires = :expires, ttl = :ttl
+    expires = :expires, ttl = :ttl, ready = 1
 WHERE seq = :seq;
 
 -- name: claim_insert

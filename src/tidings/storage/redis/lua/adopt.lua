@@ -3,6 +3,7 @@
 -- between its two steps can be replayed from the source queue's outbox.
 -- ARGV: outbox entries (msgpack {queue, id, body, ttl, created, expires, client,
 -- claim_count, staged_at}).
+start_layout()
 for i = 1, #ARGV do
   local e = cmsgpack.unpack(ARGV[i])
   if redis.call('HEXISTS', RECORDS, e[2]) == 0 then

@@ -31,7 +31,7 @@ local function take(m)
   ids[#ids + 1] = m[F_ID]
 end
 
-scan(0, cap, now, true, function(m)
+free_walk('0', cap, now, false, function(m)
   if claimable(m, now) then
     taken = taken + 1
     if dl_max > 0 and m[F_CLAIM_COUNT] >= dl_max then
@@ -44,6 +44,7 @@ scan(0, cap, now, true, function(m)
 end)
 
 if #ids > 0 then
+  unfile_all(ids)
   redis.call('HSET', CLAIMS, claim_id, cmsgpack.pack({ttl, grace, now, claim_expires, ids}))
   redis.call('ZADD', CLAIM_EXPIRY, num(claim_expires), claim_id)
 end

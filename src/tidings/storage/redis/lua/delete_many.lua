@@ -16,7 +16,5 @@ for i = 4 + n, #ARGV do
     doomed[#doomed + 1] = ARGV[i]
   end
 end
-for _, id in ipairs(doomed) do
-  remove(id)
-end
+remove_all(doomed)
 return {0}

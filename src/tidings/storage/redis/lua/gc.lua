@@ -1,59 +1,26 @@
--- Remove up to `chunk` expired messages and `chunk` expired claims, clear up to `chunk`
--- lapsed claim marks, and list up to `chunk` outbox entries staged before
--- `stale_before`, which a crashed dead-letter move left behind. Unreadable records met
--- on the way are quarantined (see queue_lib.lua), never removed with their neighbours.
+-- Settle the queue (queue_lib.lua: remove expired messages, free messages whose claim
+-- lapsed, ready those whose delay ended), remove up to `chunk` expired claims, go on
+-- indexing a queue written before the free index existed, and list up to `chunk`
+-- outbox entries staged before `stale_before`, which a crashed dead-letter move left
+-- behind. Unreadable records met on the way are quarantined (see queue_lib.lua), never
+-- removed with their neighbours.
 -- ARGV: now, chunk, stale_before.
 -- Returns {removed, more ('1'/'0'), stale entries, records in quarantine}.
 local now, chunk, stale_before = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local removed, more = 0, 0
+local removed, more, left = settle(now, SETTLE_WINDOWS * chunk)
 
-local expired = redis.call('ZRANGEBYSCORE', EXPIRY, '-inf', ARGV[1], 'LIMIT', 0, chunk)
-for _, id in ipairs(expired) do
-  local raw = redis.call('HGET', RECORDS, id)
-  local m = load(id)
-  -- Scores are exact, but check the record itself: it is the truth.
-  if not m then
-    if not raw then  -- an index entry without a record (a quarantined one has left)
-      remove(id)
-    end
-  elseif not live(m, now) then
-    remove(id)
-    removed = removed + 1
-  end
-end
-
--- Clear a lapsed claim mark (of `claim_id` only, when given).
-local function unmark(id, claim_id)
-  local m = load(id)
-  if not m or m[F_CLAIM] == '' then
-    redis.call('ZREM', CLAIMED, id)
-  elseif (claim_id == nil or m[F_CLAIM] == claim_id) and m[F_CLAIM_EXPIRES] <= now then
-    m[F_CLAIM], m[F_CLAIM_EXPIRES] = '', 0
-    save(m)
-  end
-end
-
-local ended = redis.call('ZRANGEBYSCORE', CLAIM_EXPIRY, '-inf', ARGV[1], 'LIMIT', 0, chunk)
+-- Claim records outlive their marks (settled above, by the index of marks).
+local ended = redis.call('ZRANGEBYSCORE', CLAIM_EXPIRY, '-inf', num(now), 'LIMIT', 0, chunk)
 for _, claim_id in ipairs(ended) do
-  local c = read_claim(claim_id)
-  if c then
-    for _, id in ipairs(c[C_IDS]) do
-      unmark(id, claim_id)
-    end
+  if read_claim(claim_id) then
     removed = removed + 1
   end
   redis.call('HDEL', CLAIMS, claim_id)
   redis.call('ZREM', CLAIM_EXPIRY, claim_id)
 end
 
--- Marks whose claim record is gone (or was never indexed) lapse here.
-local lapsed = redis.call('ZRANGEBYSCORE', CLAIMED, '-inf', ARGV[1], 'LIMIT', 0, chunk)
-for _, id in ipairs(lapsed) do
-  unmark(id, nil)
-end
-
-if #expired >= chunk or #ended >= chunk or #lapsed >= chunk then
-  more = 1
+if indexed_upto(now, left) ~= '+inf' or #ended >= chunk then
+  more = true
 end
 
 local stale = {}
@@ -68,4 +35,8 @@ for i = 1, #scanned, 2 do
     stale[#stale + 1] = entry
   end
 end
-return {removed, more, stale, redis.call('HLEN', QUARANTINE)}
+local more_flag = 0
+if more then
+  more_flag = 1
+end
+return {removed, more_flag, stale, redis.call('HLEN', QUARANTINE)}

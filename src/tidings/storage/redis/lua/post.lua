@@ -11,6 +11,7 @@ if audience ~= 'nobody' then
   subs = live_subs(now, audience == 'confirmed')
 end
 local first_due
+start_layout()
 for i = 4, #ARGV, 4 do
   local id, body, ttl, delay = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
   local delay_until = 0

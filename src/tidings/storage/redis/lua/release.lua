@@ -7,8 +7,7 @@ end
 for _, id in ipairs(c[C_IDS]) do
   local m = load(id)
   if m and m[F_CLAIM] == claim_id then
-    m[F_CLAIM], m[F_CLAIM_EXPIRES] = '', 0
-    save(m)
+    free_again(m)
   end
 end
 redis.call('HDEL', CLAIMS, claim_id)

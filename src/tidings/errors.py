@@ -127,3 +127,19 @@ class ServiceUnavailable(TidingsError):
 
 class StorageError(Exception):
     """Raised by drivers when the backend fails; operations turn it into a 503."""
+
+
+def cause_chain(error: BaseException) -> str:
+    """The error and what caused it, on one line: how expected failures are logged.
+
+    A backend outage makes many 503s; a traceback each would bury the log, and the
+    cause (e.g. ``ConnectionError: ...``) is what an operator needs.
+    """
+    parts: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen and len(parts) < 8:
+        seen.add(id(current))
+        parts.append(f"{type(current).__name__}: {current}")
+        current = current.__cause__ or current.__context__
+    return " <- ".join(parts)

@@ -7,6 +7,8 @@ from typing import Any
 import falcon
 import falcon.asgi
 
+from tidings.admission import policy
+from tidings.admission.actions import Action
 from tidings.errors import TidingsError
 from tidings.http import claims, messages, queues, share, subscriptions, system
 from tidings.http.errors import handle_tidings_error, handle_unexpected
@@ -17,12 +19,7 @@ from tidings.ops.context import Services
 def build_http_app(
     services: Services, extra_middleware: list[Any] | None = None
 ) -> falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]:
-    checks = RequestChecks(
-        services.settings.transport,
-        secret_key=services.settings.signed_url.secret_key,
-        clock=services.clock,
-    )
-    middleware: list[Any] = [*(extra_middleware or []), checks]
+    middleware: list[Any] = [*(extra_middleware or []), RequestChecks(services)]
     app = falcon.asgi.App(
         middleware=middleware,
         cors_enable=False,
@@ -35,7 +32,7 @@ def build_http_app(
     app.add_route("/", system.Versions())
     app.add_route("/v2/", system.Home(services))
     app.add_route("/v2/ping", system.Ping(services))
-    if services.settings.admin_mode:
+    if policy.offered(Action.HEALTH, services.settings):
         app.add_route("/v2/health", system.Health(services))
     for collection in ("queues", "topics"):
         _add_collection_routes(app, services, collection)

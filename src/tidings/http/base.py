@@ -1,8 +1,10 @@
-"""What every resource shares: the services, the caller, JSON responses, next links."""
+"""What every resource shares: its actions, the caller, bodies, JSON responses, next links."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlencode
 
 import falcon
@@ -10,14 +12,30 @@ import falcon.asgi
 import msgspec
 
 from tidings import views
+from tidings.admission import bodies
+from tidings.admission.actions import Action
+from tidings.errors import InvalidBody, UnsupportedMediaType
 from tidings.model import Message
 from tidings.ops.context import Caller, Services, in_collection
 
 _encode = msgspec.json.Encoder().encode
+V = TypeVar("V")
+
+
+def methods(**table: V) -> Mapping[str, V]:
+    """A read-only table by HTTP method, e.g. ``methods(GET=Action.QUEUE_GET)``."""
+    return MappingProxyType(table)
 
 
 class Resource:
-    """Base of the resources; ``collection`` is ``queues`` or ``topics``."""
+    """Base of the resources; ``collection`` is ``queues`` or ``topics``.
+
+    ``actions`` names the API action of each HTTP method (what admission and policy
+    judge); ``media_types`` the one Content-Type a method's body must have, if any.
+    """
+
+    actions: ClassVar[Mapping[str, Action]] = {}
+    media_types: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, services: Services, collection: str = "queues") -> None:
         self.svc = services
@@ -26,6 +44,31 @@ class Resource:
     def caller(self, req: falcon.asgi.Request) -> Caller:
         """The caller as storage sees it for this resource's collection."""
         return in_collection(caller(req), self.collection)
+
+    def action(self, req: falcon.asgi.Request) -> Action:
+        return self.actions[req.method]
+
+    async def raw_body(self, req: falcon.asgi.Request) -> tuple[bytes, int]:
+        """The body's bytes (at most the action's read limit, plus one) and its size."""
+        return await read_body(req, bodies.read_limit(self.svc, self.action(req)))
+
+    async def document(self, req: falcon.asgi.Request) -> Any:
+        """The decoded body (None when absent), after the action's size and media rules."""
+        action = self.action(req)
+        raw, size = await read_body(req, bodies.read_limit(self.svc, action))
+        bodies.check_size(self.svc, action, size)
+        self._check_media_type(req)
+        return bodies.decode(raw)
+
+    def _check_media_type(self, req: falcon.asgi.Request) -> None:
+        wanted = self.media_types.get(req.method)
+        if wanted is None:
+            return
+        if (req.content_type or "").strip() != wanted:
+            raise UnsupportedMediaType(
+                f"Accepted media type for {req.method}: "
+                f"{{'Accept-{req.method.title()}': '{wanted}'}}."
+            )
 
     def message_view(self, message: Message, queue: str, now: float) -> dict[str, Any]:
         return views.message(
@@ -40,6 +83,28 @@ class Resource:
 def caller(req: falcon.asgi.Request) -> Caller:
     found: Caller = req.context.caller
     return found
+
+
+async def read_body(req: falcon.asgi.Request, limit: int) -> tuple[bytes, int]:
+    """The body and its size, reading at most ``limit + 1`` bytes of it.
+
+    The size is the Content-Length when given (Zaqar compares that against limits),
+    else what was read; either way an oversize body is never held in memory whole.
+    """
+    declared = req.content_length
+    if declared is not None and declared > limit:
+        return b"", declared
+    chunks: list[bytes] = []
+    received = 0
+    async for chunk in req.stream:
+        chunks.append(chunk)
+        received += len(chunk)
+        if received > limit:
+            break
+    if declared is not None and received < declared:
+        # The client went away or was timed out mid-body: never act on part of a request.
+        raise InvalidBody(f"The request body ended after {received} of {declared} bytes.")
+    return b"".join(chunks), declared if declared is not None else received
 
 
 def send_json(resp: falcon.asgi.Response, body: Any, status: int = 200) -> None:

@@ -6,20 +6,21 @@ import falcon
 import falcon.asgi
 
 from tidings import views
-from tidings.http.base import Resource, send_json
-from tidings.http.params import int_param, read_document
+from tidings.admission import requests
+from tidings.admission.actions import Action
+from tidings.http.base import Resource, methods, send_json
 from tidings.ops import claims as ops
-
-MAX_CLAIM_BODY = 4096
 
 
 class ClaimCollection(Resource):
+    actions = methods(POST=Action.CLAIM_CREATE)
+
     async def on_post(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, queue: str
     ) -> None:
-        document = await read_document(req, MAX_CLAIM_BODY)
+        document = await self.document(req)
         result, now = await ops.claim_create(
-            self.svc, self.caller(req), queue, document, int_param(req, "limit")
+            self.svc, self.caller(req), queue, document, requests.limit(req.params)
         )
         if result is None:
             resp.status = falcon.HTTP_204
@@ -30,6 +31,8 @@ class ClaimCollection(Resource):
 
 
 class ClaimItem(Resource):
+    actions = methods(GET=Action.CLAIM_GET, PATCH=Action.CLAIM_UPDATE, DELETE=Action.CLAIM_DELETE)
+
     async def on_get(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, queue: str, claim_id: str
     ) -> None:
@@ -47,7 +50,7 @@ class ClaimItem(Resource):
     async def on_patch(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, queue: str, claim_id: str
     ) -> None:
-        document = await read_document(req, MAX_CLAIM_BODY)
+        document = await self.document(req)
         await ops.claim_renew(self.svc, self.caller(req), queue, claim_id, document)
         resp.status = falcon.HTTP_204
 

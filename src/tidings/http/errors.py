@@ -1,16 +1,23 @@
-"""Renders every error as Zaqar does: JSON ``{"title", "description"}``."""
+"""Renders every error as Zaqar does: JSON ``{"title", "description"}``.
+
+Every server-side failure (5xx) is logged under the request's id, which the client has
+as ``x-openstack-request-id`` (and in a 500's description), so an operator can find what
+a client reports: an unexpected error with its traceback, an expected one (a 503 for a
+failing store) with its chain of causes on one line.
+"""
 
 from __future__ import annotations
 
 import logging
-import uuid
 from typing import Any
 
 import falcon
 import falcon.asgi
 import msgspec
 
-from tidings.errors import NotAcceptable, TidingsError
+from tidings.errors import NotAcceptable, TidingsError, cause_chain
+from tidings.http.middleware import REQUEST_ID_HEADER
+from tidings.ids import new_id
 
 log = logging.getLogger("tidings.http")
 
@@ -25,9 +32,27 @@ def _render(resp: falcon.asgi.Response, status: int, body: dict[str, str] | None
         resp.data = msgspec.json.encode(body)
 
 
+def reference(resp: falcon.asgi.Response) -> str:
+    """The id the client sees for this request (set by ``RequestChecks``)."""
+    ref = resp.get_header(REQUEST_ID_HEADER)
+    if ref is None:  # failed before the middleware ran
+        ref = f"req-{new_id()}"
+        resp.set_header(REQUEST_ID_HEADER, ref)
+    return ref
+
+
 async def handle_tidings_error(
     req: falcon.asgi.Request, resp: falcon.asgi.Response, error: TidingsError, params: Any
 ) -> None:
+    if error.status >= 500:
+        log.warning(
+            "%s %s answered %d (ref %s): %s",
+            req.method,
+            req.path,
+            error.status,
+            reference(resp),
+            cause_chain(error),
+        )
     if isinstance(error, NotAcceptable):
         _render(resp, error.status, None)
         return
@@ -40,8 +65,10 @@ async def handle_tidings_error(
 async def handle_unexpected(
     req: falcon.asgi.Request, resp: falcon.asgi.Response, error: Exception, params: Any
 ) -> None:
-    ref = str(uuid.uuid4())
-    log.exception("unexpected error handling %s %s (ref %s)", req.method, req.path, ref)
+    ref = reference(resp)
+    log.error(
+        "unexpected error handling %s %s (ref %s)", req.method, req.path, ref, exc_info=error
+    )
     _render(
         resp,
         500,

@@ -6,17 +6,24 @@ import falcon
 import falcon.asgi
 
 from tidings import views
-from tidings.errors import BadRequest
-from tidings.http.base import Resource, next_link, send_json
-from tidings.http.params import bool_param, int_param, list_param, read_body
+from tidings.admission import requests
+from tidings.admission.actions import Action
+from tidings.http.base import Resource, methods, next_link, send_json
 from tidings.ops import messages as ops
 
 
 class MessageCollection(Resource):
+    actions = methods(
+        POST=Action.MESSAGE_POST,
+        GET=Action.MESSAGE_LIST,
+        DELETE=Action.MESSAGE_DELETE_MANY,
+    )
+
     async def on_post(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, queue: str
     ) -> None:
-        raw, size = await read_body(req, self.svc.settings.transport.max_messages_post_size)
+        # Size and body are checked by the operation: the limit is the queue's.
+        raw, size = await self.raw_body(req)
         ids = await ops.message_post(self.svc, self.caller(req), queue, raw, size)
         resp.location = f"{views.queue_href(queue, self.collection)}/messages?ids={','.join(ids)}"
         send_json(
@@ -28,9 +35,9 @@ class MessageCollection(Resource):
     async def on_get(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, queue: str
     ) -> None:
-        ids = list_param(req, "ids")
-        if ids is not None:
-            found, now = await ops.message_get_many(self.svc, self.caller(req), queue, ids)
+        query = requests.message_reading(req.params)
+        if isinstance(query, requests.MessageSelection):
+            found, now = await ops.message_get_many(self.svc, self.caller(req), queue, query.ids)
             items = [self.message_view(m, queue, now) for m in found]
             send_json(resp, {"messages": items})
             return
@@ -38,11 +45,11 @@ class MessageCollection(Resource):
             self.svc,
             self.caller(req),
             queue,
-            marker=req.get_param("marker"),
-            limit=int_param(req, "limit"),
-            echo=bool_param(req, "echo"),
-            include_claimed=bool_param(req, "include_claimed"),
-            include_delayed=bool_param(req, "include_delayed"),
+            marker=query.marker,
+            limit=query.limit,
+            echo=query.echo,
+            include_claimed=query.include_claimed,
+            include_delayed=query.include_delayed,
         )
         items = [self.message_view(m, queue, page.now) for m in page.messages]
         links: list[dict[str, str]] = []
@@ -54,37 +61,31 @@ class MessageCollection(Resource):
     async def on_delete(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, queue: str
     ) -> None:
-        ids = list_param(req, "ids")
-        pop = int_param(req, "pop")
-        if ids is not None and pop is not None:
-            raise BadRequest("pop and id params cannot be present together in the delete request.")
-        if pop is not None:
-            popped, now = await ops.message_pop(self.svc, self.caller(req), queue, pop)
-            send_json(resp, {"messages": [views.popped_message(m, now) for m in popped]})
+        query = requests.message_removal(req.params)
+        if isinstance(query, requests.MessagePop):
+            popped, now = await ops.message_pop(self.svc, self.caller(req), queue, query.count)
+            checksums = self.svc.settings.enable_checksum
+            items = [views.popped_message(m, now, with_checksum=checksums) for m in popped]
+            send_json(resp, {"messages": items})
             return
-        if ids is None:
-            raise BadRequest(
-                'The request should have either "ids" or "pop" parameter in the request, '
-                "to be able to delete."
-            )
-        claim_ids = list_param(req, "claim_ids")
-        await ops.message_delete_many(self.svc, self.caller(req), queue, ids, claim_ids)
+        await ops.message_delete_many(
+            self.svc, self.caller(req), queue, query.ids, query.claim_ids
+        )
         resp.status = falcon.HTTP_204
 
 
 class MessageItem(Resource):
+    actions = methods(GET=Action.MESSAGE_GET, DELETE=Action.MESSAGE_DELETE)
+
     async def on_get(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, queue: str, message_id: str
     ) -> None:
         message, now = await ops.message_get(self.svc, self.caller(req), queue, message_id)
-        send_json(
-            resp,
-            self.message_view(message, queue, now),
-        )
+        send_json(resp, self.message_view(message, queue, now))
 
     async def on_delete(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, queue: str, message_id: str
     ) -> None:
-        claim_id = req.get_param("claim_id")
+        claim_id = requests.claim_id(req.params)
         await ops.message_delete(self.svc, self.caller(req), queue, message_id, claim_id)
         resp.status = falcon.HTTP_204

@@ -8,51 +8,35 @@ import falcon
 import falcon.asgi
 
 from tidings import views
-from tidings.errors import UnsupportedMediaType
-from tidings.http.base import Resource, next_link, send_json
-from tidings.http.params import (
-    bool_param,
-    int_param,
-    optional_document,
-    read_body,
-    read_document,
-)
+from tidings.admission import requests
+from tidings.admission.actions import Action
+from tidings.http.base import Resource, methods, next_link, send_json
 from tidings.ops import metadata as reserved
 from tidings.ops import queues as ops
 
 PATCH_MEDIA_TYPE = "application/openstack-messaging-v2.0-json-patch"
-LIST_PARAMS = frozenset({"marker", "limit", "detailed", "with_count", "name"})
-
-
-def _filter_value(raw: str) -> Any:
-    try:
-        return int(raw)
-    except ValueError:
-        return raw
 
 
 class QueueCollection(Resource):
+    actions = methods(GET=Action.QUEUE_LIST)
+
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        detailed = bool_param(req, "detailed")
+        query = requests.queue_listing(req.params)
         page = await ops.queue_list(
             self.svc,
             self.caller(req),
-            marker=req.get_param("marker"),
-            limit=int_param(req, "limit"),
-            with_count=bool_param(req, "with_count"),
-            name_contains=req.get_param("name"),
-            metadata_equals={
-                k: _filter_value(v)
-                for k, v in req.params.items()
-                if k not in LIST_PARAMS and isinstance(v, str)
-            },
+            marker=query.marker,
+            limit=query.limit,
+            with_count=query.with_count,
+            name_contains=query.name_contains,
+            metadata_equals=query.metadata_equals,
         )
         limits = self.svc.settings.transport
         items = []
         for queue in page.queues:
             item: dict[str, Any] = {"name": queue.name}
-            if detailed:
-                item["metadata"] = reserved.with_defaults(queue.metadata, limits)
+            if query.detailed:
+                item["metadata"] = reserved.with_defaults(queue.metadata, limits, self.collection)
             item["href"] = views.queue_href(queue.name, self.collection)
             items.append(item)
         body: dict[str, Any] = {
@@ -66,13 +50,20 @@ class QueueCollection(Resource):
 
 class QueueItem(Resource):
     # Also mounted at /v2/queues/ (empty name), which the operations reject with 400.
+    actions = methods(
+        PUT=Action.QUEUE_CREATE,
+        GET=Action.QUEUE_GET,
+        HEAD=Action.QUEUE_EXISTS,
+        PATCH=Action.QUEUE_UPDATE,
+        DELETE=Action.QUEUE_DELETE,
+    )
+    media_types = methods(PATCH=PATCH_MEDIA_TYPE)
 
     async def on_put(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, queue: str = ""
     ) -> None:
-        raw, size = await read_body(req, self.svc.settings.transport.max_queue_metadata)
-        ops.check_metadata_size(self.svc, size)
-        created = await ops.queue_create(self.svc, self.caller(req), queue, optional_document(raw))
+        document = await self.document(req)
+        created = await ops.queue_create(self.svc, self.caller(req), queue, document)
         resp.status = falcon.HTTP_201 if created else falcon.HTTP_204
         resp.content_type = falcon.MEDIA_JSON
         resp.location = views.queue_href(queue, self.collection)
@@ -92,13 +83,7 @@ class QueueItem(Resource):
     async def on_patch(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, queue: str = ""
     ) -> None:
-        raw, size = await read_body(req, self.svc.settings.transport.max_queue_metadata)
-        ops.check_metadata_size(self.svc, size, patch=True)
-        if (req.content_type or "").split(";")[0].strip() != PATCH_MEDIA_TYPE:
-            raise UnsupportedMediaType(
-                f"Accepted media type for PATCH: {{'Accept-Patch': '{PATCH_MEDIA_TYPE}'}}."
-            )
-        document = optional_document(raw)
+        document = await self.document(req)
         send_json(resp, await ops.queue_update(self.svc, self.caller(req), queue, document))
 
     async def on_delete(
@@ -109,6 +94,8 @@ class QueueItem(Resource):
 
 
 class QueueStats(Resource):
+    actions = methods(GET=Action.QUEUE_STATS)
+
     async def on_get(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, queue: str
     ) -> None:
@@ -117,9 +104,11 @@ class QueueStats(Resource):
 
 
 class QueuePurge(Resource):
+    actions = methods(POST=Action.QUEUE_PURGE)
+
     async def on_post(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, queue: str
     ) -> None:
-        document = await read_document(req, self.svc.settings.transport.max_queue_metadata)
+        document = await self.document(req)
         await ops.queue_purge(self.svc, self.caller(req), queue, document)
         resp.status = falcon.HTTP_204

@@ -208,9 +208,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             if self._refusal is not None:
                 self._refuse(self._refusal)
                 return
-            msg = "Invalid HTTP request received."
-            self.logger.warning(msg)
-            self.send_400_response(msg)
+            self.logger.warning("Invalid HTTP request received.")
+            self._invalid_request()
             return
         if self._awaiting_head and self._raw_head_bytes > self.limits.max_header_size:
             # The head goes on past the limit without ending: refuse before the parser
@@ -334,6 +333,36 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._body_timer = None
         if self.transport.is_closing():
             return
+        self._abandon_request(
+            error_response(
+                408,
+                "Request Timeout",
+                f"The request body did not arrive within {self.limits.body_timeout:g} "
+                "seconds ([server] body_timeout).",
+            )
+        )
+
+    def _invalid_request(self) -> None:
+        """Answer bytes that are not HTTP/1.1 in Zaqar's format (uvicorn's is plain text).
+
+        Bytes after a complete request (say, a body longer than its Content-Length) are
+        answered once the requests before them are; a request whose own body breaks the
+        framing can never complete, so it is abandoned with this answer.
+        """
+        refusal = error_response(
+            400,
+            "Bad Request",
+            "The request is not valid HTTP/1.1: check its request line, headers and "
+            "framing (Content-Length, Transfer-Encoding).",
+        )
+        if self._in_body:
+            self._abandon_request(refusal)
+        else:
+            self._refuse(refusal)
+
+    def _abandon_request(self, refusal: bytes) -> None:
+        """The request being read can never complete: close, answering ``refusal``
+        unless an answer has begun."""
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete:
             # As if the client had gone: the app's receive() gets http.disconnect (not
@@ -343,14 +372,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             cycle.message_event.set()
             HeapTrim.soon(self.loop)
             if not cycle.response_started:
-                self.transport.write(
-                    error_response(
-                        408,
-                        "Request Timeout",
-                        f"The request body did not arrive within {self.limits.body_timeout:g} "
-                        "seconds ([server] body_timeout).",
-                    )
-                )
+                self.transport.write(refusal)
         self.transport.close()
 
     def _arm_head_timer(self) -> None:

@@ -6,19 +6,19 @@ import falcon
 import falcon.asgi
 
 from tidings import views
-from tidings.http.base import Resource, next_link, send_json
-from tidings.http.params import int_param, read_document
+from tidings.admission import requests
+from tidings.admission.actions import Action
+from tidings.http.base import Resource, methods, next_link, send_json
 from tidings.ops import subscriptions as ops
-
-# Confirmation bodies hold one boolean.
-MAX_CONFIRM_BODY = 4096
 
 
 class SubscriptionCollection(Resource):
+    actions = methods(POST=Action.SUBSCRIPTION_CREATE, GET=Action.SUBSCRIPTION_LIST)
+
     async def on_post(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, queue: str
     ) -> None:
-        document = await read_document(req, ops.max_document_size(self.svc.settings))
+        document = await self.document(req)
         try:
             subscription_id, _ = await ops.subscription_create(
                 self.svc, self.caller(req), queue, document
@@ -32,12 +32,9 @@ class SubscriptionCollection(Resource):
     async def on_get(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, queue: str
     ) -> None:
+        query = requests.page(req.params)
         page, now = await ops.subscription_list(
-            self.svc,
-            self.caller(req),
-            queue,
-            marker=req.get_param("marker"),
-            limit=int_param(req, "limit"),
+            self.svc, self.caller(req), queue, marker=query.marker, limit=query.limit
         )
         send_json(
             resp,
@@ -49,6 +46,12 @@ class SubscriptionCollection(Resource):
 
 
 class SubscriptionItem(Resource):
+    actions = methods(
+        GET=Action.SUBSCRIPTION_GET,
+        PATCH=Action.SUBSCRIPTION_UPDATE,
+        DELETE=Action.SUBSCRIPTION_DELETE,
+    )
+
     async def on_get(
         self,
         req: falcon.asgi.Request,
@@ -66,7 +69,7 @@ class SubscriptionItem(Resource):
         queue: str,
         subscription_id: str,
     ) -> None:
-        document = await read_document(req, ops.max_document_size(self.svc.settings))
+        document = await self.document(req)
         await ops.subscription_update(self.svc, self.caller(req), queue, subscription_id, document)
         resp.status = falcon.HTTP_204
         resp.location = req.path
@@ -83,6 +86,8 @@ class SubscriptionItem(Resource):
 
 
 class SubscriptionConfirm(Resource):
+    actions = methods(PUT=Action.SUBSCRIPTION_CONFIRM)
+
     async def on_put(
         self,
         req: falcon.asgi.Request,
@@ -90,7 +95,7 @@ class SubscriptionConfirm(Resource):
         queue: str,
         subscription_id: str,
     ) -> None:
-        document = await read_document(req, MAX_CONFIRM_BODY)
+        document = await self.document(req)
         await ops.subscription_confirm(self.svc, self.caller(req), queue, subscription_id, document)
         resp.status = falcon.HTTP_204
         resp.location = req.path
@@ -98,6 +103,8 @@ class SubscriptionConfirm(Resource):
 
 class SubscriptionFailures(Resource):
     """Deliveries that exhausted their retries (ours: Zaqar drops them silently)."""
+
+    actions = methods(GET=Action.SUBSCRIPTION_FAILURES)
 
     async def on_get(
         self,
@@ -107,6 +114,6 @@ class SubscriptionFailures(Resource):
         subscription_id: str,
     ) -> None:
         failures = await ops.subscription_failures(
-            self.svc, self.caller(req), queue, subscription_id, int_param(req, "limit")
+            self.svc, self.caller(req), queue, subscription_id, requests.limit(req.params)
         )
         send_json(resp, {"failures": [views.delivery_failure(f) for f in failures]})

@@ -8,7 +8,10 @@ import falcon
 import falcon.asgi
 import msgspec
 
-from tidings.http.base import Resource, caller, send_json
+from tidings.admission import policy
+from tidings.admission.actions import Action
+from tidings.config import Settings
+from tidings.http.base import Resource, caller, methods, send_json
 from tidings.ops import health as ops
 
 VERSIONS = {
@@ -128,7 +131,7 @@ _RESOURCES: list[tuple[str, str, list[str], bool, dict[str, str]]] = [
 ]
 
 
-def home_document(admin_mode: bool) -> bytes:
+def home_document(settings: Settings) -> bytes:
     resources: dict[str, Any] = {}
     for rel, template, allow, accepts_post, variables in _RESOURCES:
         hints: dict[str, Any] = {"allow": allow, "formats": {"application/json": {}}}
@@ -139,7 +142,7 @@ def home_document(admin_mode: bool) -> bytes:
             entry["href-vars"] = {k: f"param/{v}" for k, v in variables.items()}
         entry["hints"] = hints
         resources[f"rel/{rel}"] = entry
-    if admin_mode:
+    if policy.offered(Action.HEALTH, settings):
         resources["rel/health"] = {
             "href": "/v2/health",
             "hints": {"allow": ["GET"], "formats": {"application/json": {}}},
@@ -156,13 +159,17 @@ class Versions:
 
 
 class Home(Resource):
+    actions = methods(GET=Action.HOME)
+
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         resp.content_type = "application/json-home"
         resp.cache_control = ["max-age=86400"]
-        resp.data = home_document(self.svc.settings.admin_mode)
+        resp.data = home_document(self.svc.settings)
 
 
 class Ping(Resource):
+    actions = methods(GET=Action.PING, HEAD=Action.PING)
+
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         resp.status = falcon.HTTP_204 if await ops.ping(self.svc) else falcon.HTTP_503
 
@@ -171,5 +178,9 @@ class Ping(Resource):
 
 
 class Health(Resource):
+    """Admin only (``admission.policy``): routed in admin mode, run for the admin role."""
+
+    actions = methods(GET=Action.HEALTH)
+
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         send_json(resp, await ops.health(self.svc, caller(req)))

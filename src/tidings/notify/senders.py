@@ -28,9 +28,9 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 
 from tidings.config import NotificationSettings
 from tidings.model import Delivery, DeliveryKind
+from tidings.namespace import split_namespace
 from tidings.notify import payloads
 from tidings.notify.destinations import DenyList, denial
-from tidings.ops.context import split_namespace
 
 # Statuses worth retrying: the receiver is failing or asks us to slow down.
 RETRYABLE_STATUSES = frozenset({408, 425, 429}) | frozenset(range(500, 600))

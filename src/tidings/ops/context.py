@@ -10,6 +10,8 @@ from typing import ParamSpec, TypeVar
 
 from tidings.config import Settings
 from tidings.errors import NotFound, ServiceUnavailable, StorageError
+from tidings.namespace import TOPIC_NAMESPACE as TOPIC_NAMESPACE
+from tidings.namespace import split_namespace as split_namespace
 from tidings.storage.base import Storage
 
 P = ParamSpec("P")
@@ -34,11 +36,6 @@ class Caller:
     roles: frozenset[str] = field(default_factory=frozenset)
 
 
-# Topics live in a namespace of their own beside the project's queues. Control
-# characters are refused in project ids, so no real project can look like this.
-TOPIC_NAMESPACE = "\x1ftopics"
-
-
 def in_collection(caller: Caller, collection: str) -> Caller:
     """The caller as seen by storage for ``queues`` or ``topics``."""
     if collection == "topics":
@@ -60,13 +57,6 @@ def source_not_found(caller: Caller, name: str) -> NotFound:
     return NotFound(
         f"{noun(caller).title()} {name} does not exist for project {client_project(caller)}"
     )
-
-
-def split_namespace(project: str) -> tuple[str, str]:
-    """(the client's project, ``queues`` or ``topics``) for a project as stored."""
-    if project.endswith(TOPIC_NAMESPACE):
-        return project[: -len(TOPIC_NAMESPACE)], "topics"
-    return project, "queues"
 
 
 def unavailable_as(

@@ -9,9 +9,9 @@ import msgspec
 
 from tidings.config import TransportSettings
 from tidings.errors import BadRequest, InvalidBody, InvalidQueueIdentification
-from tidings.ops.context import split_namespace
+from tidings.namespace import split_namespace
 
-QUEUE_NAME = re.compile(r"^[a-zA-Z0-9_\-.]{1,64}$")
+QUEUE_NAME = re.compile(r"[a-zA-Z0-9_\-.]{1,64}")  # always fullmatch: "$" passes a final newline
 MAX_PROJECT_ID_LENGTH = 256
 MIN_MESSAGE_TTL = 60
 MIN_CLAIM_TTL = 60
@@ -27,7 +27,7 @@ _LONG_DIGIT_RUN = re.compile(rb"[0-9]{19}")
 def check_queue_name(project: str, name: str) -> None:
     """Queue (or topic) names and project ids, with the noun the client used."""
     client, collection = split_namespace(project)
-    if len(client) > MAX_PROJECT_ID_LENGTH or not QUEUE_NAME.match(name):
+    if len(client) > MAX_PROJECT_ID_LENGTH or not QUEUE_NAME.fullmatch(name):
         raise InvalidQueueIdentification("topic" if collection == "topics" else "queue")
 
 
@@ -39,15 +39,32 @@ def check_page_limit(limit: int, maximum: int, *, queues: bool = False) -> None:
 
 
 def decode_json(raw: bytes) -> Any:
-    """Parse a request body, with Zaqar's texts for empty and malformed documents."""
-    if not raw.strip():
+    """Parse a request body, with Zaqar's texts for empty and malformed documents.
+
+    The one JSON decoder for request bodies: strict UTF-8 (no surrogates, no overlong
+    forms), bounded nesting, integers within 64 bits. Only a zero-length body is
+    "empty"; whitespace alone or a bare ``null`` cannot be parsed, as in Zaqar.
+    """
+    if not raw:
         raise InvalidBody(EMPTY_BODY)
     try:
+        # ValidationError (a DecodeError) covers numbers too long to convert.
         document = msgspec.json.decode(raw)
     except (msgspec.DecodeError, RecursionError) as exc:  # deep nesting is refused too
         raise InvalidBody(UNPARSABLE_BODY) from exc
+    if document is None:
+        raise InvalidBody(UNPARSABLE_BODY)
     _reject_huge_integers(document)
     return document
+
+
+def is_utf8(raw: bytes) -> bool:
+    """Strict UTF-8 (no encoded surrogates or overlong forms), as decode_json requires."""
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def may_hold_huge_integer(raw: bytes) -> bool:
@@ -75,10 +92,13 @@ def require_object(document: Any) -> dict[str, Any]:
 
 
 def integer_field(document: dict[str, Any], name: str) -> int | None:
-    """An optional integer field; booleans are not integers here."""
-    value = document.get(name)
-    if value is None:
+    """An optional integer field; booleans are not integers here.
+
+    Absent means "use the default"; an explicit null is a wrong type, as in Zaqar.
+    """
+    if name not in document:
         return None
+    value = document[name]
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidBody(f'The value of the "{name}" field must be a int.')
     return value

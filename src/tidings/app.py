@@ -9,6 +9,7 @@ from typing import Any
 
 import falcon.asgi
 
+from tidings import encryption
 from tidings.config import Settings, load_settings
 from tidings.errors import StorageError
 from tidings.http.app import build_http_app
@@ -89,6 +90,7 @@ def build_app(settings: Settings) -> falcon.asgi.App[falcon.asgi.Request, falcon
         doorbell,
         services.clock,
         deny=deny_list(settings),  # checked again at connect time: DNS can change
+        keyring=encryption.keyring(settings.transport),
     )
     return build_http_app(services, extra_middleware=[Lifecycle(services, dispatcher)])
 

@@ -7,8 +7,11 @@ option, ``TIDINGS_<OPTION>`` a top-level one.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,6 +29,43 @@ Positive = Annotated[int, msgspec.Meta(ge=1)]
 
 class ConfigError(Exception):
     """The configuration is invalid; the message says which option and why."""
+
+
+# Key ids are written into every encrypted body; these characters need no escaping there.
+ENCRYPTION_KEY_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+ENCRYPTION_KEY_BYTES = 32
+
+
+class EncryptionKey(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """One AES-256-GCM key: an id stored with each body it seals, and 32 bytes in base64."""
+
+    id: str
+    key: str
+
+    def __post_init__(self) -> None:
+        if not ENCRYPTION_KEY_ID.fullmatch(self.id):
+            raise ValueError(
+                f"message_encryption_keys: key id {self.id!r} must be 1 to 64 letters, "
+                "digits, '.', '_' or '-'"
+            )
+        # The key itself never appears in an error: configuration errors get logged.
+        if len(decode_key(self.key) or b"") != ENCRYPTION_KEY_BYTES:
+            raise ValueError(
+                f"message_encryption_keys: key {self.id!r} must be {ENCRYPTION_KEY_BYTES} "
+                "random bytes in base64 (e.g. from `openssl rand -base64 32`)"
+            )
+
+    def __repr__(self) -> str:
+        return f"EncryptionKey(id={self.id!r}, key=<hidden>)"
+
+
+def decode_key(text: str) -> bytes | None:
+    """The bytes of a base64 key (standard or URL-safe alphabet), None when malformed."""
+    text = text.strip()
+    try:
+        return base64.b64decode(text.replace("-", "+").replace("_", "/"), validate=True)
+    except (binascii.Error, ValueError):
+        return None
 
 
 class TransportSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -63,6 +103,16 @@ class TransportSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknow
     subscriber_types: list[Literal["http", "https", "mailto"]] = msgspec.field(
         default_factory=lambda: ["http", "https", "mailto"]
     )
+    # Keys for queues with ``_enable_encrypt_messages`` (AES-256-GCM). No default: without
+    # one, such queues are refused. New bodies are sealed with the first; every body
+    # records its key's id, so keep a retired key listed while its messages may live
+    # (max_message_ttl) or they can no longer be read.
+    message_encryption_keys: list[EncryptionKey] = msgspec.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        ids = [k.id for k in self.message_encryption_keys]
+        if len(ids) != len(set(ids)):
+            raise ValueError("message_encryption_keys: key ids must be unique")
 
 
 def default_message_store() -> str:
@@ -85,6 +135,8 @@ class StorageSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_
     # Redis and PostgreSQL: bound on one backend call (connect included); past it the
     # request fails with a 503 instead of hanging.
     operation_timeout: Annotated[float, msgspec.Meta(gt=0)] = 5.0
+    # Redis and PostgreSQL: connections per worker process. (SQLite has one writer and
+    # a fixed pair of reader threads per process; this does not apply to it.)
     pool_size: Positive = 10
     # PostgreSQL: apply pending schema migrations when the server starts.
     migrate_on_start: bool = True
@@ -207,6 +259,14 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     notification: NotificationSettings = msgspec.field(default_factory=NotificationSettings)
 
 
+DEFAULT_WITHIN_MAXIMUM = (
+    ("default_message_ttl", "max_message_ttl"),
+    ("default_message_delay", "max_message_delay"),
+    ("default_claim_ttl", "max_claim_ttl"),
+    ("default_claim_grace", "max_claim_grace"),
+)
+
+
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     tree: dict[str, Any] = {}
     for key, value in environ.items():
@@ -266,6 +326,10 @@ def load_settings(
     transport = settings.transport
     if transport.min_length_client_id > transport.max_length_client_id:
         raise ConfigError("transport.min_length_client_id exceeds max_length_client_id")
+    # A default past its maximum would make every request that relies on it fail.
+    for default, maximum in DEFAULT_WITHIN_MAXIMUM:
+        if getattr(transport, default) > getattr(transport, maximum):
+            raise ConfigError(f"transport.{default} exceeds transport.{maximum}")
     if settings.notification.require_confirmation and not settings.signed_url.secret_key:
         raise ConfigError(
             "notification.require_confirmation needs signed_url.secret_key: confirmation "

@@ -56,9 +56,9 @@ def message(
     return view
 
 
-def popped_message(m: Message, now: float) -> dict[str, Any]:
+def popped_message(m: Message, now: float, *, with_checksum: bool = False) -> dict[str, Any]:
     """Popped messages have no href (they no longer exist) and no throw-away claim."""
-    return {
+    view: dict[str, Any] = {
         "id": m.id,
         "age": age(m.created, now),
         "ttl": m.ttl,
@@ -66,6 +66,9 @@ def popped_message(m: Message, now: float) -> dict[str, Any]:
         "claim_id": None,
         "claim_count": m.claim_count,
     }
+    if with_checksum:  # as Zaqar, whose pop returns what its claim did
+        view["checksum"] = checksum(m.body)
+    return view
 
 
 def iso8601(timestamp: float) -> str:

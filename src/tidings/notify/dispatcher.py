@@ -27,12 +27,13 @@ from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 from tidings.config import NotificationSettings
+from tidings.encryption import Keyring, UnreadableBody
 from tidings.errors import StorageError
 from tidings.model import Delivery
+from tidings.namespace import TOPIC_NAMESPACE, split_namespace
 from tidings.notify import retry
 from tidings.notify.destinations import DEFAULT_PORTS, DenyList
 from tidings.notify.senders import DeliveryError, EmailSender, Sender, WebhookSender
-from tidings.ops.context import TOPIC_NAMESPACE, split_namespace
 from tidings.storage.base import FAILURE_PRUNE_CHUNK, Storage
 from tidings.storage.fairness import current_tenant
 
@@ -104,8 +105,11 @@ class Dispatcher:
         senders: dict[str, Sender] | None = None,
         *,
         deny: DenyList | None = None,
+        keyring: Keyring | None = None,
     ) -> None:
         self._storage = storage
+        # Opens encrypted message bodies before they are sent ([transport] keys).
+        self._keyring = keyring or Keyring([])
         self._settings = settings
         self._doorbell = doorbell
         self._clock = clock
@@ -236,7 +240,7 @@ class Dispatcher:
             if sender is None:
                 raise DeliveryError(f"no sender for {delivery.subscriber}", retryable=False)
             try:
-                await sender.send(delivery)
+                await sender.send(self._opened(delivery))
             finally:
                 slot.release()  # the subscriber is done with; the store write follows
         except DeliveryError as exc:
@@ -246,6 +250,13 @@ class Dispatcher:
             await self._failed(delivery, DeliveryError(repr(exc), retryable=True))
         else:
             await self._record(self._storage.outbox.done(delivery.id), delivery)
+
+    def _opened(self, delivery: Delivery) -> Delivery:
+        """The delivery with its message body in clear: ciphertext is never sent."""
+        try:
+            return self._keyring.open_delivery(delivery)
+        except UnreadableBody as exc:  # the operator may list the key again: retry
+            raise DeliveryError(exc.description or exc.title, retryable=True) from exc
 
     async def _failed(self, delivery: Delivery, error: DeliveryError) -> None:
         attempts = delivery.attempts  # counted by the take, this one included

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import msgspec
 
+from tidings import encryption
 from tidings.config import NotificationSettings
 from tidings.model import Delivery, DeliveryKind
-from tidings.ops.context import split_namespace
+from tidings.namespace import split_namespace
 
 # Zaqar's placeholder in ``options.post_data``, quotes included.
 POST_DATA_PLACEHOLDER = '"$zaqar_message$"'
@@ -18,6 +19,10 @@ def notification(delivery: Delivery) -> bytes:
     The message as submitted (ttl, body, delay when the queue delays) with
     ``Message_Type`` and the source's name.
     """
+    if encryption.is_sealed(delivery.payload):
+        # The dispatcher opens bodies before sending (Keyring.open_delivery); a sealed
+        # one here is a bug, and ciphertext is never sent.
+        raise ValueError("the message body is still encrypted; it is not sent that way")
     _, collection = split_namespace(delivery.project)
     document: dict[str, object] = {"ttl": delivery.ttl, "body": msgspec.Raw(delivery.payload)}
     if delivery.delay:

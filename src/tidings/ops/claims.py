@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
+from tidings import encryption
 from tidings.errors import InvalidBody, NotFound
 from tidings.model import Claim, ClaimRequest, ClaimResult
 from tidings.ops import metadata as reserved
@@ -28,6 +31,10 @@ def _lifetimes(svc: Services, document: Any) -> tuple[int, int]:
         limits.default_claim_ttl if ttl is None else ttl,
         limits.default_claim_grace if grace is None else grace,
     )
+
+
+def _keyring(svc: Services) -> encryption.Keyring:
+    return encryption.keyring(svc.settings.transport)
 
 
 def claim_not_found(queue: str, claim_id: str, caller: Caller) -> NotFound:
@@ -56,7 +63,11 @@ async def claim_create(
         ttl=ttl, grace=grace, limit=limit, dead_letter=reserved.dead_letter_policy(metadata)
     )
     now = svc.clock()
-    return await svc.storage.claims.create(caller.project, queue, request, now), now
+    result = await svc.storage.claims.create(caller.project, queue, request, now)
+    if result is None:
+        return None, now
+    opened = _keyring(svc).open_messages(result.messages, caller.project)
+    return msgspec.structs.replace(result, messages=opened), now
 
 
 @unavailable_as("Claim could not be queried.")
@@ -68,7 +79,8 @@ async def claim_get(
     claim = await svc.storage.claims.get(caller.project, queue, claim_id, now)
     if claim is None:
         raise claim_not_found(queue, claim_id, caller)
-    return claim, now
+    opened = _keyring(svc).open_messages(claim.messages, caller.project)
+    return msgspec.structs.replace(claim, messages=opened), now
 
 
 @unavailable_as("Claim could not be updated.")

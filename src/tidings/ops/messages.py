@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import msgspec
 
+from tidings import encryption
 from tidings.config import TransportSettings
 from tidings.errors import BadRequest, InvalidBody, NotFound, TidingsError
 from tidings.model import Message, NewMessage
@@ -28,6 +29,7 @@ from tidings.ops.validation import (
     check_size,
     decode_json,
     integer_field,
+    is_utf8,
     may_hold_huge_integer,
 )
 from tidings.storage.base import Audience
@@ -39,11 +41,15 @@ Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 
 
 class MessageIn(msgspec.Struct, frozen=True):
-    """One posted message as received; unknown fields are dropped."""
+    """One posted message as received; unknown fields are dropped.
+
+    An absent ttl or delay is UNSET (the queue's default applies); an explicit null is
+    not an integer, so the typed path refuses it and decode_json's answer (400) follows.
+    """
 
     body: msgspec.Raw
-    ttl: Int64 | None = None
-    delay: Int64 | None = None
+    ttl: Int64 | msgspec.UnsetType = msgspec.UNSET
+    delay: Int64 | msgspec.UnsetType = msgspec.UNSET
 
 
 class _PostDocument(msgspec.Struct, frozen=True):
@@ -55,7 +61,9 @@ _post_decoder = msgspec.json.Decoder(_PostDocument)
 
 def parse_post_body(raw: bytes) -> list[MessageIn]:
     """Decode a POST body: a typed fast path, and exact error texts when it fails."""
-    if not may_hold_huge_integer(raw):
+    # The typed path leaves text inside the Raw bodies unchecked: it is only taken for
+    # valid UTF-8, and anything else gets decode_json's answer.
+    if not may_hold_huge_integer(raw) and is_utf8(raw):
         try:
             return _post_decoder.decode(raw).messages
         except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
@@ -79,11 +87,19 @@ def messages_from_document(document: Any) -> list[MessageIn]:
         parsed.append(
             MessageIn(
                 msgspec.Raw(msgspec.json.encode(item["body"])),
-                integer_field(item, "ttl"),
-                integer_field(item, "delay"),
+                _unset_if_none(integer_field(item, "ttl")),
+                _unset_if_none(integer_field(item, "delay")),
             )
         )
     return parsed
+
+
+def _unset_if_none(value: int | None) -> int | msgspec.UnsetType:
+    return msgspec.UNSET if value is None else value
+
+
+def _keyring(svc: Services) -> encryption.Keyring:
+    return encryption.keyring(svc.settings.transport)
 
 
 async def _queue_metadata(svc: Services, caller: Caller, queue: str) -> dict[str, Any]:
@@ -105,7 +121,7 @@ def _check_post_size(size: int | None, metadata: dict[str, Any], limits: Transpo
 
 
 def _build_batch(
-    items: list[MessageIn], metadata: dict[str, Any], limits: TransportSettings
+    items: list[MessageIn], metadata: dict[str, Any], limits: TransportSettings, project: str
 ) -> list[NewMessage]:
     if not items:
         raise BadRequest("No messages to enqueu.")
@@ -116,16 +132,24 @@ def _build_batch(
             "([transport] max_messages_per_post)."
         )
     default_ttl = reserved.message_ttl_default(metadata, limits)
-    default_delay = reserved.delay_default(metadata)
+    default_delay = reserved.delay_default(metadata, limits)
+    keyring = encryption.keyring(limits)
+    seal = reserved.encrypts(metadata)
+    if seal:
+        encryption.require_key(keyring)
     batch = []
     for item in items:
-        ttl = default_ttl if item.ttl is None else item.ttl
+        ttl = default_ttl if item.ttl is msgspec.UNSET else item.ttl
         check_message_ttl(ttl, limits)
         delay = 0
         if default_delay:  # per-message delays only count on queues that delay
-            delay = default_delay if item.delay is None else item.delay
+            delay = default_delay if item.delay is msgspec.UNSET else item.delay
             check_message_delay(delay, limits)
-        batch.append(NewMessage(body=bytes(item.body), ttl=ttl, delay=delay))
+        body = bytes(item.body)
+        encryption.check_plain(body)
+        if seal:
+            body = keyring.seal(body, project)
+        batch.append(NewMessage(body=body, ttl=ttl, delay=delay))
     return batch
 
 
@@ -158,7 +182,7 @@ async def message_post(
         _check_post_size(size, metadata, limits)
         if parse_error is not None:
             raise parse_error
-        return _build_batch(items, metadata, limits)
+        return _build_batch(items, metadata, limits, caller.project)
 
     audience = (
         Audience.CONFIRMED if svc.settings.notification.require_confirmation else Audience.ALL
@@ -198,7 +222,7 @@ async def message_list(
     if limit is None:
         limit = min(10, limits.max_messages_per_page)
     check_page_limit(limit, limits.max_messages_per_page)
-    delays_off = not reserved.delay_default(await _queue_metadata(svc, caller, queue))
+    delays_off = not reserved.delay_default(await _queue_metadata(svc, caller, queue), limits)
     now = svc.clock()
     listing = await svc.storage.messages.page(
         caller.project,
@@ -210,7 +234,7 @@ async def message_list(
         include_delayed=include_delayed or delays_off,
         now=now,
     )
-    messages = listing.messages
+    messages = _keyring(svc).open_messages(listing.messages, caller.project)
     # As in Zaqar, any non-empty page links onward (the next one may be empty).
     next_marker = listing.resume_after or (messages[-1].marker if messages else None)
     return MessagePage(messages=messages, now=now, delays_off=delays_off, next_marker=next_marker)
@@ -230,7 +254,7 @@ async def message_get(
             f"Message {message_id} does not exist in {noun(caller)} {queue} "
             f"for project {client_project(caller)}"
         )
-    return found[0], now
+    return _keyring(svc).open_message(found[0], caller.project), now
 
 
 @unavailable_as("Messages could not be listed.")
@@ -246,7 +270,7 @@ async def message_get_many(
             f"No messages with IDs: {list(ids)!r} found in the {noun(caller)} {queue} "
             f"for project {client_project(caller)}."
         )
-    return found, now
+    return _keyring(svc).open_messages(found, caller.project), now
 
 
 @unavailable_as("Message could not be deleted.")
@@ -292,4 +316,5 @@ async def message_pop(
     if not 1 <= count <= maximum:
         raise BadRequest(f"Pop value must be at least 1 and may not be greater than {maximum}.")
     now = svc.clock()
-    return await svc.storage.messages.pop(caller.project, queue, count, now), now
+    popped = await svc.storage.messages.pop(caller.project, queue, count, now)
+    return _keyring(svc).open_messages(popped, caller.project), now

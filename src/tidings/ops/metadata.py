@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tidings import encryption
 from tidings.config import TransportSettings
 from tidings.errors import BadRequest
 from tidings.model import DeadLetterPolicy
@@ -32,6 +33,13 @@ RESERVED = (
     MAX_CLAIM_COUNT,
     ENCRYPT,
 )
+# Topics have no claims, so no dead-lettering: only these are theirs (as in Zaqar).
+TOPIC_RESERVED = (MAX_POST_SIZE, DEFAULT_TTL, DEFAULT_DELAY)
+
+
+def reserved_keys(collection: str) -> tuple[str, ...]:
+    """The reserved keys of a ``queues`` or ``topics`` resource."""
+    return TOPIC_RESERVED if collection == "topics" else RESERVED
 
 
 def _is_int(value: Any) -> bool:
@@ -79,18 +87,25 @@ def validate(metadata: dict[str, Any], limits: TransportSettings) -> None:
             f"and must be at least {MIN_MESSAGE_TTL} seconds long."
         )
     dlq = metadata.get(DEAD_LETTER_QUEUE)
-    if dlq and not (isinstance(dlq, str) and QUEUE_NAME.match(dlq)):
+    if dlq and not (isinstance(dlq, str) and QUEUE_NAME.fullmatch(dlq)):
         raise BadRequest(f"{DEAD_LETTER_QUEUE} must be the name of a queue.")
     encrypt = metadata.get(ENCRYPT)
     if encrypt and not isinstance(encrypt, bool):
         raise BadRequest(f"{ENCRYPT} must be boolean.")
+    if encrypt:
+        encryption.require_key(encryption.keyring(limits))
     policy = metadata.get(RETRY_POLICY)
     if policy:
         retry.validate(policy)
 
 
-def with_defaults(metadata: dict[str, Any], limits: TransportSettings) -> dict[str, Any]:
-    """Stored metadata with reserved defaults filled in where falsy or absent."""
+def with_defaults(
+    metadata: dict[str, Any], limits: TransportSettings, collection: str = "queues"
+) -> dict[str, Any]:
+    """Stored metadata with reserved defaults filled in where falsy or absent.
+
+    Each default shown is the value in force: what the metadata shows is what applies.
+    """
     defaults: dict[str, Any] = {
         MAX_POST_SIZE: limits.max_messages_post_size,
         DEFAULT_TTL: limits.default_message_ttl,
@@ -101,9 +116,9 @@ def with_defaults(metadata: dict[str, Any], limits: TransportSettings) -> dict[s
         ENCRYPT: False,
     }
     shown = dict(metadata)
-    for key, default in defaults.items():
+    for key in reserved_keys(collection):
         if not shown.get(key):
-            shown[key] = default
+            shown[key] = defaults[key]
     return shown
 
 
@@ -112,10 +127,19 @@ def message_ttl_default(metadata: dict[str, Any], limits: TransportSettings) -> 
     return value if value and _is_int(value) else limits.default_message_ttl
 
 
-def delay_default(metadata: dict[str, Any]) -> int:
-    """The queue's default delay; 0 means delays are off for this queue."""
+def delay_default(metadata: dict[str, Any], limits: TransportSettings) -> int:
+    """The queue's default delay, else ``[transport] default_message_delay``.
+
+    0 means delays are off for this queue: per-message delays are ignored and listings
+    include every message, as in Zaqar.
+    """
     value = metadata.get(DEFAULT_DELAY)
-    return value if value and _is_int(value) else 0
+    return value if value and _is_int(value) else limits.default_message_delay
+
+
+def encrypts(metadata: dict[str, Any]) -> bool:
+    """Whether new bodies posted to this queue are sealed (``_enable_encrypt_messages``)."""
+    return metadata.get(ENCRYPT) is True
 
 
 def post_size_limit(metadata: dict[str, Any], limits: TransportSettings) -> int:

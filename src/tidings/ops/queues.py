@@ -11,7 +11,13 @@ import msgspec
 from tidings.errors import BadRequest, Conflict, InvalidBody
 from tidings.model import QueueRecord, QueueStats
 from tidings.ops import metadata as reserved
-from tidings.ops.context import Caller, Services, source_not_found, unavailable_as
+from tidings.ops.context import (
+    Caller,
+    Services,
+    source_not_found,
+    split_namespace,
+    unavailable_as,
+)
 from tidings.ops.validation import (
     check_page_limit,
     check_queue_name,
@@ -55,7 +61,7 @@ async def queue_get(svc: Services, caller: Caller, name: str) -> dict[str, Any]:
     check_queue_name(caller.project, name)
     stored = await svc.storage.queues.get_metadata(caller.project, name)
     # A missing queue shows the defaults, as Zaqar does (clients rely on it).
-    return reserved.with_defaults(stored or {}, svc.settings.transport)
+    return reserved.with_defaults(stored or {}, svc.settings.transport, _collection(caller))
 
 
 @unavailable_as("Queue metadata could not be retrieved.")
@@ -99,6 +105,8 @@ def _patch_key(change: dict[str, Any]) -> str:
         raise InvalidBody("Unable to find 'path' in JSON Schema change")
     if not isinstance(path, str) or not path.startswith("/"):
         raise InvalidBody(f'Pointer `{path}` does not start with "/".')
+    if path.endswith("/"):
+        raise InvalidBody(f'Pointer `{path}` end with "/".')
     try:
         parts = jsonpointer.JsonPointer(path).parts
     except jsonpointer.JsonPointerException as exc:
@@ -110,7 +118,13 @@ def _patch_key(change: dict[str, Any]) -> str:
     return str(parts[1])
 
 
-def _normalised_patch(document: Any, stored: dict[str, Any]) -> list[dict[str, Any]]:
+def _collection(caller: Caller) -> str:
+    return split_namespace(caller.project)[1]
+
+
+def _normalised_patch(
+    document: Any, stored: dict[str, Any], reserved_keys: tuple[str, ...]
+) -> list[dict[str, Any]]:
     """Zaqar's restricted JSON patch as a plain RFC 6902 patch over ``{"metadata": ...}``.
 
     Reserved keys always "exist" (they have defaults), so replacing an absent reserved
@@ -139,7 +153,7 @@ def _normalised_patch(document: Any, stored: dict[str, Any]) -> list[dict[str, A
         pointer = jsonpointer.JsonPointer.from_parts(["metadata", key]).path
         if op == "remove":
             if key not in present:
-                if key in reserved.RESERVED:
+                if key in reserved_keys:
                     continue
                 raise Conflict(f"Can't remove non-existent object {key}.")
             present.discard(key)
@@ -148,7 +162,7 @@ def _normalised_patch(document: Any, stored: dict[str, Any]) -> list[dict[str, A
         if "value" not in change:
             raise InvalidBody(f'Operation "{op}" requires a member named "value".')
         if op == "replace" and key not in present:
-            if key not in reserved.RESERVED:
+            if key not in reserved_keys:
                 raise Conflict(f"Can't replace non-existent object {key}.")
             op = "add"
         present.add(key)
@@ -163,7 +177,8 @@ async def queue_update(svc: Services, caller: Caller, name: str, document: Any) 
     stored = await svc.storage.queues.get_metadata(caller.project, name)
     if stored is None:
         raise source_not_found(caller, name)
-    patch = _normalised_patch(document, stored)
+    collection = _collection(caller)
+    patch = _normalised_patch(document, stored, reserved.reserved_keys(collection))
     try:
         updated = jsonpatch.apply_patch({"metadata": stored}, patch)["metadata"]
     except jsonpatch.JsonPatchConflict as exc:
@@ -182,7 +197,7 @@ async def queue_update(svc: Services, caller: Caller, name: str, document: Any) 
     check_metadata_size(svc, len(msgspec.json.encode(updated)), patch=True)
     if not await svc.storage.queues.set_metadata(caller.project, name, updated):
         raise source_not_found(caller, name)
-    return reserved.with_defaults(updated, svc.settings.transport)
+    return reserved.with_defaults(updated, svc.settings.transport, collection)
 
 
 @unavailable_as("Queue could not be deleted.")

@@ -283,16 +283,19 @@ async def subscription_update(
     body = require_object(document if document is not None else {})
     if not body:
         raise BadRequest("No subscription to create.")
-    if not any(key in body for key in UPDATABLE):
+    # Any subset may be given; null leaves a field as it is (python-zaqarclient's
+    # `subscription update` sends null for every option not on its command line).
+    given = {key: body[key] for key in UPDATABLE if body.get(key) is not None}
+    if not given:
         raise UnableToUpdate(f"Subscription {subscription_id} could not be updated.")
     now = svc.clock()
     changes: dict[str, Any] = {}
-    if "subscriber" in body:
-        changes["subscriber"] = _check_subscriber(svc, body["subscriber"])
-    if "ttl" in body:
-        changes["ttl"] = _check_ttl(body["ttl"], now)
-    if "options" in body:
-        changes["options"] = _check_options(svc, body["options"])
+    if "subscriber" in given:
+        changes["subscriber"] = _check_subscriber(svc, given["subscriber"])
+    if "ttl" in given:
+        changes["ttl"] = _check_ttl(given["ttl"], now)
+    if "options" in given:
+        changes["options"] = _check_options(svc, given["options"])
     if "subscriber" in changes:
         await _check_destination(svc, changes["subscriber"])
     updated = await svc.storage.subscriptions.update(

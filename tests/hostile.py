@@ -68,9 +68,12 @@ class Traffic:
     hostile: Counter[str] = field(default_factory=Counter)  # what the attacks got
 
 
-async def normal_tenant(base: str, rate: float, duration: float, traffic: Traffic) -> None:
-    """Open-loop single-message posts at ``rate`` per second."""
-    timeout = aiohttp.ClientTimeout(total=60)
+async def normal_tenant(
+    base: str, rate: float, duration: float, traffic: Traffic, post_timeout: float
+) -> None:
+    """Open-loop single-message posts at ``rate`` per second; a post that takes longer
+    than ``post_timeout`` counts as a failure (TimeoutError)."""
+    timeout = aiohttp.ClientTimeout(total=post_timeout)
     async with aiohttp.ClientSession(headers=headers(NORMAL), timeout=timeout) as session:
 
         async def post(index: int) -> None:
@@ -275,11 +278,12 @@ class Arena:
         idle: int,
         drain: float,
         attacks: tuple[str, ...] = ATTACKS,
+        post_timeout: float = 60.0,
     ) -> Traffic:
         """The normal tenant's traffic for ``duration`` (beside the attacks if ``attack``),
         then up to ``drain`` seconds for its notifications to arrive."""
         traffic = Traffic()
-        work = [normal_tenant(base, rate, duration, traffic)]
+        work = [normal_tenant(base, rate, duration, traffic, post_timeout)]
         if attack:
             work.append(
                 hostile_tenant(

@@ -3,7 +3,8 @@
 ``WebhookListener`` is a threaded HTTP server on a free loopback port. It records every
 request (path, method, headers, body, arrival time) and can be told, per path, to answer
 the next N requests with an error status, to drop the connection without answering, to
-answer slowly, never to answer at all (a tarpit, released when the listener stops), or
+answer slowly, never to answer at all (a tarpit, released when the listener stops or
+the client hangs up; ``held`` counts the connections a tarpit holds right now), or
 to answer 200 with a huge body (1.5 GB announced, streamed until the client hangs up)
 or a gzip bomb (a small body that inflates to 512 MiB). ``SmtpSink`` is an aiosmtpd
 server on a free loopback port (plain SMTP, no TLS, no AUTH) that records every message
@@ -21,6 +22,7 @@ import email.message
 import email.policy
 import functools
 import json
+import select
 import socket
 import threading
 import time
@@ -87,6 +89,7 @@ class _State:
     rules: dict[str, list[_Rule]] = field(default_factory=dict)
     status: int = 204
     released: threading.Event = field(default_factory=threading.Event)
+    held: dict[str, int] = field(default_factory=dict)  # path -> tarpit connections open
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -124,7 +127,7 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(rule.seconds)
         if answered in ("drop", "tarpit"):
             if answered == "tarpit":
-                state.released.wait(TARPIT_HOLD)
+                self._hold(state, path)
             self.close_connection = True
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
@@ -137,6 +140,25 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_response(status)
             self.send_header("Content-Length", "0")
             self.end_headers()
+
+    def _hold(self, state: _State, path: str) -> None:
+        """Answer nothing until the listener stops or the client hangs up (counted)."""
+        with state.lock:
+            state.held[path] = state.held.get(path, 0) + 1
+        try:
+            deadline = time.monotonic() + TARPIT_HOLD
+            while not state.released.is_set() and time.monotonic() < deadline:
+                readable, _, _ = select.select([self.connection], [], [], 0.05)
+                if readable:
+                    try:
+                        if not self.connection.recv(65536):
+                            return  # the client gave up (its timeout) or died
+                    except OSError:
+                        return
+        finally:
+            with state.lock:
+                state.held[path] -= 1
+                state.lock.notify_all()
 
     def _answer_big(self, kind: str) -> None:
         """200 with a body no client should read whole; stops when the client hangs up."""
@@ -250,6 +272,11 @@ class WebhookListener:
         with self._state.lock:
             return [r for r in self._state.requests if path is None or r.path == path]
 
+    def held(self, path: str | None = None) -> int:
+        """Tarpit connections (to ``path``, or any) the client still keeps open."""
+        with self._state.lock:
+            return sum(n for p, n in self._state.held.items() if path is None or p == path)
+
     def wait_for(
         self,
         path: str,
@@ -275,11 +302,6 @@ class WebhookListener:
                 f"{[r.body[:200] for r in found]}"
             )
         return found
-
-    def quiet(self, path: str, seconds: float) -> list[Recorded]:
-        """Wait ``seconds`` and return what arrived at ``path`` meanwhile and before."""
-        time.sleep(seconds)
-        return self.requests(path)
 
 
 # ---------------------------------------------------------------------- SMTP

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
 import socket
@@ -10,12 +11,16 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 
 STARTUP_TIMEOUT = 30.0
+WAIT_TIMEOUT = 20.0
+
+T = TypeVar("T")
 
 RESERVED_DEFAULTS = {
     "_max_messages_post_size": 262144,
@@ -27,6 +32,35 @@ RESERVED_DEFAULTS = {
     "_enable_encrypt_messages": False,
 }
 """What GET on a queue shows for reserved keys it has not set, with default settings."""
+
+
+def wait_until(
+    probe: Callable[[], T],
+    what: str,
+    timeout: float = WAIT_TIMEOUT,
+    interval: float = 0.05,
+) -> T:
+    """Poll ``probe`` until it returns something truthy (returned), or fail after ``timeout``.
+
+    The way tests wait for something to happen: on a condition, with a bound, never a
+    fixed sleep. ``what`` names the condition in the failure.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        found = probe()
+        if found or time.monotonic() >= deadline:
+            break
+        time.sleep(interval)
+    if not found:
+        raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {found!r})")
+    return found
+
+
+def age_bound(since: float) -> int:
+    """The largest ``age`` the server may show for something made after ``since``
+    (``time.monotonic()``): the whole seconds elapsed, plus one for stored timestamps
+    that are rounded to the second. A causal bound, not a guess at the machine's speed."""
+    return math.ceil(time.monotonic() - since) + 1
 
 
 def free_port() -> int:

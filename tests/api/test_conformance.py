@@ -7,6 +7,7 @@ under pytest-xdist. Nothing here waits for a TTL to expire (the minimum TTL is 6
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -15,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from tests.server import RESERVED_DEFAULTS, TidingsServer
+from tests.server import RESERVED_DEFAULTS, TidingsServer, age_bound
 
 JSON_PATCH = "application/openstack-messaging-v2.0-json-patch"
 REQUEST_ID = re.compile(
@@ -50,7 +51,7 @@ def post(client: httpx.Client, queue: str, *messages: dict[str, Any]) -> list[st
 
 def put_queue(client: httpx.Client, queue: str, metadata: dict[str, Any] | None = None) -> None:
     resp = client.put(f"/queues/{queue}", json=metadata or {})
-    assert resp.status_code in (201, 204), resp.text
+    assert resp.status_code == 201, resp.text  # a new queue: every test has its own project
 
 
 def claim(
@@ -379,6 +380,7 @@ def test_stats_empty_and_missing_queue(api: httpx.Client) -> None:
 
 
 def test_stats_counts_and_oldest_newest_shape(api: httpx.Client) -> None:
+    posted = time.monotonic()
     ids = post(api, "sq", {"body": 1}, {"body": 2}, {"body": 3})
     claim(api, "sq", limit=2)
     got = stats(api, "sq")
@@ -388,7 +390,7 @@ def test_stats_counts_and_oldest_newest_shape(api: httpx.Client) -> None:
         assert set(entry) == {"age", "created", "href"}, entry
         assert entry["href"] == f"/v2/queues/sq/messages/{mid}"
         assert ISO_UTC.match(entry["created"])
-        assert isinstance(entry["age"], int) and 0 <= entry["age"] <= 5
+        assert isinstance(entry["age"], int) and 0 <= entry["age"] <= age_bound(posted)
 
 
 def test_purge_deletes_all_messages_keeps_queue(api: httpx.Client) -> None:
@@ -423,6 +425,7 @@ def test_purge_subscriptions_only_keeps_messages(api: httpx.Client) -> None:
 
 
 def test_post_messages_location_and_resources_in_order(api: httpx.Client) -> None:
+    posted = time.monotonic()
     resp = api.post("/queues/mq/messages", json={"messages": [
         {"ttl": 300, "body": {"event": "BackupStarted"}},
         {"body": "second", "ttl": 60},
@@ -443,7 +446,7 @@ def test_post_messages_location_and_resources_in_order(api: httpx.Client) -> Non
     for m, mid in zip(listed, ids, strict=True):
         assert set(m) == {"id", "href", "ttl", "age", "body"}
         assert m["href"] == f"/v2/queues/mq/messages/{mid}"
-        assert 0 <= m["age"] <= 5
+        assert 0 <= m["age"] <= age_bound(posted)
 
 
 def test_post_creates_queue_lazily(api: httpx.Client) -> None:
@@ -828,10 +831,15 @@ def test_bulk_delete_requires_claim_ids_when_configured(
         assert resp.status_code == 204
         assert listed_ids(client, "wc", echo="true", include_claimed="true") == ids[2:]
         # Unclaimed message with a claim id that does not own it: must not be deleted.
+        # (Zaqar's Redis driver raises here and answers 503: spec §4.6.)
         other, _ = claim(client, "wc", limit=1)
         client.delete(f"/queues/wc/claims/{other}")
         resp = client.delete("/queues/wc/messages", params={"ids": ids[2], "claim_ids": other})
-        assert resp.status_code < 500
+        assert resp.status_code == 400, resp.text
+        assert resp.json() == {
+            "title": "Unable to delete",
+            "description": f"Message {ids[2]} is not claimed, so claim_ids cannot cover it.",
+        }
         assert listed_ids(client, "wc", echo="true") == ids[2:]
 
 
@@ -921,13 +929,14 @@ def test_claim_without_body(api: httpx.Client) -> None:
 
 def test_get_claim(api: httpx.Client) -> None:
     ids = post(api, "gc", {"body": "a"}, {"body": "b"})
+    claimed = time.monotonic()
     cid, _ = claim(api, "gc", {"ttl": 120, "grace": 60})
     resp = api.get(f"/queues/gc/claims/{cid}")
     assert resp.status_code == 200
     body = resp.json()
     assert set(body) == {"age", "ttl", "messages", "href"}
     assert body["ttl"] == 120
-    assert 0 <= body["age"] <= 5
+    assert 0 <= body["age"] <= age_bound(claimed)
     assert body["href"] == f"/v2/queues/gc/claims/{cid}"
     assert [m["id"] for m in body["messages"]] == ids
     assert body["messages"][0]["href"] == f"/v2/queues/gc/messages/{ids[0]}?claim_id={cid}"

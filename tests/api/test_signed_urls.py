@@ -304,9 +304,7 @@ def test_refused(
 ) -> None:
     shared = share(api, "q", {"methods": ["GET", "POST"], "expires": "2030-01-01T00:00:00"})
     with signed_client(signing_server, signed_headers(shared, **overrides)) as client:
-        response = client.request(method, path)
-        assert response.status_code != 500
-        assert_refused(response)
+        assert_refused(client.request(method, path))
 
 
 def test_look_alike_queue_is_refused(signing_server: TidingsServer, api: httpx.Client) -> None:

@@ -20,8 +20,11 @@ from tests.instances import PostgresInstance, RedisInstance
 from tests.server import TidingsServer, client_headers
 
 OPERATION_TIMEOUT = 2.0
-# A failing request must be answered within the backend bound plus HTTP slack.
+# A failing request must be answered within the backend bound plus HTTP slack: clients
+# wait this long for an answer, and one that does not come is a transport error (599).
 ANSWER_BOUND = OPERATION_TIMEOUT + 3.0
+# 503s per poster (counted together) before the backend comes back: the outage is felt.
+OUTAGE_503S = 20
 UNAVAILABLE = "Service temporarily unavailable"
 POSTERS = 3
 
@@ -37,7 +40,6 @@ class PostingLoad:
         self.acked: list[str] = []
         self.statuses: Counter[int] = Counter()
         self.bad_bodies: list[str] = []
-        self.slowest = 0.0
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._threads = [threading.Thread(target=self._run, args=(n,)) for n in range(POSTERS)]
@@ -57,29 +59,27 @@ class PostingLoad:
             return len(self.acked)
 
     def _run(self, n: int) -> None:
-        with httpx.Client(headers=self.headers, timeout=30.0) as client:
+        with httpx.Client(headers=self.headers, timeout=ANSWER_BOUND) as client:
             sent = 0
             while not self._stop.is_set() and sent < 100_000:
                 sent += 1
-                started = time.monotonic()
                 try:
                     answer = client.post(
                         self.url, json={"messages": [{"body": {"n": n, "i": sent}}]}
                     )
-                except httpx.HTTPError as exc:  # a hang or a dropped connection
-                    self._record(599, f"transport error: {exc!r}", time.monotonic() - started)
+                except httpx.HTTPError as exc:  # no answer in time, or a dropped connection
+                    self._record(599, f"transport error: {exc!r}")
                     continue
-                self._record(answer.status_code, answer.text, time.monotonic() - started)
+                self._record(answer.status_code, answer.text)
                 if answer.status_code == 201:
                     with self._lock:
                         self.acked.extend(h.rsplit("/", 1)[1] for h in answer.json()["resources"])
                 elif answer.status_code == 503:
                     time.sleep(0.05)
 
-    def _record(self, status: int, text: str, seconds: float) -> None:
+    def _record(self, status: int, text: str) -> None:
         with self._lock:
             self.statuses[status] += 1
-            self.slowest = max(self.slowest, seconds)
             if status != 201 and (status != 503 or UNAVAILABLE not in text):
                 self.bad_bodies.append(f"{status}: {text[:200]}")
 
@@ -116,8 +116,8 @@ def outage(
         wait_for(lambda: load.acks() >= 100, 60, "acknowledged posts before the fault")
         take_down()
         failures_before = load.statuses[503]
-        wait_for(lambda: load.statuses[503] > failures_before, 30, "503s during the outage")
-        time.sleep(2)
+        wait_for(lambda: load.statuses[503] >= failures_before + OUTAGE_503S * POSTERS, 30,
+                 "503s during the outage")
         bring_back()
         recovered_from = load.acks()
         wait_for(lambda: load.acks() >= recovered_from + 100, 60, "recovery without a restart")
@@ -127,9 +127,9 @@ def outage(
 
 
 def assert_clean_outage(server: TidingsServer, load: PostingLoad) -> None:
+    # every request answered within ANSWER_BOUND (else 599), with a 201 or a clean 503
     assert set(load.statuses) <= {201, 503}, (load.statuses, load.bad_bodies[:5])
     assert not load.bad_bodies, load.bad_bodies[:5]
-    assert load.slowest < ANSWER_BOUND, f"a request took {load.slowest:.1f}s"
     assert missing_acked(server, load) == []
     assert "Traceback" not in server.log(), server.log()
 
@@ -183,7 +183,7 @@ def test_redis_that_restarts_empty_is_reported(tmp_path: Path) -> None:
             wait_for(lambda: bool(health(server)["problems"]), 30, "the data loss to be reported")
             problems = health(server)["problems"]
             assert isinstance(problems, list) and "lost" in problems[0].lower()
-            assert "ERROR" in server.log() or "error" in server.log().lower()
+            assert problems[0] in server.log()  # and logged for the operator
             # The service carries on for new work.
             assert post_one(client, 2) == 201
     finally:
@@ -213,11 +213,11 @@ def test_server_starts_while_backend_is_down_and_recovers(tmp_path: Path, backen
     server = tidings_over(tmp_path / "tidings", uri).start()
     try:
         with server.client() as client:
-            started = time.monotonic()
-            down = client.get("/queues")
+            down = client.get("/queues", timeout=ANSWER_BOUND)  # no answer in time: raises
             assert down.status_code == 503, down.text
             assert down.json()["title"] == UNAVAILABLE
-            assert time.monotonic() - started < ANSWER_BOUND
+            # the operator finds the failure, and its cause, by the id the client got
+            assert down.headers["x-openstack-request-id"] in server.log()
             assert client.get("/ping").status_code == 503
             instance.start()
             wait_for(lambda: client.get("/queues").status_code == 200, 60, "recovery")

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.server import TidingsServer, client_headers
+from tests.server import TidingsServer, client_headers, wait_until
 
 POSTERS = 6
 BATCH = 5
@@ -39,6 +39,11 @@ class Ledger:
     deleted: set[str] = field(default_factory=set)  # acknowledged 204 (with claim id)
     server_errors: list[str] = field(default_factory=list)  # 5xx / odd statuses while up
     alive: bool = True  # False once the kill has been ordered
+    refused: int = 0  # requests that found no server (after the kill)
+
+    def unanswered(self) -> None:
+        with self.lock:
+            self.refused += 1
 
     def problem(self, text: str) -> None:
         with self.lock:
@@ -61,6 +66,7 @@ def poster(url: str, project: str, index: int, ledger: Ledger, stop: threading.E
                 resp = client.post(f"/queues/{QUEUE}/messages",
                                    json={"messages": [{"body": b} for b in bodies]})
             except httpx.HTTPError:
+                ledger.unanswered()
                 time.sleep(0.05)  # server down: keep trying until told to stop
                 continue
             if resp.status_code != 201:
@@ -82,6 +88,7 @@ def consumer(url: str, project: str, ledger: Ledger, stop: threading.Event,
                 resp = client.post(f"/queues/{QUEUE}/claims", params={"limit": 5},
                                    json={"ttl": 300, "grace": 60})
             except httpx.HTTPError:
+                ledger.unanswered()
                 time.sleep(0.05)
                 continue
             if resp.status_code == 204:
@@ -126,14 +133,15 @@ def write_and_kill(server: TidingsServer, project: str, ledger: Ledger,
     for t in threads:
         t.start()
     try:
-        wait_until = time.monotonic() + 10.0
-        while len(ledger.posted) - before < min_acks and time.monotonic() < wait_until:
-            time.sleep(0.02)
-        time.sleep(random.uniform(0.05, 0.3))  # land the kill at an arbitrary point
+        # land the kill at an arbitrary point: after a random number of further acks
+        target = before + min_acks + random.randrange(0, 20 * BATCH)
+        wait_until(lambda: len(ledger.posted) >= target, "acknowledged posts", timeout=10)
         with ledger.lock:
             ledger.alive = False
+            refused = ledger.refused
         server.kill()
-        time.sleep(0.3)  # let clients run into the dead server for a moment
+        # clients run into the dead server for a while (as many refusals as posters)
+        wait_until(lambda: ledger.refused >= refused + POSTERS, "clients refused", timeout=10)
     finally:
         stop.set()
         for t in threads:
@@ -142,14 +150,16 @@ def write_and_kill(server: TidingsServer, project: str, ledger: Ledger,
     assert len(ledger.posted) - before >= min_acks, "too few messages acknowledged before kill"
 
 
-def fetch_by_ids(client: httpx.Client, ids: list[str]) -> dict[str, Any]:
-    """GET ?ids= in chunks of 20: id -> body of every message found."""
+def fetch_by_ids(client: httpx.Client, ids: list[str], *, present: bool) -> dict[str, Any]:
+    """GET ?ids= in chunks of 20: id -> body of every message found. ``present`` says
+    whether the ids should be there: then every chunk answers 200, else 404 (none found).
+    """
     found: dict[str, Any] = {}
     for i in range(0, len(ids), CHUNK):
         chunk = ids[i:i + CHUNK]
         resp = client.get(f"/queues/{QUEUE}/messages",
                           params={"ids": ",".join(chunk), "echo": "true"})
-        assert resp.status_code in (200, 404), resp.text
+        assert resp.status_code == (200 if present else 404), resp.text
         if resp.status_code == 200:
             found.update({m["id"]: m["body"] for m in resp.json()["messages"]})
     return found
@@ -178,14 +188,14 @@ def verify(server: TidingsServer, project: str, ledger: Ledger) -> None:
                  if mid not in ledger.delete_attempted}
     with server.client(project=project) as client:
         # acknowledged, never deleted -> present with the same body
-        found = fetch_by_ids(client, sorted(survivors))
+        found = fetch_by_ids(client, sorted(survivors), present=True)
         missing = sorted(set(survivors) - set(found))
         assert not missing, (f"{len(missing)} of {len(survivors)} acknowledged messages lost, "
                              f"e.g. {missing[:5]}")
         assert {mid: found[mid] for mid in survivors} == survivors
 
         # acknowledged deletes stay deleted
-        resurrected = fetch_by_ids(client, sorted(ledger.deleted))
+        resurrected = fetch_by_ids(client, sorted(ledger.deleted), present=False)
         assert not resurrected, f"deleted messages came back: {sorted(resurrected)[:5]}"
 
         # the full listing: every acknowledged survivor, no duplicates, nothing invented

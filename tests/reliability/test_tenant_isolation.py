@@ -26,9 +26,11 @@ pytestmark = pytest.mark.slow
 ATTACK_SECONDS = 6.0
 POST_RATE = 10.0
 IDLE_CONNECTIONS = 150
-# Liveness bounds, not speed measurements (quiet figures are a few milliseconds).
-SLOWEST_POST = 5.0
-SLOWEST_DELIVERY = 15.0
+# Liveness bounds, not speed measurements (quiet figures are a few milliseconds): a post
+# not answered within POST_TIMEOUT fails, and every notification must arrive within
+# DRAIN seconds of the attack's end. The benchmark measures the actual figures.
+POST_TIMEOUT = 5.0
+DRAIN = 15.0
 MAX_SERVER_RSS = 400 * 2**20
 
 
@@ -58,7 +60,8 @@ def test_a_hostile_tenant_does_not_hold_back_another(
                     duration=ATTACK_SECONDS,
                     rate=POST_RATE,
                     idle=IDLE_CONNECTIONS,
-                    drain=SLOWEST_DELIVERY + 5,
+                    drain=DRAIN,
+                    post_timeout=POST_TIMEOUT,
                 )
             )
             while not observing.done():  # sample the server's memory through the attack
@@ -70,7 +73,5 @@ def test_a_hostile_tenant_does_not_hold_back_another(
     assert traffic.hostile, "the attacks did not run"
     assert not traffic.failures, traffic.failures
     assert len(traffic.latencies) >= ATTACK_SECONDS * POST_RATE * 0.9
-    assert traffic.latencies[-1] < SLOWEST_POST, traffic.latencies[-5:]
     assert traffic.undelivered == 0
-    assert traffic.delays[-1] < SLOWEST_DELIVERY, traffic.delays[-5:]
     assert peak < MAX_SERVER_RSS, peak

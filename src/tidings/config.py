@@ -248,7 +248,57 @@ class SignedUrlSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknow
     secret_key: Annotated[str, msgspec.Meta(min_length=1)] | None = None
 
 
+class KeystoneAuthtokenSettings(
+    msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True
+):
+    """``auth_strategy = "keystone"``: Zaqar's ``[keystone_authtoken]`` option names."""
+
+    # Sent to clients in ``WWW-Authenticate: Keystone uri="..."`` on a 401.
+    www_authenticate_uri: str | None = None
+    # Where the service's own session authenticates and validates tokens (Keystone v3).
+    auth_url: str | None = None
+    username: str | None = None
+    password: str | None = None
+    project_name: str | None = None
+    user_domain_name: str = "Default"
+    project_domain_name: str = "Default"
+    region_name: str | None = None
+    # Ours: seconds a validated token is trusted without asking Keystone again (never
+    # past the token's own expiry), and how many validations the cache holds.
+    token_cache_time: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 300.0
+    token_cache_size: Positive = 10000
+
+
+class AuthSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """``auth_strategy = "tokens"``: static API tokens."""
+
+    # A file mapping token hashes to a project, a user and roles (``tidings token create``).
+    tokens_file: str | None = None
+
+
+class OsloPolicySettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Zaqar's ``[oslo_policy]`` group: a policy file overriding the default rules."""
+
+    policy_file: str | None = None
+
+
+class CorsSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """oslo.middleware's ``[cors]`` group; CORS is off while ``allowed_origin`` is unset."""
+
+    allowed_origin: list[str] = msgspec.field(default_factory=list)
+    allow_credentials: bool = True
+    expose_headers: list[str] = msgspec.field(default_factory=list)
+    max_age: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    allow_methods: list[str] = msgspec.field(
+        default_factory=lambda: ["GET", "PUT", "POST", "DELETE", "PATCH", "HEAD", "OPTIONS"]
+    )
+    allow_headers: list[str] = msgspec.field(default_factory=list)
+
+
 class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    # Who may call: "noauth" trusts X-Project-ID and X-Roles (admin only with admin_mode),
+    # "keystone" validates X-Auth-Token, "tokens" checks static API tokens.
+    auth_strategy: Literal["noauth", "keystone", "tokens"] = "noauth"
     admin_mode: bool = False
     enable_checksum: bool = False
     transport: TransportSettings = msgspec.field(default_factory=TransportSettings)
@@ -257,6 +307,12 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     signed_url: SignedUrlSettings = msgspec.field(default_factory=SignedUrlSettings)
     notification: NotificationSettings = msgspec.field(default_factory=NotificationSettings)
+    keystone_authtoken: KeystoneAuthtokenSettings = msgspec.field(
+        default_factory=KeystoneAuthtokenSettings
+    )
+    auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
+    oslo_policy: OsloPolicySettings = msgspec.field(default_factory=OsloPolicySettings)
+    cors: CorsSettings = msgspec.field(default_factory=CorsSettings)
 
 
 DEFAULT_WITHIN_MAXIMUM = (

@@ -34,6 +34,8 @@ class Caller:
     project: str
     client_id: str
     roles: frozenset[str] = field(default_factory=frozenset)
+    # Set when the auth strategy knows the user (keystone, tokens); policy may use it.
+    user_id: str | None = None
 
 
 def in_collection(caller: Caller, collection: str) -> Caller:

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests.backends import STORE_KINDS, StoreNamespace
+from tests.keystone import Keystone
 from tests.redis_cluster import RedisCluster
 from tests.server import TidingsServer
 
@@ -85,3 +86,14 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClu
     cluster = RedisCluster(tmp_path_factory.mktemp("redis-cluster")).start()
     yield cluster
     cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def keystone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Keystone]:
+    """A real Keystone (tests/keystone.py) on a free loopback port, for this test session."""
+    deployment = Keystone(tmp_path_factory.mktemp("keystone"))
+    try:
+        yield deployment.start()
+    finally:
+        deployment.resume()
+        deployment.stop()

@@ -10,6 +10,8 @@ from typing import Any
 import falcon.asgi
 
 from tidings import encryption
+from tidings.admission.auth import Authenticator
+from tidings.admission.auth.factory import create_authenticator
 from tidings.config import Settings, load_settings
 from tidings.errors import StorageError
 from tidings.http.app import build_http_app
@@ -27,11 +29,14 @@ GC_MAX_BACKOFF = 300.0
 
 class Lifecycle:
     """Opens the store at start-up, runs garbage collection and the delivery dispatcher,
-    and stops them all at shutdown."""
+    and stops them all (and the authenticator's sessions) at shutdown."""
 
-    def __init__(self, services: Services, dispatcher: Dispatcher) -> None:
+    def __init__(
+        self, services: Services, dispatcher: Dispatcher, authenticator: Authenticator
+    ) -> None:
         self._services = services
         self._dispatcher = dispatcher
+        self._authenticator = authenticator
         self._tasks: list[asyncio.Task[None]] = []
 
     async def process_startup(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
@@ -48,6 +53,7 @@ class Lifecycle:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self._dispatcher.close()
+        await self._authenticator.close()
         await self._services.storage.close()
 
     async def _collect_garbage(self) -> None:
@@ -92,7 +98,12 @@ def build_app(settings: Settings) -> falcon.asgi.App[falcon.asgi.Request, falcon
         deny=deny_list(settings),  # checked again at connect time: DNS can change
         keyring=encryption.keyring(settings.transport),
     )
-    return build_http_app(services, extra_middleware=[Lifecycle(services, dispatcher)])
+    authenticator = create_authenticator(settings)
+    return build_http_app(
+        services,
+        authenticator,
+        extra_middleware=[Lifecycle(services, dispatcher, authenticator)],
+    )
 
 
 def configure_logging(level: str) -> None:

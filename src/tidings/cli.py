@@ -1,11 +1,16 @@
-"""The ``tidings`` command: serve, migrate the store's schema, and report the version."""
+"""The ``tidings`` command: serve, migrate the store's schema, create API tokens, and
+report the version."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import os
+import secrets
+import stat
 import sys
+from datetime import UTC, datetime
+from pathlib import Path
 
 from tidings import __version__
 from tidings.config import CONFIG_FILE_ENV, ConfigError, Settings, load_settings
@@ -26,6 +31,21 @@ def _parser() -> argparse.ArgumentParser:
     db_commands = db.add_subparsers(dest="db_command", required=True)
     upgrade = db_commands.add_parser("upgrade", help="apply pending schema migrations")
     upgrade.add_argument("--config", help="TOML configuration file")
+    token = commands.add_parser("token", help="manage static API tokens (auth_strategy tokens)")
+    token_commands = token.add_subparsers(dest="token_command", required=True)
+    create = token_commands.add_parser(
+        "create", help="print a new token once and append its hash to the tokens file"
+    )
+    create.add_argument("--project", required=True, help="the project the token acts in")
+    create.add_argument("--user", help="the user id policy sees (default: none)")
+    create.add_argument(
+        "--roles", default="member", help="comma-separated roles (default: member)"
+    )
+    create.add_argument("--tokens-file", help="default: [auth] tokens_file of the configuration")
+    create.add_argument("--config", help="TOML configuration file")
+    policy = commands.add_parser("policy", help="show the authorization policy")
+    policy_commands = policy.add_subparsers(dest="policy_command", required=True)
+    policy_commands.add_parser("defaults", help="print the default rules as a policy file (YAML)")
     return parser
 
 
@@ -37,13 +57,22 @@ def serve(args: argparse.Namespace) -> int:
     if args.config:
         # Worker processes read their settings from the environment too.
         os.environ[CONFIG_FILE_ENV] = os.path.abspath(args.config)
+    from tidings.admission.auth.factory import check_auth_settings
+    from tidings.admission.auth.noauth import warn_if_exposed
+    from tidings.admission.policy import enforcer as policy_enforcer
+    from tidings.app import configure_logging
+
     try:
         settings = load_settings()
         create_storage(settings)  # fail fast on a bad store URI
+        check_auth_settings(settings)  # and on an unusable auth strategy
+        policy_enforcer(settings.oslo_policy.policy_file)  # and on a bad policy file
     except (ConfigError, UnsupportedStoreURI, ValueError) as exc:
         print(f"tidings: {exc}", file=sys.stderr)
         return 2
     server = settings.server
+    configure_logging(server.log_level)
+    warn_if_exposed(settings, args.host or server.host)
     workers = args.workers or server.workers
     if workers < 1:
         print("tidings: --workers must be at least 1", file=sys.stderr)
@@ -115,12 +144,91 @@ def db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def token_create(args: argparse.Namespace) -> int:
+    """Print a new token once; append only its hash (``admission/auth/tokens.py``)."""
+    import msgspec
+
+    from tidings.admission.auth.tokens import TokenRecord, record_line, token_hash
+
+    try:
+        path = args.tokens_file or load_settings(args.config).auth.tokens_file
+    except ConfigError as exc:
+        print(f"tidings: {exc}", file=sys.stderr)
+        return 2
+    if not path:
+        print(
+            "tidings: no tokens file: pass --tokens-file or set [auth] tokens_file",
+            file=sys.stderr,
+        )
+        return 2
+    token = secrets.token_urlsafe(32)
+    try:
+        record = msgspec.convert(
+            {
+                "sha256": token_hash(token),
+                "project": args.project,
+                "user": args.user,
+                "roles": [r.strip().lower() for r in args.roles.split(",") if r.strip()],
+                "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            },
+            TokenRecord,
+        )
+    except msgspec.ValidationError as exc:
+        print(f"tidings: cannot create the token: {exc}", file=sys.stderr)
+        return 2
+    try:
+        loose = _append_line(Path(path), record_line(record))
+    except OSError as exc:
+        print(f"tidings: cannot write {path}: {exc}", file=sys.stderr)
+        return 1
+    if loose:
+        print(f"tidings: warning: {path} is readable or writable by others; chmod 600 it",
+              file=sys.stderr)
+    print(token)
+    print(
+        f"tidings: token for project {record.project!r} added to {path}; "
+        "it is shown only this once",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _append_line(path: Path, line: bytes) -> bool:
+    """Append ``line`` in one write (O_APPEND: concurrent appends never interleave),
+    creating the file with mode 0600; whether the file is open to others."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        info = os.fstat(fd)
+        if info.st_size and not _ends_with_newline(path):
+            line = b"\n" + line  # a hand-edited last line must not swallow ours
+        written = os.write(fd, line)
+        if written != len(line):
+            raise OSError(f"short write ({written} of {len(line)} bytes)")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return bool(info.st_mode & (stat.S_IRWXG | stat.S_IRWXO))
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with path.open("rb") as file:
+        file.seek(-1, os.SEEK_END)
+        return file.read(1) == b"\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
         return serve(args)
     if args.command == "db":
         return db_upgrade(args)
+    if args.command == "token":
+        return token_create(args)
+    if args.command == "policy":
+        from tidings.admission.policy import defaults_yaml
+
+        print(defaults_yaml(), end="")
+        return 0
     return 2
 
 

@@ -283,16 +283,47 @@ class OsloPolicySettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unkno
 
 
 class CorsSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    """oslo.middleware's ``[cors]`` group; CORS is off while ``allowed_origin`` is unset."""
+    """oslo.middleware's ``[cors]`` group; CORS is off while ``allowed_origin`` is unset.
+
+    ``allowed_origin`` lists origins (``https://app.example.com``) or ``*``. The other
+    defaults are Zaqar's; allow_headers adds X-Project-ID and the signed-URL headers, so
+    that browsers can use noauth projects and pre-signed URLs too.
+    """
 
     allowed_origin: list[str] = msgspec.field(default_factory=list)
     allow_credentials: bool = True
-    expose_headers: list[str] = msgspec.field(default_factory=list)
-    max_age: Annotated[int, msgspec.Meta(ge=0)] | None = None
-    allow_methods: list[str] = msgspec.field(
-        default_factory=lambda: ["GET", "PUT", "POST", "DELETE", "PATCH", "HEAD", "OPTIONS"]
+    expose_headers: list[str] = msgspec.field(
+        default_factory=lambda: [
+            "X-Auth-Token",
+            "X-Subject-Token",
+            "X-Service-Token",
+            "X-OpenStack-Request-ID",
+        ]
     )
-    allow_headers: list[str] = msgspec.field(default_factory=list)
+    # Seconds a browser may cache a preflight's answer (0: not sent).
+    max_age: Annotated[int, msgspec.Meta(ge=0)] = 3600
+    allow_methods: list[str] = msgspec.field(
+        default_factory=lambda: ["GET", "PUT", "POST", "DELETE", "PATCH", "HEAD"]
+    )
+    allow_headers: list[str] = msgspec.field(
+        default_factory=lambda: [
+            "X-Auth-Token",
+            "X-Identity-Status",
+            "X-Roles",
+            "X-Service-Catalog",
+            "X-User-Id",
+            "X-Tenant-Id",
+            "X-OpenStack-Request-ID",
+            "X-Trace-Info",
+            "X-Trace-HMAC",
+            "Client-id",
+            "X-Project-ID",
+            "URL-Signature",
+            "URL-Expires",
+            "URL-Methods",
+            "URL-Paths",
+        ]
+    )
 
 
 class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):

@@ -78,6 +78,18 @@ class ClaimedMessage(TidingsError):
         super().__init__("This message is claimed; it cannot be deleted without a valid claim ID.")
 
 
+class Unauthorized(TidingsError):
+    """No valid credentials. ``challenge`` goes out as ``WWW-Authenticate`` (Keystone's
+    ``Keystone uri="..."``), telling the client where to get a token."""
+
+    status = 401
+    title = "Unauthorized"
+
+    def __init__(self, description: str | None = None, *, challenge: str | None = None) -> None:
+        super().__init__(description or "The request you have made requires authentication.")
+        self.challenge = challenge
+
+
 class Forbidden(TidingsError):
     status = 403
     title = "Not authorized"

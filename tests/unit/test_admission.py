@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import contextvars
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +10,8 @@ import pytest
 
 from tidings.admission import bodies, identity, params, policy, requests
 from tidings.admission.actions import Action
+from tidings.admission.auth import Identity
+from tidings.admission.auth.noauth import NoAuthAuthenticator
 from tidings.admission.gate import admit
 from tidings.config import DriverSettings, Settings, TransportSettings
 from tidings.errors import (
@@ -37,20 +39,65 @@ def _services(tmp_path: Path, **settings: Any) -> Services:
     return Services(settings=config, storage=create_storage(config))
 
 
-def _admit(settings: Settings, action: Action, headers: dict[str, str]) -> Caller:
-    # In a context of its own, as each request runs, so current_tenant does not leak.
-    return contextvars.copy_context().run(admit, settings, action, headers, {})
+def _admit(
+    settings: Settings, action: Action, headers: dict[str, str], signed_project: str | None = None
+) -> Caller:
+    # asyncio.run runs it in a task, with a context of its own as each request has, so
+    # current_tenant does not leak.
+    return asyncio.run(
+        admit(
+            settings,
+            NoAuthAuthenticator(settings),
+            action,
+            headers,
+            {},
+            signed_project=signed_project,
+        )
+    )
 
 
 def test_admit_yields_the_caller_and_names_its_tenant() -> None:
-    def run() -> tuple[Caller, str]:
-        caller = admit(Settings(), Action.QUEUE_LIST, HEADERS, {"limit": 5})
+    settings = Settings(admin_mode=True)
+
+    async def run() -> tuple[Caller, str]:
+        caller = await admit(
+            settings, NoAuthAuthenticator(settings), Action.QUEUE_LIST, HEADERS, {"limit": 5}
+        )
         return caller, current_tenant.get()
 
-    caller, tenant = contextvars.copy_context().run(run)
+    caller, tenant = asyncio.run(run())
     assert caller == Caller(project="p1", client_id=CLIENT, roles=frozenset({"admin", "member"}))
     assert tenant == "p1"
     assert current_tenant.get() == BACKGROUND
+
+
+def test_noauth_drops_the_admin_role_unless_admin_mode() -> None:
+    assert _admit(Settings(), Action.QUEUE_LIST, HEADERS).roles == {"member"}
+    assert _admit(Settings(admin_mode=True), Action.QUEUE_LIST, HEADERS).roles == {
+        "admin",
+        "member",
+    }
+
+
+def test_an_authenticated_identity_decides_the_project() -> None:
+    who = Identity(project="p1", user_id="u1", roles=frozenset({"member"}), authenticated=True)
+    limits = TransportSettings()
+    expected = Caller(project="p1", client_id=CLIENT, roles=who.roles, user_id="u1")
+    # X-Project-ID may be left out (or empty); X-Roles is not the token's to extend.
+    for headers in ({"client-id": CLIENT}, {"client-id": CLIENT, "x-project-id": ""}, HEADERS):
+        assert identity.caller(who, headers, limits) == expected
+    with pytest.raises(Forbidden):
+        identity.caller(who, {**HEADERS, "x-project-id": "p2"}, limits)
+    # The Client-ID is still checked first.
+    with pytest.raises(HeaderError, match="Client-Id"):
+        identity.caller(who, {"x-project-id": "p2"}, limits)
+
+
+def test_a_signed_request_acts_in_the_signed_project_without_roles() -> None:
+    caller = _admit(Settings(admin_mode=True), Action.MESSAGE_LIST, HEADERS, signed_project="p1")
+    assert caller == Caller(project="p1", client_id=CLIENT)
+    with pytest.raises(HeaderError, match="Client-Id"):
+        _admit(Settings(), Action.MESSAGE_LIST, {"x-project-id": "p1"}, signed_project="p1")
 
 
 @pytest.mark.parametrize(
@@ -97,6 +144,9 @@ def test_health_is_for_admins_in_admin_mode_only() -> None:
     with pytest.raises(Forbidden):
         _admit(Settings(admin_mode=True), Action.HEALTH, member)
     assert _admit(Settings(admin_mode=True), Action.HEALTH, HEADERS).project == "p1"
+    # A signed request has no roles, whatever X-Roles says.
+    with pytest.raises(Forbidden):
+        _admit(Settings(admin_mode=True), Action.HEALTH, HEADERS, signed_project="p1")
 
 
 def test_parameters_decode_from_text_and_from_json_values() -> None:

@@ -1,7 +1,8 @@
 """Who is calling: the Client-ID, the project and its roles, and signed URLs.
 
 Headers arrive as a plain mapping with lower-case names, whatever carried them (HTTP
-headers, the ``headers`` object of a WebSocket request).
+headers, the ``headers`` object of a WebSocket request). The auth strategy
+(``admission.auth``) says who the caller is; this module checks the headers against it.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
+from tidings.admission.auth import Identity
 from tidings.config import TransportSettings
-from tidings.errors import HeaderError, InvalidQueueIdentification, NotFound
+from tidings.errors import Forbidden, HeaderError, InvalidQueueIdentification, NotFound
 from tidings.ops.context import Caller
 from tidings.signing import verify_headers
 
@@ -62,35 +64,54 @@ def roles(raw: str | None) -> frozenset[str]:
     return frozenset(role.strip().lower() for role in raw.split(",") if role.strip())
 
 
-def caller(headers: Headers, limits: TransportSettings) -> Caller:
-    """The caller the headers name, checked in Zaqar's order (Client-ID, then project)."""
+def caller(who: Identity, headers: Headers, limits: TransportSettings) -> Caller:
+    """The caller, checked in Zaqar's order (Client-ID, then project).
+
+    An authenticated identity's project is the credential's: ``X-Project-ID`` may be
+    left out, and naming another project is a 403. Otherwise ``X-Project-ID`` names it.
+    """
     found_client = client_id(headers.get("client-id"), limits)
-    found_project = project(headers.get("x-project-id"))
+    if who.authenticated:
+        claimed = headers.get("x-project-id")
+        if claimed and claimed != who.project:
+            raise Forbidden()
+        found_project = project(who.project)
+    else:
+        found_project = project(headers.get("x-project-id"))
     return Caller(
-        project=found_project, client_id=found_client, roles=roles(headers.get("x-roles"))
+        project=found_project, client_id=found_client, roles=who.roles, user_id=who.user_id
     )
+
+
+def signed_caller(signed_project: str, headers: Headers, limits: TransportSettings) -> Caller:
+    """The caller of a request with a valid URL signature: the signed project, no roles."""
+    found_client = client_id(headers.get("client-id"), limits)
+    return Caller(project=project(signed_project), client_id=found_client)
 
 
 def check_signature(
     headers: Headers, *, method: str, path: str, secret_key: str | None, now: float
-) -> None:
-    """A request with ``URL-Signature`` must satisfy ``signing.verify_headers``.
+) -> str | None:
+    """The project a request with ``URL-Signature`` was signed for (None: not signed).
 
-    Every failure is the same plain 404, as in Zaqar, so a probe learns nothing.
+    The signature must satisfy ``signing.verify_headers``; every failure is the same
+    plain 404, as in Zaqar, so a probe learns nothing.
     """
     signature = headers.get("url-signature")
     if signature is None:
-        return
+        return None
+    signed_project = headers.get("x-project-id")
     granted = verify_headers(
         secret_key,
         method=method,
         path=path,
-        project=headers.get("x-project-id"),
+        project=signed_project,
         signature=signature,
         expires=headers.get("url-expires"),
         methods=headers.get("url-methods"),
         paths=headers.get("url-paths"),
         now=datetime.fromtimestamp(now, UTC).replace(tzinfo=None),
     )
-    if not granted:
+    if not granted or signed_project is None:
         raise NotFound(title="404 Not Found")
+    return signed_project

@@ -9,17 +9,27 @@ import falcon.asgi
 
 from tidings.admission import policy
 from tidings.admission.actions import Action
+from tidings.admission.auth import Authenticator
 from tidings.errors import TidingsError
 from tidings.http import claims, messages, queues, share, subscriptions, system
+from tidings.http.cors import Cors
 from tidings.http.errors import handle_tidings_error, handle_unexpected
 from tidings.http.middleware import RequestChecks
 from tidings.ops.context import Services
 
 
 def build_http_app(
-    services: Services, extra_middleware: list[Any] | None = None
+    services: Services,
+    authenticator: Authenticator,
+    extra_middleware: list[Any] | None = None,
 ) -> falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]:
-    middleware: list[Any] = [*(extra_middleware or []), RequestChecks(services)]
+    middleware: list[Any] = [*(extra_middleware or []), RequestChecks(services, authenticator)]
+    cors_settings = services.settings.cors
+    if cors_settings.allowed_origin:
+        # After RequestChecks: a preflight it answers still gets its request id.
+        middleware.append(Cors(cors_settings))
+    # Built now: a policy file that cannot be loaded stops the server from starting.
+    policy.enforcer(services.settings.oslo_policy.policy_file)
     app = falcon.asgi.App(
         middleware=middleware,
         cors_enable=False,

@@ -15,7 +15,7 @@ import falcon
 import falcon.asgi
 import msgspec
 
-from tidings.errors import NotAcceptable, TidingsError, cause_chain
+from tidings.errors import NotAcceptable, TidingsError, Unauthorized, cause_chain
 from tidings.http.middleware import REQUEST_ID_HEADER
 from tidings.ids import new_id
 
@@ -53,6 +53,8 @@ async def handle_tidings_error(
             reference(resp),
             cause_chain(error),
         )
+    if isinstance(error, Unauthorized) and error.challenge:
+        resp.set_header("WWW-Authenticate", error.challenge)
     if isinstance(error, NotAcceptable):
         _render(resp, error.status, None)
         return

@@ -38,6 +38,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from tidings.config import ServerSettings
+from tidings.ids import new_id
 
 # After refusing a request head, keep reading (and discarding) for a moment so that a
 # client still sending gets the answer instead of a reset; bounded in time and bytes.
@@ -108,6 +109,8 @@ def error_response(status: int, title: str, description: str) -> bytes:
             STATUS_LINE[status],
             b"content-type: application/json\r\n",
             b"content-length: %d\r\n" % len(body),
+            # Every response has one, even those refused before the application runs.
+            b"x-openstack-request-id: req-%s\r\n" % new_id().encode(),
             b"connection: close\r\n\r\n",
             body,
         ]

@@ -1,0 +1,215 @@
+"""``keystone``: the caller is whoever Keystone says the ``X-Auth-Token`` belongs to.
+
+Tokens are validated with Keystone v3 (``GET /v3/auth/tokens``, the token in
+``X-Subject-Token``) through a keystoneauth1 session that authenticates as the service
+user of ``[keystone_authtoken]``. keystoneauth1 blocks, so each call runs on a small
+pool of threads of its own and is bounded by ``[storage] operation_timeout``: past it,
+or when Keystone cannot be reached, a token that is not cached gets a 503. Validations
+are cached in-process for ``token_cache_time`` seconds (never past the token's expiry),
+and concurrent requests with the same token share one call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import math
+import re
+import time
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from keystoneauth1 import access, adapter, session
+from keystoneauth1 import exceptions as ks_exceptions
+from keystoneauth1.identity import generic
+
+from tidings.admission.auth import Headers, Identity
+from tidings.config import ConfigError, Settings
+from tidings.errors import Forbidden, ServiceUnavailable, Unauthorized
+
+log = logging.getLogger("tidings.auth")
+
+# Validations of distinct tokens in flight at once; more wait for a thread (within the
+# same timeout), so a hung Keystone holds a few threads, not one per request.
+VALIDATION_THREADS = 8
+# A token is opaque printable ASCII (Fernet tokens are URL-safe base64); anything else
+# is refused without asking Keystone.
+TOKEN_FORM = re.compile(r"[\x21-\x7e]{1,8192}")
+REQUIRED = ("auth_url", "username", "password", "project_name")
+
+
+@dataclass(frozen=True, slots=True)
+class _Validated:
+    identity: Identity
+    # time.monotonic() past which the validation is asked again.
+    valid_until: float
+
+
+class _TokenInvalid(Exception):
+    """Keystone does not know the token (invalid, expired or revoked) or it has no project."""
+
+
+class KeystoneAuthenticator:
+    """Validates ``X-Auth-Token`` against Keystone v3; the token decides the project."""
+
+    def __init__(self, settings: Settings) -> None:
+        conf = settings.keystone_authtoken
+        missing = [name for name in REQUIRED if not getattr(conf, name)]
+        if missing or conf.auth_url is None:
+            raise ConfigError(
+                'auth_strategy = "keystone" needs keystone_authtoken.'
+                + ", keystone_authtoken.".join(missing)
+            )
+        self._timeout = settings.storage.operation_timeout
+        self._cache_time = conf.token_cache_time
+        self._cache_size = conf.token_cache_size
+        uri = conf.www_authenticate_uri or conf.auth_url
+        self._challenge = f'Keystone uri="{uri}"'
+        # The generic plugin takes auth_url with or without /v3; the domains make it v3.
+        auth = generic.Password(
+            auth_url=conf.auth_url,
+            username=conf.username,
+            password=conf.password,
+            project_name=conf.project_name,
+            user_domain_name=conf.user_domain_name,
+            project_domain_name=conf.project_domain_name,
+        )
+        # The session's own timeout bounds each HTTP call a thread makes (connect and
+        # read); the caller's bound is the asyncio timeout in _fetch.
+        self._session = session.Session(auth=auth, timeout=self._timeout, user_agent="tidings")
+        # Keystone's identity endpoint from the catalog, as keystonemiddleware finds it.
+        self._identity = adapter.Adapter(
+            self._session,
+            service_type="identity",
+            interface=["internal", "public"],
+            region_name=conf.region_name,
+            version="3.0",
+        )
+        self._executor = ThreadPoolExecutor(
+            max_workers=VALIDATION_THREADS, thread_name_prefix="tidings-keystone"
+        )
+        # Keyed by the token's SHA-256, so the process holds no usable tokens.
+        self._cache: OrderedDict[bytes, _Validated] = OrderedDict()
+        self._inflight: dict[bytes, asyncio.Task[_Validated]] = {}
+
+    async def authenticate(self, headers: Headers) -> Identity:
+        token = headers.get("x-auth-token")
+        if not token:
+            raise self._unauthorized()
+        if not TOKEN_FORM.fullmatch(token):
+            raise self._unauthorized("The token is not valid.")
+        key = hashlib.sha256(token.encode("ascii")).digest()
+        validated = self._cached(key) or await self._validate(key, token)
+        found = validated.identity
+        # The token decides the project; a header naming another one is refused.
+        claimed = headers.get("x-project-id")
+        if claimed and claimed != found.project:
+            raise Forbidden()
+        return found
+
+    async def close(self) -> None:
+        for task in list(self._inflight.values()):
+            task.cancel()
+        self._inflight.clear()
+        self._cache.clear()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._session.session.close()
+
+    def _unauthorized(self, description: str | None = None) -> Unauthorized:
+        return Unauthorized(description, challenge=self._challenge)
+
+    def _cached(self, key: bytes) -> _Validated | None:
+        entry = self._cache.get(key)
+        if entry is None:
+            return None
+        if time.monotonic() >= entry.valid_until:
+            del self._cache[key]
+            return None
+        self._cache.move_to_end(key)
+        return entry
+
+    def _remember(self, key: bytes, entry: _Validated) -> None:
+        if entry.valid_until <= time.monotonic():
+            return
+        self._cache[key] = entry
+        self._cache.move_to_end(key)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    async def _validate(self, key: bytes, token: str) -> _Validated:
+        """One Keystone call per token at a time; every request with it awaits that call."""
+        task = self._inflight.get(key)
+        if task is None:
+            task = asyncio.create_task(self._fetch(key, token))
+            self._inflight[key] = task
+            task.add_done_callback(lambda done: self._settled(key, done))
+        try:
+            # Shielded: a request that goes away does not cancel the others' call.
+            return await asyncio.shield(task)
+        except _TokenInvalid as exc:
+            raise self._unauthorized(str(exc)) from None
+
+    def _settled(self, key: bytes, task: asyncio.Task[_Validated]) -> None:
+        if self._inflight.get(key) is task:
+            del self._inflight[key]
+        if not task.cancelled():
+            task.exception()  # retrieved even when every waiter went away
+
+    async def _fetch(self, key: bytes, token: str) -> _Validated:
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(self._timeout):
+                identity, expires_at = await loop.run_in_executor(
+                    self._executor, self._ask_keystone, token
+                )
+        except TimeoutError:
+            raise ServiceUnavailable(
+                f"The identity service did not answer within {self._timeout:g}s."
+            ) from None
+        # Never trusted past the token's own expiry (wall clock, as Keystone states it).
+        lifetime = min(self._cache_time, expires_at - time.time())
+        entry = _Validated(identity=identity, valid_until=started + lifetime)
+        self._remember(key, entry)
+        return entry
+
+    def _ask_keystone(self, token: str) -> tuple[Identity, float]:
+        """Runs on a validation thread: the token's identity and expiry (epoch seconds)."""
+        try:
+            response = self._identity.get(
+                "/auth/tokens?nocatalog",
+                headers={"X-Subject-Token": token},
+                raise_exc=False,
+            )
+        except ks_exceptions.ClientException as exc:
+            # Unreachable, timed out, or the service user's own credentials refused.
+            raise ServiceUnavailable("The identity service is unavailable.") from exc
+        if response.status_code == 404:
+            raise _TokenInvalid("The token is invalid, expired or revoked.")
+        if response.status_code in (401, 403):
+            log.error(
+                "Keystone refused to validate a token for the service user (%d): check "
+                "[keystone_authtoken] username, password, project and its service role",
+                response.status_code,
+            )
+        if response.status_code != 200:
+            raise ServiceUnavailable("The identity service is unavailable.") from RuntimeError(
+                f"token validation answered {response.status_code}: {response.text[:200]}"
+            )
+        try:
+            info = access.create(body=response.json(), auth_token=token)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ServiceUnavailable("The identity service is unavailable.") from exc
+        if not isinstance(info, access.AccessInfoV3) or not info.project_id:
+            raise _TokenInvalid("The token is not scoped to a project.")
+        # Keystone always states the expiry; without one, the cache time alone bounds it.
+        expires = info.expires.timestamp() if info.expires is not None else math.inf
+        identity = Identity(
+            project=info.project_id,
+            user_id=info.user_id,
+            roles=frozenset(role.lower() for role in info.role_names or ()),
+            authenticated=True,
+        )
+        return identity, expires

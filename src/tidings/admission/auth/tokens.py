@@ -1,0 +1,228 @@
+"""``tokens``: static API tokens, for deployments without OpenStack.
+
+The client sends its token in ``X-Auth-Token``; the token decides the project, the user
+and the roles (``X-Project-ID`` may be left out; naming another project is a 403).
+
+The file named by ``[auth] tokens_file`` is JSON Lines, UTF-8, one token per line::
+
+    {"sha256": "<64 hex digits>", "project": "p1", "user": "alice", "roles": ["member"],
+     "created": "2025-01-01T00:00:00Z"}
+
+(each record on one line; wrapped here for width).
+
+* ``sha256``: the SHA-256 of the token's UTF-8 bytes, in lower-case hex. The token
+  itself is never stored: ``tidings token create`` prints it once and appends this line.
+  (Tokens are 256 random bits, so a fast hash is enough: nobody can guess back.)
+* ``project`` is required; ``user`` (default none), ``roles`` (default none) and
+  ``created`` (free text, for operators) are optional. Other keys are refused.
+* Blank lines and lines starting with ``#`` are ignored. Delete a line to revoke its
+  token. A malformed line is skipped (and logged with its number); it never stops the
+  others from loading.
+
+The server looks at the file's size, mtime and inode at most once per
+``RELOAD_INTERVAL`` and rereads it when they change, off the event loop. A missing or
+unreadable file revokes every token until it is back (failing closed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import msgspec
+
+from tidings.admission.auth import Headers, Identity
+from tidings.config import ConfigError, Settings
+from tidings.errors import Unauthorized
+
+log = logging.getLogger("tidings.auth")
+
+TOKEN_HEADER = "x-auth-token"
+# Seconds between two looks at the file: a change (or a revocation) takes effect
+# within this, and a busy server stats the file no more often.
+RELOAD_INTERVAL = 1.0
+# Longer tokens are refused unhashed (ours are 43 characters).
+MAX_TOKEN_LENGTH = 1024
+
+Digest = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$")]
+Role = Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f,]+$")]
+
+
+class TokenRecord(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """One line of the tokens file."""
+
+    sha256: Digest
+    project: Name
+    user: Name | None = None
+    roles: list[Role] = msgspec.field(default_factory=list)
+    created: str | None = None
+
+
+def token_hash(token: str) -> str:
+    """What the file stores for ``token``."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def record_line(record: TokenRecord) -> bytes:
+    """``record`` as one line of the file, newline included."""
+    return msgspec.json.encode(record) + b"\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """What one token grants, and the hash it was stored under."""
+
+    digest: str
+    identity: Identity
+
+
+@dataclass(frozen=True, slots=True)
+class TokenTable:
+    """The tokens a file grants, by hash, and what was wrong with its other lines."""
+
+    by_hash: dict[str, Grant]
+    errors: list[str]
+
+
+_decoder = msgspec.json.Decoder(TokenRecord)
+
+
+def parse_tokens(data: bytes) -> TokenTable:
+    by_hash: dict[str, Grant] = {}
+    errors: list[str] = []
+    lines = data.split(b"\n")
+    for number, raw in enumerate(lines, start=1):
+        line = raw.strip()
+        if not line or line.startswith(b"#"):
+            continue
+        try:
+            record = _decoder.decode(line)
+        except msgspec.DecodeError as exc:
+            if number == len(lines):
+                # The last line without its newline: an append still being written.
+                # The next look at the file (its size changes) reads it whole.
+                continue
+            errors.append(f"line {number}: {exc}")
+            continue
+        by_hash[record.sha256] = Grant(
+            record.sha256,
+            Identity(
+                project=record.project,
+                user_id=record.user,
+                roles=frozenset(role.strip().lower() for role in record.roles),
+                authenticated=True,
+            ),
+        )
+    return TokenTable(by_hash, errors)
+
+
+# (inode, size, mtime in ns): when any changes, the file is read again.
+Signature = tuple[int, int, int]
+
+
+def read_tokens(path: Path) -> tuple[Signature, TokenTable]:
+    """The file's signature and table (blocking: call at start-up or in a thread)."""
+    with path.open("rb") as file:
+        # Taken before reading: a write racing the read changes it again, so the next
+        # look rereads the file.
+        stat = os.fstat(file.fileno())
+        data = file.read()
+    return (stat.st_ino, stat.st_size, stat.st_mtime_ns), parse_tokens(data)
+
+
+def tokens_path(settings: Settings) -> Path:
+    if not settings.auth.tokens_file:
+        raise ConfigError(
+            'auth_strategy = "tokens" needs [auth] tokens_file (env TIDINGS_AUTH__TOKENS_FILE); '
+            "create it with `tidings token create --project P --tokens-file FILE`"
+        )
+    return Path(settings.auth.tokens_file)
+
+
+def check_tokens_file(settings: Settings) -> None:
+    """Refuse to start on a tokens file that is missing, unreadable or malformed."""
+    path = tokens_path(settings)
+    try:
+        _, table = read_tokens(path)
+    except OSError as exc:
+        raise ConfigError(f"cannot read tokens file {path}: {exc}") from exc
+    if table.errors:
+        raise ConfigError(f"malformed tokens file {path}: " + "; ".join(table.errors[:5]))
+
+
+class TokenAuthenticator:
+    """Checks ``X-Auth-Token`` against the tokens file, rereading it when it changes."""
+
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
+        self._path = tokens_path(settings)
+        self._clock = clock
+        self._lock = asyncio.Lock()
+        self._signature: Signature | None = None
+        self._by_hash: dict[str, Grant] = {}
+        self._failure: str | None = None
+        # At start-up, before serving: reading here blocks nothing.
+        self._apply(self._look(None))
+        self._next_look = clock() + RELOAD_INTERVAL
+
+    async def authenticate(self, headers: Headers) -> Identity:
+        token = headers.get(TOKEN_HEADER)
+        if not token or len(token) > MAX_TOKEN_LENGTH:
+            raise Unauthorized()
+        await self._refresh()
+        digest = token_hash(token)
+        # The key is a hash of the secret, so the lookup's timing says nothing about the
+        # token; the comparison is constant-time anyway.
+        found = self._by_hash.get(digest)
+        if found is None or not hmac.compare_digest(found.digest, digest):
+            raise Unauthorized()
+        return found.identity
+
+    async def close(self) -> None:
+        return None
+
+    async def _refresh(self) -> None:
+        now = self._clock()
+        if now < self._next_look:
+            return
+        self._next_look = now + RELOAD_INTERVAL
+        async with self._lock:
+            self._apply(await asyncio.to_thread(self._look, self._signature))
+
+    def _look(self, known: Signature | None) -> tuple[Signature, TokenTable] | str | None:
+        """A new table, an error (the file is gone or unreadable), or None: unchanged."""
+        try:
+            stat = self._path.stat()
+            if known == (stat.st_ino, stat.st_size, stat.st_mtime_ns):
+                return None
+            return read_tokens(self._path)
+        except OSError as exc:
+            return f"{type(exc).__name__}: {exc}"
+
+    def _apply(self, outcome: tuple[Signature, TokenTable] | str | None) -> None:
+        if outcome is None:
+            return
+        if isinstance(outcome, str):
+            # Failing closed: a token revoked by replacing the file must not live on.
+            if outcome != self._failure:
+                log.error(
+                    "tokens file %s unreadable, refusing every token: %s", self._path, outcome
+                )
+            self._failure, self._signature, self._by_hash = outcome, None, {}
+            return
+        self._signature, table = outcome
+        for error in table.errors:
+            log.error("tokens file %s: skipped %s", self._path, error)
+        if self._failure is not None:
+            log.warning("tokens file %s readable again", self._path)
+        self._failure = None
+        self._by_hash = table.by_hash
+        log.info("tokens file %s: %d token(s) loaded", self._path, len(table.by_hash))

@@ -19,15 +19,13 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.routes import responders as _responders
 from tests.server import TidingsServer
 from tidings.admission.actions import Action
-from tidings.app import build_app
-from tidings.config import DriverSettings, Settings
 
 BODY_METHODS = ("POST", "PUT", "PATCH")
 JSON = "application/json"
@@ -68,27 +66,6 @@ class Route:
     @property
     def name(self) -> str:
         return f"{self.method} {self.template}"
-
-
-def _responders() -> list[tuple[str, str, Any]]:
-    """(method, URI template, resource) of every responder in the app's router."""
-    data_dir = Path(f"/tmp/tidings-router-{uuid.uuid4().hex}")
-    settings = Settings(
-        admin_mode=True,  # every route there is
-        drivers=DriverSettings(message_store=f"sqlite:///{data_dir / 'unused.db'}"),
-    )
-    app = build_app(settings)  # routes only: the store is never opened
-    found = []
-    nodes = list(app._router._roots)  # falcon's CompiledRouter
-    while nodes:
-        node = nodes.pop()
-        nodes.extend(node.children)
-        for method, responder in (node.method_map or {}).items():
-            # Falcon fills unimplemented methods with its own 405 responders; ours are
-            # bound methods of the resource.
-            if getattr(responder, "__self__", None) is node.resource:
-                found.append((method, node.uri_template, node.resource))
-    return found
 
 
 def _body_routes() -> list[Route]:

@@ -21,6 +21,7 @@ import redis.asyncio as aioredis
 
 from tests import backends
 from tests.instances import RedisInstance
+from tidings.admission.auth.factory import create_authenticator
 from tidings.app import GC_MAX_BACKOFF, Lifecycle, gc_delay
 from tidings.config import Settings, StorageSettings
 from tidings.model import ClaimRequest, NewMessage
@@ -399,7 +400,7 @@ async def test_sweep_survives_any_exception(
     settings = Settings(storage=StorageSettings(gc_interval=0.01))
     services = Services(settings=settings, storage=store, wake_dispatcher=lambda: None)
     dispatcher = Dispatcher(store, settings.notification, Doorbell(), services.clock)
-    lifecycle = Lifecycle(services, dispatcher)
+    lifecycle = Lifecycle(services, dispatcher, create_authenticator(settings))
     await lifecycle.process_startup({}, {})
     try:
         with caplog.at_level(logging.ERROR, logger="tidings"):

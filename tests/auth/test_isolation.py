@@ -49,6 +49,9 @@ from tests.keystone import Keystone
 from tests.routes import responders
 from tests.server import TidingsServer
 
+# One Keystone for these tests: xdist (--dist loadgroup) keeps them on one worker.
+pytestmark = pytest.mark.xdist_group("keystone")
+
 STRATEGIES = ("noauth", "tokens", "keystone")
 SECRET_KEY = "isolation-secret"
 TIMEOUT = 30.0

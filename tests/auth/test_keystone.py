@@ -33,6 +33,9 @@ from tidings.admission.auth.keystone import KeystoneAuthenticator
 from tidings.config import ConfigError, KeystoneAuthtokenSettings, Settings, StorageSettings
 from tidings.errors import Forbidden, ServiceUnavailable, TidingsError, Unauthorized
 
+# One Keystone for these tests: xdist (--dist loadgroup) keeps them on one worker.
+pytestmark = pytest.mark.xdist_group("keystone")
+
 OPERATION_TIMEOUT = 1.0
 # The client's bound while Keystone is away: the answer (503) is due within
 # operation_timeout; the margin is for a loaded machine. Past it, the test fails.

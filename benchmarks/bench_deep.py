@@ -15,7 +15,9 @@ In each cell it times, one call at a time after a short warm-up:
 * ``claim+delete``: claim 10 (ttl 300, grace 60), then delete exactly those ids with
   the claim id (``delete_many`` with ``claim_ids``); the 10 are then posted again at
   the tail, untimed, so that the depth stays what the cell says;
-* ``list``: the first page of 10 without ``include_claimed`` (nor delayed ones).
+* ``list``: the first page of 10 without ``include_claimed`` (nor delayed ones);
+* ``stats``: the queue's counts and ends (``QueueStore.stats``); "wrong" counts calls
+  whose total or claimed count was not the cell's.
 
 Each figure is a p50 in milliseconds with its ratio to the shallow, empty cell (the
 smallest depth with nothing in flight); the target is 1.5x at most. "short" counts
@@ -29,11 +31,21 @@ PostgreSQL the schema's tables are then VACUUM ANALYZEd, as autovacuum would aft
 a bulk change. Last, in a fresh namespace of its own, ``--footprint``
 messages are posted to one queue to measure the storage they take (SQLite pages in
 use, Redis ``used_memory``, PostgreSQL ``pg_total_relation_size`` of the schema's
-tables), reported per 1,000,000 messages. Everything is removed at the end.
+tables), reported per 1,000,000 messages.
+
+Once per store, in another fresh namespace, ``--delete-depth`` messages are posted to
+one queue, which is then deleted while a claimer works on another queue (claim 10,
+release, again; each call timed): the figures are the time the delete call takes, the time and calls
+of ``collect_garbage`` until it has nothing left to remove (a store may leave a deleted
+queue's rows to its sweep), whether a queue re-created under the same name at once is
+empty, and the claimer's p50 and longest call before (alone) and during delete plus
+clean-up: the longest is the stall a tenant sees while another deletes a deep queue.
+Everything is removed at the end.
 
 Run:  .venv/bin/python benchmarks/bench_deep.py [--stores sqlite,redis,postgres]
       [--quick] [--depths 100,100000,1000000] [--in-flight 0,10000,100000] [--reps 200]
-      [--batch 10000] [--claim-size 1000] [--footprint 1000000] [--json out.json]
+      [--batch 10000] [--claim-size 1000] [--footprint 1000000]
+      [--delete-depth 1000000] [--json out.json]
 """
 
 from __future__ import annotations
@@ -75,11 +87,18 @@ PER = 1_000_000
 SETTINGS = StorageSettings(operation_timeout=600.0, busy_timeout=600.0, pool_size=2)
 FULL: dict[str, Any] = {
     "depths": "100,100000,1000000", "in_flight": "0,10000,100000", "reps": 200,
-    "footprint": PER,
+    "footprint": PER, "delete_depth": PER,
 }  # fmt: skip
 QUICK: dict[str, Any] = {
     "depths": "100,10000", "in_flight": "0,1000", "reps": 50, "footprint": 10_000,
+    "delete_depth": 10_000,
 }  # fmt: skip
+BYSTANDER = "bystander"
+BYSTANDER_CLAIM = ClaimRequest(ttl=300, grace=60, limit=10)
+# Seconds the claimer runs alone first, for its undisturbed figures.
+CLAIMER_ALONE = 2.0
+# collect_garbage calls the clean-up after a delete may take at most.
+GC_CALLS = 100_000
 T = TypeVar("T")
 
 
@@ -138,10 +157,33 @@ class Cell:
     list_p50_ms: float
     list_p95_ms: float
     list_short: int
+    stats_p50_ms: float
+    stats_p95_ms: float
+    stats_wrong: int
     reps: int
     shape_s: float
     claim_delete_ratio: float = 0.0
     list_ratio: float = 0.0
+    stats_ratio: float = 0.0
+
+
+@dataclass
+class DeleteRun:
+    """Deleting a deep queue while another tenant claims from its own queue."""
+
+    messages: int
+    fill_s: float = 0.0
+    call_ms: float = 0.0
+    cleanup_s: float = 0.0
+    gc_calls: int = 0
+    gc_removed: int = 0
+    recreated_empty: bool = False
+    alone_calls: int = 0
+    alone_p50_ms: float = 0.0
+    alone_max_ms: float = 0.0
+    during_calls: int = 0
+    during_p50_ms: float = 0.0
+    during_max_ms: float = 0.0
 
 
 @dataclass
@@ -155,6 +197,7 @@ class StoreRun:
     footprint_messages: int = 0
     footprint_bytes: int = 0
     footprint_how: str = ""
+    delete: DeleteRun | None = None
     seconds: float = 0.0
 
     @property
@@ -304,6 +347,19 @@ async def list_first_page(queue: DeepQueue, reps: int) -> tuple[list[float], int
     return samples, short
 
 
+async def stats_calls(queue: DeepQueue, reps: int) -> tuple[list[float], int]:
+    storage, samples, wrong = queue.storage, [], 0
+    for i in range(WARMUP + reps):
+        started = time.perf_counter()
+        stats = await storage.queues.stats(PROJECT, queue.queue, time.time())
+        elapsed = (time.perf_counter() - started) * 1000
+        if i >= WARMUP:
+            samples.append(elapsed)
+            expected = (queue.free + queue.in_flight, queue.in_flight)
+            wrong += (stats.total, stats.claimed) != expected
+    return samples, wrong
+
+
 async def run_cells(
     storage: Storage, run: StoreRun, args: argparse.Namespace, schema: str | None
 ) -> None:
@@ -317,19 +373,23 @@ async def run_cells(
             shaped = time.perf_counter() - started
             claims, claim_short = await claim_then_delete(queue, args.reps)
             lists, list_short = await list_first_page(queue, args.reps)
+            stats, stats_wrong = await stats_calls(queue, args.reps)
             cell = Cell(
                 depth=depth, in_flight=in_flight,
                 claim_delete_p50_ms=percentile(claims, 0.5),
                 claim_delete_p95_ms=percentile(claims, 0.95), claim_short=claim_short,
                 list_p50_ms=percentile(lists, 0.5), list_p95_ms=percentile(lists, 0.95),
-                list_short=list_short, reps=args.reps, shape_s=shaped,
+                list_short=list_short, stats_p50_ms=percentile(stats, 0.5),
+                stats_p95_ms=percentile(stats, 0.95), stats_wrong=stats_wrong,
+                reps=args.reps, shape_s=shaped,
             )  # fmt: skip
             run.cells.append(cell)
             print(
                 f"  {run.store}: depth {depth:,}, in flight {in_flight:,}: shaped in "
                 f"{shaped:.1f} s; claim+delete p50 {cell.claim_delete_p50_ms:.2f} ms "
                 f"({claim_short} short), list p50 {cell.list_p50_ms:.2f} ms "
-                f"({list_short} short)",
+                f"({list_short} short), stats p50 {cell.stats_p50_ms:.2f} ms "
+                f"({stats_wrong} wrong)",
                 file=sys.stderr,
                 flush=True,
             )
@@ -338,6 +398,7 @@ async def run_cells(
         for cell in run.cells:
             cell.claim_delete_ratio = cell.claim_delete_p50_ms / base.claim_delete_p50_ms
             cell.list_ratio = cell.list_p50_ms / base.list_p50_ms
+            cell.stats_ratio = cell.stats_p50_ms / base.stats_p50_ms
 
 
 def footprint(kind: str, data_dir: Path, count: int, batch: int, run: StoreRun) -> None:
@@ -365,6 +426,94 @@ def footprint(kind: str, data_dir: Path, count: int, batch: int, run: StoreRun) 
     )
 
 
+class Claimer:
+    """Claims 10 from its own queue and releases them, call after call, timing each."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self.samples: list[float] = []
+        self.stop = asyncio.Event()
+
+    async def run(self) -> None:
+        while not self.stop.is_set():
+            started = time.perf_counter()
+            result = await self.storage.claims.create(
+                PROJECT, BYSTANDER, BYSTANDER_CLAIM, time.time()
+            )
+            self.samples.append((time.perf_counter() - started) * 1000)
+            if result is None:
+                raise RuntimeError("the bystander's queue ran dry")
+            started = time.perf_counter()
+            await self.storage.claims.release(PROJECT, BYSTANDER, result.id, time.time())
+            self.samples.append((time.perf_counter() - started) * 1000)
+
+    async def run_for(self, seconds: float) -> list[float]:
+        task = asyncio.ensure_future(self.run())
+        await asyncio.sleep(seconds)
+        self.stop.set()
+        await task
+        samples, self.samples = self.samples, []
+        self.stop.clear()
+        return samples
+
+
+async def delete_deep(storage: Storage, count: int, batch: int) -> DeleteRun:
+    figures = DeleteRun(messages=count)
+    started = time.perf_counter()
+    await DeepQueue(storage, StoreRun("delete"), batch).post(count)
+    await storage.messages.post(PROJECT, BYSTANDER, same_messages(100), CLIENT, time.time())
+    figures.fill_s = time.perf_counter() - started
+    claimer = Claimer(storage)
+    alone = await claimer.run_for(CLAIMER_ALONE)
+    task = asyncio.ensure_future(claimer.run())
+    try:
+        await asyncio.sleep(0.2)  # the claimer is in its stride
+        started = time.perf_counter()
+        await storage.queues.delete(PROJECT, QUEUE)
+        figures.call_ms = (time.perf_counter() - started) * 1000
+        # Re-created at once: it must be empty whatever is left of the old one.
+        await storage.messages.post(PROJECT, QUEUE, same_messages(1), CLIENT, time.time())
+        stats = await storage.queues.stats(PROJECT, QUEUE, time.time())
+        figures.recreated_empty = stats.total == 1
+        started = time.perf_counter()
+        for _ in range(GC_CALLS):
+            removed = await storage.collect_garbage(time.time())
+            figures.gc_calls += 1
+            figures.gc_removed += removed
+            if not removed:
+                break
+        figures.cleanup_s = time.perf_counter() - started
+        if (await storage.queues.stats(PROJECT, QUEUE, time.time())).total != 1:
+            figures.recreated_empty = False
+    finally:
+        claimer.stop.set()
+        await task
+    during = claimer.samples
+    figures.alone_calls, figures.during_calls = len(alone), len(during)
+    figures.alone_p50_ms, figures.alone_max_ms = percentile(alone, 0.5), max(alone, default=0)
+    figures.during_p50_ms = percentile(during, 0.5)
+    figures.during_max_ms = max(during, default=0.0)
+    return figures
+
+
+def delete_figure(kind: str, data_dir: Path, count: int, batch: int, run: StoreRun) -> None:
+    """Delete a queue of ``count`` messages beside a working claimer, in a fresh namespace."""
+    with bench_store(kind, data_dir) as store:
+
+        async def work(storage: Storage) -> DeleteRun:
+            return await delete_deep(storage, count, batch)
+
+        run.delete = figures = run_async(with_storage(kind, store.uri, work))
+    print(
+        f"  {kind}: delete of {count:,} messages: call {figures.call_ms:.1f} ms, clean-up "
+        f"{figures.cleanup_s:.1f} s in {figures.gc_calls} collect_garbage calls; claimer on "
+        f"another queue: longest {figures.during_max_ms:.1f} ms (alone "
+        f"{figures.alone_max_ms:.1f} ms); re-created queue empty: {figures.recreated_empty}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 def run_async(work: Coroutine[Any, Any, T]) -> T:
     """Run on uvloop, as the server does."""
     try:
@@ -387,6 +536,8 @@ def run_store(kind: str, data_dir: Path, args: argparse.Namespace) -> StoreRun:
         run_async(with_storage(kind, store.uri, cells))
     if args.footprint:
         footprint(kind, data_dir / "footprint", args.footprint, args.batch, run)
+    if args.delete_depth:
+        delete_figure(kind, data_dir / "delete", args.delete_depth, args.batch, run)
     run.seconds = time.perf_counter() - started
     return run
 
@@ -407,8 +558,8 @@ def markdown(runs: list[StoreRun], args: argparse.Namespace) -> str:
             f"### {run.store}",
             "",
             "| depth | in flight | claim+delete p50 (p95) ms | ratio | short "
-            "| list p50 (p95) ms | ratio | short |",
-            "|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| list p50 (p95) ms | ratio | short | stats p50 (p95) ms | ratio | wrong |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for c in run.cells:
             lines.append(
@@ -416,7 +567,8 @@ def markdown(runs: list[StoreRun], args: argparse.Namespace) -> str:
                 f"| {c.claim_delete_p50_ms:.2f} ({c.claim_delete_p95_ms:.2f}) "
                 f"| {ratio(c.claim_delete_ratio)} | {c.claim_short} "
                 f"| {c.list_p50_ms:.2f} ({c.list_p95_ms:.2f}) | {ratio(c.list_ratio)} "
-                f"| {c.list_short} |"
+                f"| {c.list_short} | {c.stats_p50_ms:.2f} ({c.stats_p95_ms:.2f}) "
+                f"| {ratio(c.stats_ratio)} | {c.stats_wrong} |"
             )
         lines.append("")
         if run.footprint_messages:
@@ -434,6 +586,17 @@ def markdown(runs: list[StoreRun], args: argparse.Namespace) -> str:
             if rate.messages
         )  # fmt: skip
         lines.append(f"Bulk rates: {rates}. Store run: {run.seconds:.0f} s.")
+        d = run.delete
+        if d is not None:
+            lines.append(
+                f"Delete of a {d.messages:,}-message queue: the call {d.call_ms:,.1f} ms, "
+                f"clean-up {d.cleanup_s:.1f} s ({d.gc_calls} collect_garbage calls, "
+                f"{d.gc_removed:,} rows); re-created at once and empty: "
+                f"{'yes' if d.recreated_empty else 'NO'}. A claimer on another queue: "
+                f"p50 {d.during_p50_ms:.2f} ms, longest {d.during_max_ms:,.1f} ms over "
+                f"{d.during_calls:,} calls meanwhile (alone: p50 {d.alone_p50_ms:.2f} ms, "
+                f"longest {d.alone_max_ms:.1f} ms over {d.alone_calls:,})."
+            )
     return "\n".join(lines)
 
 
@@ -458,6 +621,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--footprint", type=int,
                         help="messages posted to measure storage (default 1,000,000; "
                              "quick: 10,000; 0: skip)")
+    parser.add_argument("--delete-depth", type=int,
+                        help="messages in the queue deleted beside a claimer (default "
+                             "1,000,000; quick: 10,000; 0: skip)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run at small scale (explicit options still win)")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
@@ -475,9 +641,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--depths needs values of at least {PAGE}")
     if not args.in_flight or args.in_flight[0] < 0:
         parser.error("--in-flight needs values of at least 0")
-    if args.reps < 1 or args.batch < 1 or args.footprint < 0 or args.claim_size < 0:
-        parser.error("--reps and --batch must be positive, --footprint and --claim-size "
-                     "at least 0")
+    if (args.reps < 1 or args.batch < 1 or args.footprint < 0 or args.claim_size < 0
+            or args.delete_depth < 0):
+        parser.error("--reps and --batch must be positive, --footprint, --claim-size and "
+                     "--delete-depth at least 0")
     return args
 
 

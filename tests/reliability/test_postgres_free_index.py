@@ -100,6 +100,12 @@ async def load(sql: asyncpg.Connection, schema: str) -> None:
         "INSERT INTO claims VALUES ($1, $2, $3, 300, 60, $4, $5)", claim_id, P, QUEUE, T0, T0 + 300
     )
     for queue in (QUEUE, "other"):
+        # A queue's rows are read through its row (migration 0006): it files them by name.
+        await sql.execute(
+            "INSERT INTO queues (project, name, metadata, created, rows_key)"
+            " VALUES ($1, $2, '{}', $3, $2)",
+            P, queue, T0,
+        )  # fmt: skip
         await sql.copy_records_to_table(
             "messages", records=list(deep_rows(claim_id, queue)), columns=COLUMNS,
             schema_name=schema,
@@ -125,6 +131,12 @@ STATEMENTS: list[tuple[str, tuple[Any, ...], set[str]]] = [
     ("message_list_all", (P, QUEUE, 0, 10, NOW, None, False, BUDGET, True),
      SETTLING | {"messages_pkey"}),
     ("gc_messages", (NOW, 1000), {"messages_expiry"}),
+    # Stats count only what no settle has applied yet (here: a settle's worth), and the
+    # ends; a delete or purge takes a chunk of the queue in post order.
+    ("queue_stats", (P, QUEUE, NOW, BUDGET, False),
+     {"messages_unclaimed_expiry", "messages_lapsing", "messages_pkey"}),
+    ("queue_stats", (P, QUEUE, NOW, BUDGET, True), SETTLING | {"messages_pkey"}),
+    ("queue_drop_messages", (P, QUEUE, BUDGET, 0), {"messages_pkey"}),
 ]  # fmt: skip
 
 

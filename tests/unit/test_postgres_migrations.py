@@ -15,7 +15,7 @@ import pytest
 from tests import backends
 from tidings.config import StorageSettings
 from tidings.errors import StorageError
-from tidings.model import ClaimRequest
+from tidings.model import ClaimRequest, NewMessage
 from tidings.storage.postgres.database import MIGRATIONS, VERSION_TABLE, parse_uri
 from tidings.storage.postgres.driver import PostgresStorage
 
@@ -235,5 +235,57 @@ async def test_messages_stored_before_the_ready_index_keep_working(schema: str) 
         message_id = kept.messages[0].id
         await storage.messages.delete("p", "q", message_id, held, t0 + 600)
         assert (await storage.queues.stats("p", "q", t0 + 600)).total == 4
+    finally:
+        await storage.close()
+
+
+async def test_queues_stored_before_the_counters_count_right(schema: str) -> None:
+    t0 = 1_700_000_000.0
+    old = await migrated_to(schema, 5)
+    # queue: [(expires, claim_id, claim_expires)]; "o" has no queue row.
+    live, lapsed = str(uuid.uuid4()), str(uuid.uuid4())
+    stored = {
+        "q": [(t0 + 900, None, 0.0)] * 3
+        + [(t0 + 900, live, t0 + 300)] * 2
+        + [(t0 + 900, lapsed, t0 - 5), (t0 - 1, None, 0.0)],
+        "o": [(t0 + 900, None, 0.0)] * 2,
+    }
+    try:
+        await old.execute("INSERT INTO queues VALUES ('p', 'q', '{}', $1)", t0 - 900)
+        for queue, rows in stored.items():
+            for expires, claim_id, claim_expires in rows:
+                await old.execute(
+                    "INSERT INTO messages (id, project, queue, body, client_id, ttl, created,"
+                    " expires, claim_id, claim_expires) VALUES ($1, 'p', $2, '1', 'c', 900, $3,"
+                    " $4, $5, $6)",
+                    uuid.uuid4(), queue, t0 - 60, expires, claim_id, claim_expires,
+                )  # fmt: skip
+    finally:
+        await old.close()
+
+    storage = store(schema, scan_budget=100)
+    await storage.open()
+    try:
+        connection = await asyncpg.connect(backends.POSTGRES_DSN)
+        try:
+            await connection.execute(f'SET search_path TO "{schema}"')
+            sums = "SELECT queue, sum(total), sum(marked) FROM queue_counters GROUP BY queue"
+            # Counted as stored (expired and lapsed included: stats subtract those).
+            assert sorted(tuple(r) for r in await connection.fetch(sums)) == [
+                ("o", 2, 0), ("q", 7, 3),
+            ]  # fmt: skip
+            keys = "SELECT name, rows_key FROM queues ORDER BY name"
+            assert [tuple(r) for r in await connection.fetch(keys)] == [("o", "o"), ("q", "q")]
+            stats = await storage.queues.stats("p", "q", t0)
+            assert (stats.total, stats.claimed) == (6, 2)
+            assert (await storage.queues.stats("p", "o", t0)).total == 2
+            batch = [NewMessage(body=b"2", ttl=60)]
+            await storage.messages.post("p", "q", lambda _metadata: batch, "c", t0)
+            assert (await storage.queues.stats("p", "q", t0)).total == 7
+            await storage.queues.delete("p", "q")
+            left = await connection.fetch("SELECT DISTINCT queue FROM queue_counters")
+            assert [r[0] for r in left] == ["o"]
+        finally:
+            await connection.close()
     finally:
         await storage.close()

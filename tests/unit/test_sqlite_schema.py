@@ -144,6 +144,11 @@ PLANS = {
     "message_window_end_unclaimed": {"messages_ready", "messages_delayed"},
     "queue_counts": {"messages_expiring", "messages_marked"},
     "message_list_all": {"messages_by_queue"},
+    "queue_drop_messages": {"messages_by_queue"},
+    "queue_oldest": {"messages_by_queue"},
+    "queue_newest": {"messages_by_queue"},
+    "claim_messages": {"messages_by_claim"},
+    "claim_release_messages": {"messages_by_claim"},
 }
 COVERING = {"messages_ready", "messages_delayed", "messages_delay_ends", "messages_expiring"}
 
@@ -154,7 +159,8 @@ async def test_reads_of_free_messages_search_their_indexes(tmp_path: Path) -> No
     await store.close()
     params = {
         "project": "p", "queue": "q", "name": "q", "now": 1.0, "marker": 0, "budget": 100,
-        "limit": 10, "chunk": 100, "exclude_client": None, "include_delayed": False,
+        "limit": 10, "chunk": 100, "exclude_client": None, "include_delayed": False, "after": 0,
+        "id": "c",
     }  # fmt: skip
     with sqlite3.connect(store.path) as db:
         for name, indexes in PLANS.items():
@@ -167,3 +173,46 @@ async def test_reads_of_free_messages_search_their_indexes(tmp_path: Path) -> No
                 index = step.split(" INDEX ")[1].split()[0] if " INDEX " in step else None
                 if index in COVERING:
                     assert "COVERING INDEX" in step, (name, step)
+
+
+async def test_queues_stored_before_the_counters_count_right(tmp_path: Path) -> None:
+    path = tmp_path / "counted.db"
+    now = time.time()
+    old = migrated_to(path, 6)
+    old.execute("INSERT INTO queues VALUES ('p', 'q', '{}', ?)", (now - 900,))
+    # queue: [(expires, claim_id, claim_expires)]; "o" has no queue row.
+    stored = {
+        "q": [(now + 900, None, 0.0)] * 3
+        + [(now + 900, "live", now + 300)] * 2
+        + [(now + 900, "lapsed", now - 5), (now - 1, None, 0.0)],
+        "o": [(now + 900, None, 0.0)] * 2,
+    }
+    for queue, rows in stored.items():
+        for n, (expires, claim_id, claim_expires) in enumerate(rows):
+            old.execute(
+                "INSERT INTO messages (id, project, queue, body, client_id, ttl, created,"
+                " expires, claim_id, claim_expires)"
+                " VALUES (?, 'p', ?, x'31', 'c', 900, ?, ?, ?, ?)",
+                (f"{queue}-{n}", queue, now - 60, expires, claim_id, claim_expires),
+            )
+    old.close()
+
+    store = SQLiteStorage(path, scan_budget=100)
+    await store.open()
+    try:
+        with sqlite3.connect(path) as db:
+            counters = db.execute("SELECT * FROM queue_counters ORDER BY queue").fetchall()
+            keys = db.execute("SELECT name, rows_key FROM queues ORDER BY name").fetchall()
+        # Counted as stored (expired and lapsed included: stats subtract those).
+        assert counters == [("p", "o", 2, 0), ("p", "q", 7, 3)]
+        assert keys == [("o", "o"), ("q", "q")]  # the messages without a queue kept one
+        stats = await store.queues.stats("p", "q", now)
+        assert (stats.total, stats.claimed) == (6, 2)
+        assert (await store.queues.stats("p", "o", now)).total == 2
+        await store.messages.post("p", "q", lambda _m: [NewMessage(body=b"2", ttl=60)], "c", now)
+        assert (await store.queues.stats("p", "q", now)).total == 7
+        await store.queues.delete("p", "q")
+        with sqlite3.connect(path) as db:
+            assert db.execute("SELECT queue FROM queue_counters").fetchall() == [("o",)]
+    finally:
+        await store.close()

@@ -84,7 +84,13 @@ class QueueStore(Protocol):
         """Replace the metadata; False when the queue does not exist."""
 
     async def delete(self, project: str, name: str) -> None:
-        """Remove the queue with all its messages and claims."""
+        """Remove the queue with all its messages and claims.
+
+        They are gone for every reader at once, and a queue made again under the name
+        starts empty. The store may hold its backend only for a bounded chunk of a deep
+        queue's rows and leave the rest to ``Storage.collect_garbage``, which removes
+        them in bounded chunks and never anything stored since.
+        """
 
     async def page(
         self,
@@ -105,10 +111,18 @@ class QueueStore(Protocol):
         """Number of queues in the project."""
 
     async def stats(self, project: str, name: str, now: float) -> QueueStats:
-        """Message counts, and the oldest and newest live message (bounded work)."""
+        """Message counts, and the oldest and newest live message.
+
+        Exact at ``now`` (expired messages are not counted, swept or not), at a cost that
+        grows neither with the queue's depth nor with its messages in flight.
+        """
 
     async def purge_messages(self, project: str, name: str) -> None:
-        """Delete every message and claim of the queue, keeping the queue."""
+        """Delete every message and claim of the queue, keeping the queue.
+
+        As with ``delete``, a deep queue's rows may go later, in bounded chunks; what is
+        posted after the purge is never among them.
+        """
 
 
 class MessageStore(Protocol):
@@ -354,7 +368,8 @@ class Storage(Protocol):
         """Reachability plus any detected problem (such as lost data); never raises."""
 
     async def collect_garbage(self, now: float) -> int:
-        """Physically remove expired messages and claims; returns how many rows went.
+        """Physically remove expired messages and claims, and what deleted or purged
+        queues left behind; returns how many rows went.
 
         One call does a bounded amount of work, in steps that each hold the backend
         briefly; what is left is taken up where it stopped by the next call.

@@ -7,6 +7,12 @@ each other. Decisions about claims and deletes come from ``storage.rules``.
 Claims, pops and listings read the READY index (unclaimed, undelayed messages in post
 order) of a queue they have first settled (see ``_settle``), so their cost does not
 grow with the messages in flight, delayed or expired at the head of the queue.
+
+A queue's messages and claims are filed under its rows key (migration 0006): deleting
+or purging a deep queue retires the key in one short transaction, and garbage
+collection removes what was filed under it a chunk per transaction; a new queue of the
+same name, filed under another key, starts empty and loses nothing to that clean-up.
+Stats read counters kept by triggers in the same transactions as the changes.
 """
 
 from __future__ import annotations
@@ -91,13 +97,47 @@ class _Base:
         self._db = db
 
 
-async def _ensure_queue(connection: Connection, project: str, name: str, now: float) -> None:
-    await connection.execute(Q["queue_insert"], project, name, "{}", now)
+async def _insert_queue(
+    connection: Connection, project: str, name: str, metadata: str, now: float
+) -> bool:
+    status = await connection.execute(Q["queue_insert"], project, name, metadata, now, new_id())
+    return bool(status == "INSERT 0 1")
 
 
-async def _delete_queue_contents(connection: Connection, project: str, name: str) -> None:
-    await connection.execute(Q["queue_delete_messages"], project, name)
-    await connection.execute(Q["queue_delete_claims"], project, name)
+async def _ensure_queue(connection: Connection, project: str, name: str, now: float) -> str:
+    """Create the queue unless it exists; returns its key, share-locked until the
+    transaction ends (a delete or purge waits)."""
+    await _insert_queue(connection, project, name, "{}", now)
+    return str(await connection.fetchval(Q["queue_key_for_share"], project, name))
+
+
+async def _drop_rows(
+    connection: Connection, project: str, key: str, chunk: int, after: int
+) -> tuple[int, bool, int]:
+    """Remove up to ``chunk`` messages (those after seq ``after``) and ``chunk`` claims
+    filed under ``key``.
+
+    Returns how many rows went, whether that was all of them, and the last seq removed.
+    """
+    messages = await connection.fetchrow(Q["queue_drop_messages"], project, key, chunk, after)
+    claims = await connection.fetchrow(Q["queue_drop_claims"], project, key, chunk)
+    found_m, gone_m, last = messages or (0, 0, after)
+    found_c, gone_c = claims or (0, 0)
+    return int(gone_m) + int(gone_c), found_m < chunk and found_c < chunk, int(last)
+
+
+async def _drop_contents(connection: Connection, project: str, key: str, chunk: int) -> bool:
+    """Remove a small queue's rows at once (at most ``chunk`` of each kind), or retire
+    a deep one's key (garbage collection removes its rows). True when it was retired.
+    The key's counters go either way (the caller no longer files rows under it)."""
+    stored = int(await connection.fetchval(Q["queue_rows"], project, key))
+    last, all_gone = 0, False
+    if stored <= chunk:
+        _, all_gone, last = await _drop_rows(connection, project, key, chunk, 0)
+    if not all_gone:
+        await connection.execute(Q["queue_retire"], project, key, last)
+    await connection.execute(Q["queue_drop_counters"], project, key)
+    return not all_gone
 
 
 class PostgresQueues(_Base):
@@ -105,8 +145,7 @@ class PostgresQueues(_Base):
         encoded = _json_encode(metadata).decode()
 
         async def work(connection: Connection) -> bool:
-            status = await connection.execute(Q["queue_insert"], project, name, encoded, now)
-            return status == "INSERT 0 1"
+            return await _insert_queue(connection, project, name, encoded, now)
 
         return await self._db.run(work, SINGLE)
 
@@ -130,9 +169,10 @@ class PostgresQueues(_Base):
     async def delete(self, project: str, name: str) -> None:
         async def work(connection: Connection) -> None:
             # The queue row first: a concurrent post (which share-locks it) then waits
-            # for the whole delete instead of adding messages half-way through it.
-            await connection.execute(Q["queue_delete"], project, name)
-            await _delete_queue_contents(connection, project, name)
+            # for the delete instead of adding messages under a key that goes.
+            key = await connection.fetchval(Q["queue_delete"], project, name)
+            if key is not None:
+                await _drop_contents(connection, project, str(key), self._db.scan_budget)
 
         await self._db.run(work, WRITE)
 
@@ -182,32 +222,31 @@ class PostgresQueues(_Base):
     async def stats(self, project: str, name: str, now: float) -> QueueStats:
         budget = self._db.scan_budget
 
-        async def settle(connection: Connection) -> None:
-            # So that the ends below are not walked to past an expired head.
-            await _settle(connection, project, name, now, budget)
-
         async def work(connection: Connection) -> QueueStats:
-            counts = await connection.fetchrow(Q["queue_counts"], project, name, now)
-            total, claimed = counts if counts is not None else (0, 0)
+            # Settled first (when needed), so that no expired message lies at either end.
+            rows = await _fetch_settled(
+                connection, Q["queue_stats"], (project, name, now, budget), now, budget
+            )
+            _, total, claimed, oldest, oldest_at, newest, newest_at = rows[0]
             if not total:
                 return QueueStats(total=0, claimed=0)
-            ends = (project, name, now, self._db.scan_budget)
-            oldest = await connection.fetchrow(Q["queue_oldest"], *ends)
-            newest = await connection.fetchrow(Q["queue_newest"], *ends)
             return QueueStats(
-                total=total,
-                claimed=claimed,
-                oldest=MessageSummary(id=oldest[0], created=oldest[1]) if oldest else None,
-                newest=MessageSummary(id=newest[0], created=newest[1]) if newest else None,
+                total=int(total),
+                claimed=int(claimed),
+                oldest=None if oldest is None else MessageSummary(id=oldest, created=oldest_at),
+                newest=None if newest is None else MessageSummary(id=newest, created=newest_at),
             )
 
-        await self._db.run(settle, SINGLE)
-        return await self._db.run(work, SNAPSHOT)  # one snapshot for counts and ends
+        return await self._db.run(work, SINGLE)  # the counts and ends come from one statement
 
     async def purge_messages(self, project: str, name: str) -> None:
         async def work(connection: Connection) -> None:
-            await connection.fetchval(Q["queue_lock"], project, name)
-            await _delete_queue_contents(connection, project, name)
+            key = await connection.fetchval(Q["queue_lock"], project, name)
+            if key is not None and await _drop_contents(
+                connection, project, str(key), self._db.scan_budget
+            ):
+                # What is left is filed under the retired key: new messages go elsewhere.
+                await connection.execute(Q["queue_rekey"], project, name, new_id())
 
         await self._db.run(work, WRITE)
 
@@ -215,7 +254,7 @@ class PostgresQueues(_Base):
 async def _insert_batch(
     connection: Connection,
     project: str,
-    queue: str,
+    key: str,
     client_id: str,
     messages: Sequence[NewMessage],
     now: float,
@@ -224,7 +263,7 @@ async def _insert_batch(
     await connection.execute(
         Q["message_insert_batch"],
         project,
-        queue,
+        key,
         client_id,
         now,
         ids,
@@ -287,13 +326,15 @@ class PostgresMessages(_Base):
         notify: Audience = Audience.NOBODY,
     ) -> list[str]:
         async def work(connection: Connection) -> list[str]:
-            raw = await connection.fetchval(Q["queue_metadata_for_post"], project, queue)
-            messages = prepare({} if raw is None else dict(_json_decode(raw)))
-            if raw is None:
-                await _ensure_queue(connection, project, queue, now)
+            row = await connection.fetchrow(Q["queue_metadata_for_post"], project, queue)
+            messages = prepare({} if row is None else dict(_json_decode(row[0])))
+            if row is None:
+                key = await _ensure_queue(connection, project, queue, now)
+            else:
+                key = str(row[1])
             if not messages:
                 return []
-            ids = await _insert_batch(connection, project, queue, client_id, messages, now)
+            ids = await _insert_batch(connection, project, key, client_id, messages, now)
             await fan_out(connection, project, queue, ids, messages, notify, now)
             return ids
 
@@ -426,7 +467,7 @@ async def _move_to_dead_letter(
     now: float,
 ) -> None:
     """Re-append the (locked) message at the tail of the dead-letter queue, unclaimed."""
-    await _ensure_queue(connection, project, dead_letter_queue, now)
+    key = await _ensure_queue(connection, project, dead_letter_queue, now)
     await connection.execute(Q["message_delete"], [tid])
     ttl = message_ttl if message_ttl else message.ttl
     expires = now + message_ttl if message_ttl else message.expires
@@ -434,7 +475,7 @@ async def _move_to_dead_letter(
         Q["message_insert"],
         message.id,
         project,
-        dead_letter_queue,
+        key,
         message.body,
         message.client_id,
         ttl,
@@ -483,6 +524,10 @@ class PostgresClaims(_Base):
             return ClaimResult(id=claim_id, messages=messages) if messages else None
 
         async def work(connection: Connection) -> ClaimResult | None:
+            # The queue's key cannot change before this transaction ends (a delete or
+            # purge waits), so every statement below reads the same one.
+            if await connection.fetchval(Q["queue_key_for_share"], project, queue) is None:
+                return None
             await _settle(connection, project, queue, now, chunk)
             candidates = await _claimable(connection, project, queue, request.limit, now, budget)
             claimed: list[Message] = []
@@ -625,7 +670,33 @@ class PostgresStorage:
                 removed += affected
                 if affected < GC_CHUNK:
                     break
+        for _ in range(GC_MAX_CHUNKS):
+            went, more = await self.remove_retired_chunk()
+            removed += went
+            if not more:
+                break
         return removed
+
+    async def remove_retired_chunk(self) -> tuple[int, bool]:
+        """One short transaction removing up to ``scan_budget`` messages (and as many
+        claims) filed under a retired key (a deleted or purged deep queue's), one key
+        after another; returns how many rows went, and whether there may be more."""
+        chunk = self._db.scan_budget
+
+        async def work(connection: Connection) -> tuple[int, bool]:
+            row = await connection.fetchrow(Q["retired_next"])
+            if row is None:
+                return 0, False
+            project, key, after = str(row[0]), str(row[1]), int(row[2])
+            went, all_gone, last = await _drop_rows(connection, project, key, chunk, after)
+            if all_gone:
+                await connection.execute(Q["queue_drop_counters"], project, key)
+                await connection.execute(Q["retired_forget"], project, key)
+            else:
+                await connection.execute(Q["retired_progress"], project, key, last)
+            return went, True
+
+        return await self._db.run(work, WRITE)
 
     async def _gc_chunk(self, query: str, now: float) -> int:
         async def work(connection: Connection) -> int:

@@ -27,34 +27,103 @@
 --   index meant to serve it, in the words of that index (claim_expires = 0 or > 0 for
 --   the indexes of migration 0005, claim_id IS NULL for messages_free): no other
 --   partial index's predicate is then implied, so no other index can serve it.
+--
+-- Messages and claims are filed under their queue's rows_key (migration 0006), not its
+-- name. A statement about a queue's messages or claims is given the queue's name and
+-- reads the key itself, in its own snapshot, from the queue row (the CTE "q": one
+-- primary-key probe); a queue that does not exist has no key and matches nothing.
+-- Statements of a transaction that has read (and locked) the queue row are given the
+-- key itself.
 
+-- A new queue files its rows under its name, unless rows of an earlier queue of that
+-- name are still being removed (see queue_retire): then under a key of its own.
 -- name: queue_insert
-INSERT INTO queues (project, name, metadata, created)
-VALUES ($1, $2, $3, $4)
+INSERT INTO queues (project, name, metadata, created, rows_key)
+VALUES ($1, $2, $3, $4,
+        CASE WHEN EXISTS (SELECT FROM retired_keys WHERE project = $1 AND queue = $2)
+             THEN $2 || '#' || $5::text ELSE $2 END)
 ON CONFLICT (project, name) DO NOTHING;
 
 -- name: queue_metadata
 SELECT metadata FROM queues WHERE project = $1 AND name = $2;
 
--- Posting reads the metadata under a share lock: a concurrent metadata change or
--- queue delete waits for the batch, and the batch is built from what is in force.
+-- Posting reads the metadata and key under a share lock: a concurrent metadata change,
+-- queue delete or purge waits for the batch, and the batch is built from what is in
+-- force and filed under the key in force. A dead-letter move reads its target's key so.
 -- name: queue_metadata_for_post
-SELECT metadata FROM queues WHERE project = $1 AND name = $2 FOR SHARE;
+SELECT metadata, rows_key FROM queues WHERE project = $1 AND name = $2 FOR SHARE;
+
+-- name: queue_key_for_share
+SELECT rows_key FROM queues WHERE project = $1 AND name = $2 FOR SHARE;
 
 -- name: queue_lock
-SELECT 1 FROM queues WHERE project = $1 AND name = $2 FOR UPDATE;
+SELECT rows_key FROM queues WHERE project = $1 AND name = $2 FOR UPDATE;
 
 -- name: queue_set_metadata
 UPDATE queues SET metadata = $3 WHERE project = $1 AND name = $2;
 
 -- name: queue_delete
-DELETE FROM queues WHERE project = $1 AND name = $2;
+DELETE FROM queues WHERE project = $1 AND name = $2 RETURNING rows_key;
 
--- name: queue_delete_messages
-DELETE FROM messages WHERE project = $1 AND queue = $2;
+-- Deleting or purging a queue removes its rows at once when it holds at most $3
+-- messages (queue_rows) and $3 claims; otherwise its key $2 is retired, and garbage
+-- collection removes what is filed under it, a chunk per transaction. Each returns (rows found, rows removed), messages
+-- also the last seq found: the next chunk starts after it ($4). Rows go by a range of
+-- the primary key (a list of seqs might be planned as a filter over the whole queue),
+-- not by ctid: one that someone else is changing is waited for, then removed in its
+-- newest version, so a chunk that found fewer than $3 leaves nothing behind.
+-- name: queue_drop_messages
+WITH picked AS (
+    SELECT seq FROM messages
+    WHERE project = $1 AND queue = $2 AND seq > $4
+    ORDER BY seq LIMIT $3
+), last AS (
+    SELECT max(seq) AS seq FROM picked
+), gone AS (
+    DELETE FROM messages
+    WHERE project = $1 AND queue = $2 AND seq > $4 AND seq <= (SELECT seq FROM last)
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM picked), (SELECT count(*) FROM gone),
+       coalesce((SELECT seq FROM last), $4);
 
--- name: queue_delete_claims
-DELETE FROM claims WHERE project = $1 AND queue = $2;
+-- name: queue_drop_claims
+WITH picked AS (
+    SELECT id FROM claims WHERE project = $1 AND queue = $2 LIMIT $3
+), gone AS (
+    DELETE FROM claims WHERE id = ANY(ARRAY(SELECT id FROM picked)) RETURNING 1
+)
+SELECT (SELECT count(*) FROM picked), (SELECT count(*) FROM gone);
+
+-- name: queue_rows
+SELECT coalesce(sum(total), 0) FROM queue_counters WHERE project = $1 AND queue = $2;
+
+-- name: queue_drop_counters
+DELETE FROM queue_counters WHERE project = $1 AND queue = $2;
+
+-- name: queue_retire
+INSERT INTO retired_keys (project, queue, after_seq) VALUES ($1, $2, $3)
+ON CONFLICT (project, queue) DO NOTHING;
+
+-- A purged queue that kept rows to remove files its new ones under another key (the
+-- old one is retired first, so a queue whose key was its name gets a key of its own).
+-- name: queue_rekey
+UPDATE queues
+SET rows_key = CASE WHEN EXISTS (SELECT FROM retired_keys WHERE project = $1 AND queue = $2)
+                    THEN $2 || '#' || $3::text ELSE $2 END
+WHERE project = $1 AND name = $2;
+
+-- Garbage collection removes the rows of retired keys, one key after another; a key is
+-- forgotten (with its counters) once nothing is filed under it. Nodes collecting at
+-- once take different keys.
+-- name: retired_next
+SELECT project, queue, after_seq FROM retired_keys LIMIT 1 FOR UPDATE SKIP LOCKED;
+
+-- name: retired_progress
+UPDATE retired_keys SET after_seq = $3 WHERE project = $1 AND queue = $2;
+
+-- name: retired_forget
+DELETE FROM retired_keys WHERE project = $1 AND queue = $2;
 
 -- name: queue_list
 SELECT name, metadata FROM queues
@@ -88,29 +157,64 @@ SELECT count(*), max(name) FROM (
 -- name: queue_count
 SELECT count(*) FROM queues WHERE project = $1;
 
--- name: queue_counts
-SELECT count(*), count(*) FILTER (WHERE claim_id IS NOT NULL AND claim_expires > $3)
-FROM messages
-WHERE project = $1 AND queue = $2 AND expires > $3;
-
--- The ends pass over at most $4 expired (not yet swept) messages.
--- name: queue_oldest
-SELECT id::text, created FROM (
-    SELECT id, created, expires FROM messages
-    WHERE project = $1 AND queue = $2
-    ORDER BY seq LIMIT $4) AS scanned
-WHERE expires > $3
-LIMIT 1;
-
--- name: queue_newest
-SELECT id::text, created FROM (
-    SELECT id, created, expires FROM messages
-    WHERE project = $1 AND queue = $2
-    ORDER BY seq DESC LIMIT $4) AS scanned
-WHERE expires > $3
-LIMIT 1;
+-- Stats, in one statement (one snapshot) of a settled queue (see "pending" below): the
+-- counters (migration 0006) less what time changed and no settle has applied yet:
+-- expired unclaimed messages, and marks of lapsed claims (with those of them expired;
+-- a claimed message outlives its claim, so no live mark is on an expired message).
+-- These ranges are empty once the queue is settled, so the cost grows neither with
+-- the queue nor with its claims. The ends pass over at most $4 expired messages.
+-- Row: pending, total, claimed, oldest (id, created), newest (id, created).
+-- $1 project, $2 queue, $3 now, $4 budget, $5 check.
+-- name: queue_stats
+WITH q AS (
+    SELECT rows_key AS k FROM queues WHERE project = $1 AND name = $2
+), pending AS (
+    SELECT $5::boolean AND coalesce(
+        (SELECT true FROM messages WHERE project = $1 AND queue = (SELECT k FROM q)
+             AND claim_expires > 0 AND claim_expires <= $3
+         ORDER BY claim_expires LIMIT 1),
+        (SELECT true FROM messages WHERE project = $1 AND queue = (SELECT k FROM q)
+             AND delayed AND delay_until <= $3
+         ORDER BY delay_until LIMIT 1),
+        (SELECT true FROM messages WHERE project = $1 AND queue = (SELECT k FROM q)
+             AND claim_expires = 0 AND expires <= $3
+         ORDER BY expires LIMIT 1),
+        false) AS yes
+), counted AS (
+    SELECT coalesce(sum(total), 0) AS total, coalesce(sum(marked), 0) AS marked
+    FROM queue_counters
+    WHERE project = $1 AND queue = (SELECT k FROM q) AND NOT (SELECT yes FROM pending)
+), expired AS (
+    SELECT count(*) AS n FROM messages
+    WHERE project = $1 AND queue = (SELECT k FROM q) AND claim_expires = 0 AND expires <= $3
+      AND NOT (SELECT yes FROM pending)
+), lapsed AS (
+    SELECT count(*) AS n, count(*) FILTER (WHERE expires <= $3) AS expired FROM messages
+    WHERE project = $1 AND queue = (SELECT k FROM q)
+      AND claim_expires > 0 AND claim_expires <= $3
+      AND NOT (SELECT yes FROM pending)
+), oldest AS (
+    SELECT id::text AS id, created FROM (
+        SELECT id, created, expires FROM messages
+        WHERE project = $1 AND queue = (SELECT k FROM q)
+        ORDER BY seq LIMIT $4) AS scanned
+    WHERE expires > $3 AND NOT (SELECT yes FROM pending)
+    LIMIT 1
+), newest AS (
+    SELECT id::text AS id, created FROM (
+        SELECT id, created, expires FROM messages
+        WHERE project = $1 AND queue = (SELECT k FROM q)
+        ORDER BY seq DESC LIMIT $4) AS scanned
+    WHERE expires > $3 AND NOT (SELECT yes FROM pending)
+    LIMIT 1
+)
+SELECT pending.yes, counted.total - expired.n - lapsed.expired, counted.marked - lapsed.n,
+       (SELECT id FROM oldest), (SELECT created FROM oldest),
+       (SELECT id FROM newest), (SELECT created FROM newest)
+FROM pending, counted, expired, lapsed;
 
 -- One statement for the whole batch; ORDER BY keeps the batch's order in seq.
+-- $2 is the queue's key, read under the lock queue_metadata_for_post takes.
 -- name: message_insert_batch
 INSERT INTO messages (id, project, queue, body, client_id, ttl, created, expires,
                       delay_until, delayed, claim_count)
@@ -119,6 +223,7 @@ FROM unnest($5::uuid[], $6::bytea[], $7::integer[], $8::float8[], $9::float8[])
      WITH ORDINALITY AS b (id, body, ttl, expires, delay_until, position)
 ORDER BY b.position;
 
+-- $3 is the queue's key (queue_key_for_share).
 -- name: message_insert
 INSERT INTO messages (id, project, queue, body, client_id, ttl, created, expires,
                       delay_until, claim_count)
@@ -150,15 +255,17 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9);
 -- $1 project, $2 queue, $3 marker, $4 limit, $5 now, $6 exclude client, $7 delayed too,
 -- $8 budget, $9 check.
 -- name: message_list_all
-WITH pending AS (
+WITH q AS (
+    SELECT rows_key AS k FROM queues WHERE project = $1 AND name = $2
+), pending AS (
     SELECT $9::boolean AND coalesce(
-        (SELECT true FROM messages WHERE project = $1 AND queue = $2
+        (SELECT true FROM messages WHERE project = $1 AND queue = (SELECT k FROM q)
              AND claim_expires > 0 AND claim_expires <= $5
          ORDER BY claim_expires LIMIT 1),
-        (SELECT true FROM messages WHERE project = $1 AND queue = $2
+        (SELECT true FROM messages WHERE project = $1 AND queue = (SELECT k FROM q)
              AND delayed AND delay_until <= $5
          ORDER BY delay_until LIMIT 1),
-        (SELECT true FROM messages WHERE project = $1 AND queue = $2
+        (SELECT true FROM messages WHERE project = $1 AND queue = (SELECT k FROM q)
              AND claim_expires = 0 AND expires <= $5
          ORDER BY expires LIMIT 1),
         false) AS yes
@@ -167,7 +274,7 @@ WITH pending AS (
            claim_expires, claim_count, delay_until
     FROM (
         SELECT * FROM messages
-        WHERE project = $1 AND queue = $2 AND seq > $3
+        WHERE project = $1 AND queue = (SELECT k FROM q) AND seq > $3
         ORDER BY seq
         LIMIT $8) AS scanned
     WHERE NOT (SELECT yes FROM pending)
@@ -178,7 +285,7 @@ WITH pending AS (
 ), window_end AS (
     SELECT count(*) AS examined, max(seq) AS last FROM (
         SELECT seq FROM messages
-        WHERE project = $1 AND queue = $2 AND seq > $3
+        WHERE project = $1 AND queue = (SELECT k FROM q) AND seq > $3
         ORDER BY seq
         LIMIT $8) AS scanned
     WHERE NOT (SELECT yes FROM pending) AND (SELECT count(*) FROM page) < $4
@@ -194,15 +301,17 @@ ORDER BY page.seq;
 -- $1 project, $2 queue, $3 marker, $4 limit, $5 now, $6 exclude client, $7 budget,
 -- $8 check.
 -- name: message_list_ready
-WITH pending AS (
+WITH q AS (
+    SELECT rows_key AS k FROM queues WHERE project = $1 AND name = $2
+), pending AS (
     SELECT $8::boolean AND coalesce(
-        (SELECT true FROM messages WHERE project = $1 AND queue = $2
+        (SELECT true FROM messages WHERE project = $1 AND queue = (SELECT k FROM q)
              AND claim_expires > 0 AND claim_expires <= $5
          ORDER BY claim_expires LIMIT 1),
-        (SELECT true FROM messages WHERE project = $1 AND queue = $2
+        (SELECT true FROM messages WHERE project = $1 AND queue = (SELECT k FROM q)
              AND delayed AND delay_until <= $5
          ORDER BY delay_until LIMIT 1),
-        (SELECT true FROM messages WHERE project = $1 AND queue = $2
+        (SELECT true FROM messages WHERE project = $1 AND queue = (SELECT k FROM q)
              AND claim_expires = 0 AND expires <= $5
          ORDER BY expires LIMIT 1),
         false) AS yes
@@ -211,7 +320,7 @@ WITH pending AS (
            claim_expires, claim_count, delay_until
     FROM (
         SELECT * FROM messages
-        WHERE project = $1 AND queue = $2 AND claim_expires = 0 AND NOT delayed
+        WHERE project = $1 AND queue = (SELECT k FROM q) AND claim_expires = 0 AND NOT delayed
           AND seq > $3
         ORDER BY seq
         LIMIT $7) AS ready
@@ -222,7 +331,7 @@ WITH pending AS (
 ), window_end AS (
     SELECT count(*) AS examined, max(seq) AS last FROM (
         SELECT seq FROM messages
-        WHERE project = $1 AND queue = $2 AND claim_expires = 0 AND NOT delayed
+        WHERE project = $1 AND queue = (SELECT k FROM q) AND claim_expires = 0 AND NOT delayed
           AND seq > $3
         ORDER BY seq
         LIMIT $7) AS ready
@@ -233,15 +342,17 @@ FROM pending CROSS JOIN window_end LEFT JOIN page ON true
 ORDER BY page.seq;
 
 -- name: message_list_unclaimed
-WITH pending AS (
+WITH q AS (
+    SELECT rows_key AS k FROM queues WHERE project = $1 AND name = $2
+), pending AS (
     SELECT $8::boolean AND coalesce(
-        (SELECT true FROM messages WHERE project = $1 AND queue = $2
+        (SELECT true FROM messages WHERE project = $1 AND queue = (SELECT k FROM q)
              AND claim_expires > 0 AND claim_expires <= $5
          ORDER BY claim_expires LIMIT 1),
-        (SELECT true FROM messages WHERE project = $1 AND queue = $2
+        (SELECT true FROM messages WHERE project = $1 AND queue = (SELECT k FROM q)
              AND delayed AND delay_until <= $5
          ORDER BY delay_until LIMIT 1),
-        (SELECT true FROM messages WHERE project = $1 AND queue = $2
+        (SELECT true FROM messages WHERE project = $1 AND queue = (SELECT k FROM q)
              AND claim_expires = 0 AND expires <= $5
          ORDER BY expires LIMIT 1),
         false) AS yes
@@ -250,7 +361,7 @@ WITH pending AS (
            claim_expires, claim_count, delay_until
     FROM (
         SELECT * FROM messages
-        WHERE project = $1 AND queue = $2 AND claim_id IS NULL AND seq > $3
+        WHERE project = $1 AND queue = (SELECT k FROM q) AND claim_id IS NULL AND seq > $3
         ORDER BY seq
         LIMIT $7) AS free
     WHERE NOT (SELECT yes FROM pending)
@@ -260,7 +371,7 @@ WITH pending AS (
 ), window_end AS (
     SELECT count(*) AS examined, max(seq) AS last FROM (
         SELECT seq FROM messages
-        WHERE project = $1 AND queue = $2 AND claim_id IS NULL AND seq > $3
+        WHERE project = $1 AND queue = (SELECT k FROM q) AND claim_id IS NULL AND seq > $3
         ORDER BY seq
         LIMIT $7) AS free
     WHERE NOT (SELECT yes FROM pending) AND (SELECT count(*) FROM page) < $4
@@ -270,19 +381,23 @@ FROM pending CROSS JOIN window_end LEFT JOIN page ON true
 ORDER BY page.seq;
 
 -- name: message_by_ids
+WITH q AS (
+    SELECT rows_key AS k FROM queues WHERE project = $1 AND name = $2)
 SELECT seq, id::text, body, ttl, created, expires, client_id, claim_id::text,
        claim_expires, claim_count, delay_until
 FROM messages
-WHERE id = ANY($3::uuid[]) AND (project, queue) IS NOT DISTINCT FROM ($1::text, $2::text)
+WHERE id = ANY($3::uuid[]) AND (project, queue) IS NOT DISTINCT FROM ($1::text, (SELECT k FROM q))
   AND expires > $4
 ORDER BY seq;
 
 -- Locks are taken in seq order everywhere, so multi-row changes never deadlock.
 -- name: message_by_ids_for_update
+WITH q AS (
+    SELECT rows_key AS k FROM queues WHERE project = $1 AND name = $2)
 SELECT seq, id::text, body, ttl, created, expires, client_id, claim_id::text,
        claim_expires, claim_count, delay_until, ctid
 FROM messages
-WHERE id = ANY($3::uuid[]) AND (project, queue) IS NOT DISTINCT FROM ($1::text, $2::text)
+WHERE id = ANY($3::uuid[]) AND (project, queue) IS NOT DISTINCT FROM ($1::text, (SELECT k FROM q))
   AND expires > $4
 ORDER BY seq
 FOR UPDATE;
@@ -291,10 +406,12 @@ FOR UPDATE;
 -- the ctids just locked: a row updated after this statement's snapshot was taken is
 -- locked in its newest version, which the delete reaches from the visible one.
 -- name: message_delete_by_ids
-WITH doomed AS (
+WITH q AS (
+    SELECT rows_key AS k FROM queues WHERE project = $1 AND name = $2
+), doomed AS (
     SELECT id FROM messages
     WHERE id = ANY($3::uuid[])
-      AND (project, queue) IS NOT DISTINCT FROM ($1::text, $2::text)
+      AND (project, queue) IS NOT DISTINCT FROM ($1::text, (SELECT k FROM q))
       AND expires > $4
     ORDER BY seq
     FOR UPDATE)
@@ -314,21 +431,23 @@ DELETE FROM messages WHERE ctid = ANY($1::tid[]);
 -- Changes go by ctid, as at claim_create; a row both lapsed and due is changed once.
 -- $1 project, $2 queue, $3 now, $4 rows per window. Returns the fullest window's count.
 -- name: message_settle
-WITH lapsed AS (
+WITH q AS (
+    SELECT rows_key AS k FROM queues WHERE project = $1 AND name = $2
+), lapsed AS (
     SELECT ctid AS tid FROM messages
-    WHERE project = $1 AND queue = $2 AND claim_expires > 0 AND claim_expires <= $3
+    WHERE project = $1 AND queue = (SELECT k FROM q) AND claim_expires > 0 AND claim_expires <= $3
     ORDER BY claim_expires
     LIMIT $4
     FOR UPDATE SKIP LOCKED
 ), due AS (
     SELECT ctid AS tid FROM messages
-    WHERE project = $1 AND queue = $2 AND delayed AND delay_until <= $3
+    WHERE project = $1 AND queue = (SELECT k FROM q) AND delayed AND delay_until <= $3
     ORDER BY delay_until
     LIMIT $4
     FOR UPDATE SKIP LOCKED
 ), expired AS (
     SELECT ctid AS tid FROM messages
-    WHERE project = $1 AND queue = $2 AND claim_expires = 0 AND expires <= $3
+    WHERE project = $1 AND queue = (SELECT k FROM q) AND claim_expires = 0 AND expires <= $3
     ORDER BY expires
     LIMIT $4
     FOR UPDATE SKIP LOCKED
@@ -353,11 +472,13 @@ SELECT greatest((SELECT count(*) FROM lapsed), (SELECT count(*) FROM due),
 -- node pass over each other's rows instead of waiting.
 -- $1 project, $2 queue, $3 now, $4 limit, $5 budget.
 -- name: message_claimable
+WITH q AS (
+    SELECT rows_key AS k FROM queues WHERE project = $1 AND name = $2)
 SELECT seq, id::text, body, ttl, created, expires, client_id, claim_id::text,
        claim_expires, claim_count, delay_until, tid
 FROM (
     SELECT *, ctid AS tid FROM messages
-    WHERE project = $1 AND queue = $2 AND claim_expires = 0 AND NOT delayed
+    WHERE project = $1 AND queue = (SELECT k FROM q) AND claim_expires = 0 AND NOT delayed
     ORDER BY seq
     LIMIT $5
     FOR UPDATE SKIP LOCKED) AS ready
@@ -369,22 +490,24 @@ LIMIT $4;
 -- a message (NULLs when there is none).
 -- $1 project, $2 queue, $3 now, $4 limit, $5 budget, $6 check.
 -- name: message_pop
-WITH pending AS (
+WITH q AS (
+    SELECT rows_key AS k FROM queues WHERE project = $1 AND name = $2
+), pending AS (
     SELECT $6::boolean AND coalesce(
-        (SELECT true FROM messages WHERE project = $1 AND queue = $2
+        (SELECT true FROM messages WHERE project = $1 AND queue = (SELECT k FROM q)
              AND claim_expires > 0 AND claim_expires <= $3
          ORDER BY claim_expires LIMIT 1),
-        (SELECT true FROM messages WHERE project = $1 AND queue = $2
+        (SELECT true FROM messages WHERE project = $1 AND queue = (SELECT k FROM q)
              AND delayed AND delay_until <= $3
          ORDER BY delay_until LIMIT 1),
-        (SELECT true FROM messages WHERE project = $1 AND queue = $2
+        (SELECT true FROM messages WHERE project = $1 AND queue = (SELECT k FROM q)
              AND claim_expires = 0 AND expires <= $3
          ORDER BY expires LIMIT 1),
         false) AS yes
 ), picked AS (
     SELECT tid FROM (
         SELECT ctid AS tid, expires, delay_until FROM messages
-        WHERE project = $1 AND queue = $2 AND claim_expires = 0 AND NOT delayed
+        WHERE project = $1 AND queue = (SELECT k FROM q) AND claim_expires = 0 AND NOT delayed
         ORDER BY seq
         LIMIT $5
         FOR UPDATE SKIP LOCKED) AS ready
@@ -409,22 +532,24 @@ SELECT pending.yes, gone.* FROM pending LEFT JOIN gone ON true ORDER BY gone.seq
 -- $1 project, $2 queue, $3 claim id, $4 now, $5 limit, $6 claim expiry, $7 ttl, $8 grace,
 -- $9 budget, $10 check.
 -- name: claim_create
-WITH pending AS (
+WITH q AS (
+    SELECT rows_key AS k FROM queues WHERE project = $1 AND name = $2
+), pending AS (
     SELECT $10::boolean AND coalesce(
-        (SELECT true FROM messages WHERE project = $1 AND queue = $2
+        (SELECT true FROM messages WHERE project = $1 AND queue = (SELECT k FROM q)
              AND claim_expires > 0 AND claim_expires <= $4
          ORDER BY claim_expires LIMIT 1),
-        (SELECT true FROM messages WHERE project = $1 AND queue = $2
+        (SELECT true FROM messages WHERE project = $1 AND queue = (SELECT k FROM q)
              AND delayed AND delay_until <= $4
          ORDER BY delay_until LIMIT 1),
-        (SELECT true FROM messages WHERE project = $1 AND queue = $2
+        (SELECT true FROM messages WHERE project = $1 AND queue = (SELECT k FROM q)
              AND claim_expires = 0 AND expires <= $4
          ORDER BY expires LIMIT 1),
         false) AS yes
 ), picked AS (
     SELECT tid FROM (
         SELECT ctid AS tid, expires, delay_until FROM messages
-        WHERE project = $1 AND queue = $2 AND claim_expires = 0 AND NOT delayed
+        WHERE project = $1 AND queue = (SELECT k FROM q) AND claim_expires = 0 AND NOT delayed
         ORDER BY seq
         LIMIT $9
         FOR UPDATE SKIP LOCKED) AS ready
@@ -440,7 +565,7 @@ WITH pending AS (
               m.claim_id::text, m.claim_expires, m.claim_count, m.delay_until
 ), claim AS (
     INSERT INTO claims (id, project, queue, ttl, grace, updated, expires)
-    SELECT $3, $1, $2, $7, $8, $4, $6 WHERE EXISTS (SELECT FROM marked)
+    SELECT $3, $1, (SELECT k FROM q), $7, $8, $4, $6 WHERE EXISTS (SELECT FROM marked)
 )
 SELECT pending.yes, marked.* FROM pending LEFT JOIN marked ON true ORDER BY marked.seq;
 
@@ -448,7 +573,8 @@ SELECT pending.yes, marked.* FROM pending LEFT JOIN marked ON true ORDER BY mark
 -- name: message_claim
 WITH claim AS (
     INSERT INTO claims (id, project, queue, ttl, grace, updated, expires)
-    VALUES ($1, $2, $3, $4, $5, $6, $7)
+    VALUES ($1, $2, (SELECT rows_key FROM queues WHERE project = $2 AND name = $3),
+            $4, $5, $6, $7)
 )
 UPDATE messages AS m
 SET claim_id = $1, claim_expires = $7, claim_count = m.claim_count + 1,
@@ -463,43 +589,55 @@ FROM unnest($2::tid[], $3::float8[], $4::integer[]) AS u (tid, expires, ttl)
 WHERE m.ctid = u.tid;
 
 -- name: claim_get
+WITH q AS (
+    SELECT rows_key AS k FROM queues WHERE project = $2 AND name = $3)
 SELECT id::text, ttl, grace, updated, expires FROM claims
-WHERE id = $1 AND (project, queue) IS NOT DISTINCT FROM ($2::text, $3::text)
+WHERE id = $1 AND (project, queue) IS NOT DISTINCT FROM ($2::text, (SELECT k FROM q))
   AND expires > $4;
 
 -- name: claim_messages
+WITH q AS (
+    SELECT rows_key AS k FROM queues WHERE project = $2 AND name = $3)
 SELECT seq, id::text, body, ttl, created, expires, client_id, claim_id::text,
        claim_expires, claim_count, delay_until
 FROM messages
-WHERE claim_id = $1 AND (project, queue) IS NOT DISTINCT FROM ($2::text, $3::text)
+WHERE claim_id = $1 AND (project, queue) IS NOT DISTINCT FROM ($2::text, (SELECT k FROM q))
   AND claim_expires > $4 AND expires > $4
 ORDER BY seq;
 
 -- name: claim_messages_for_update
+WITH q AS (
+    SELECT rows_key AS k FROM queues WHERE project = $2 AND name = $3)
 SELECT seq, id::text, body, ttl, created, expires, client_id, claim_id::text,
        claim_expires, claim_count, delay_until, ctid
 FROM messages
-WHERE claim_id = $1 AND (project, queue) IS NOT DISTINCT FROM ($2::text, $3::text)
+WHERE claim_id = $1 AND (project, queue) IS NOT DISTINCT FROM ($2::text, (SELECT k FROM q))
   AND claim_expires > $4 AND expires > $4
 ORDER BY seq
 FOR UPDATE;
 
 -- The claim row is locked before its messages by renew and release alike.
 -- name: claim_renew
+WITH q AS (
+    SELECT rows_key AS k FROM queues WHERE project = $2 AND name = $3)
 UPDATE claims SET ttl = $5, grace = $6, updated = $4, expires = $7
-WHERE id = $1 AND (project, queue) IS NOT DISTINCT FROM ($2::text, $3::text)
+WHERE id = $1 AND (project, queue) IS NOT DISTINCT FROM ($2::text, (SELECT k FROM q))
   AND expires > $4;
 
 -- name: claim_delete
+WITH q AS (
+    SELECT rows_key AS k FROM queues WHERE project = $2 AND name = $3)
 DELETE FROM claims
-WHERE id = $1 AND (project, queue) IS NOT DISTINCT FROM ($2::text, $3::text);
+WHERE id = $1 AND (project, queue) IS NOT DISTINCT FROM ($2::text, (SELECT k FROM q));
 
 -- By id, not ctid, for the reason given at message_delete_by_ids.
 -- name: claim_release_messages
+WITH q AS (
+    SELECT rows_key AS k FROM queues WHERE project = $2 AND name = $3)
 UPDATE messages SET claim_id = NULL, claim_expires = 0
 WHERE id = ANY(ARRAY(
     SELECT id FROM messages
-    WHERE claim_id = $1 AND (project, queue) IS NOT DISTINCT FROM ($2::text, $3::text)
+    WHERE claim_id = $1 AND (project, queue) IS NOT DISTINCT FROM ($2::text, (SELECT k FROM q))
     ORDER BY seq
     FOR UPDATE));
 

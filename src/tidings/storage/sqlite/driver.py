@@ -1,4 +1,11 @@
-"""The embedded SQLite store: durable (WAL, fsync on commit), safe across processes."""
+"""The embedded SQLite store: durable (WAL, fsync on commit), safe across processes.
+
+A queue's messages and claims are filed under its rows key (migration 0007), which
+every operation reads first, in its own transaction: deleting or purging a deep queue
+retires the key at once and garbage collection removes what was filed under it in
+chunks, so the single writer is never held for long and a new queue of the same name,
+filed under another key, starts empty and loses nothing to that clean-up.
+"""
 
 from __future__ import annotations
 
@@ -96,9 +103,15 @@ class _Base:
             raise StorageError(str(exc)) from exc
 
     async def _read_settled(
-        self, project: str, queue: str, now: float, work: Callable[[sqlite3.Connection], T]
+        self,
+        project: str,
+        queue: str,
+        now: float,
+        work: Callable[[sqlite3.Connection, str], T],
+        absent: T,
     ) -> T:
-        """``work`` in one read snapshot of a settled queue.
+        """``work`` (given the queue's rows key) in one read snapshot of a settled
+        queue; ``absent`` when there is no such queue.
 
         Readers cannot write: when the queue has something to settle (three index
         probes, in the same snapshot), the settle runs as a write job and the read again.
@@ -107,39 +120,55 @@ class _Base:
         def probed(db: sqlite3.Connection) -> list[T]:
             db.execute("BEGIN")
             try:
-                return [] if _unsettled(db, project, queue, now) else [work(db)]
+                key = _rows_key(db, project, queue)
+                if key is None:
+                    return [absent]
+                return [] if _unsettled(db, project, key, now) else [work(db, key)]
             finally:
                 db.execute("COMMIT")
 
         done = await self._read(probed)
         if done:
             return done[0]
-        await self._write(lambda db: _settle(db, project, queue, now, self._scan_budget))
+
+        def settle(db: sqlite3.Connection) -> None:
+            key = _rows_key(db, project, queue)
+            if key is not None:
+                _settle(db, project, key, now, self._scan_budget)
+
+        await self._write(settle)
 
         def again(db: sqlite3.Connection) -> T:
             db.execute("BEGIN")
             try:
-                return work(db)
+                key = _rows_key(db, project, queue)
+                return absent if key is None else work(db, key)
             finally:
                 db.execute("COMMIT")
 
         return await self._read(again)
 
 
-def _unsettled(db: sqlite3.Connection, project: str, queue: str, now: float) -> bool:
-    params = {"project": project, "queue": queue, "now": now}
+def _rows_key(db: sqlite3.Connection, project: str, name: str) -> str | None:
+    """The key the queue's messages and claims are filed under; None: no such queue."""
+    row = db.execute(Q["queue_key"], {"project": project, "name": name}).fetchone()
+    return None if row is None else str(row[0])
+
+
+def _unsettled(db: sqlite3.Connection, project: str, key: str, now: float) -> bool:
+    params = {"project": project, "queue": key, "now": now}
     return bool(db.execute(Q["queue_unsettled"], params).fetchone()[0])
 
 
-def _settle(db: sqlite3.Connection, project: str, queue: str, now: float, chunk: int) -> None:
+def _settle(db: sqlite3.Connection, project: str, key: str, now: float, chunk: int) -> None:
     """Apply what time changed in the queue (inside the caller's write transaction).
 
     Expired messages are deleted, lapsed claims release their messages, ended delays
     make theirs ready: each in chunks, at most ``SETTLE_CHUNKS`` of them.
     """
-    if not _unsettled(db, project, queue, now):
+    if not _unsettled(db, project, key, now):
         return
-    params = {"project": project, "queue": queue, "now": now, "chunk": chunk}
+    params = {"project": project, "queue": key, "now": now, "chunk": chunk}
     for name in ("settle_expired", "settle_lapsed", "settle_delays"):
         for _ in range(SETTLE_CHUNKS):
             if db.execute(Q[name], params).rowcount < chunk:
@@ -147,13 +176,13 @@ def _settle(db: sqlite3.Connection, project: str, queue: str, now: float, chunk:
 
 
 def _claimable(
-    db: sqlite3.Connection, project: str, queue: str, limit: int, now: float, budget: int
+    db: sqlite3.Connection, project: str, key: str, limit: int, now: float, budget: int
 ) -> list[Message]:
     """Settle the queue, then read its first ``limit`` free messages (claim and pop)."""
-    _settle(db, project, queue, now, budget)
+    _settle(db, project, key, now, budget)
     params = {
         "project": project,
-        "queue": queue,
+        "queue": key,
         "marker": 0,
         "exclude_client": None,
         "now": now,
@@ -170,31 +199,63 @@ def _window_end(rows: list[Row], budget: int) -> tuple[int, int | None]:
     return (budget, min(full)) if full else (0, None)
 
 
-def _ensure_queue(db: sqlite3.Connection, project: str, name: str, now: float) -> bool:
-    cursor = db.execute(
-        Q["queue_insert"], {"project": project, "name": name, "metadata": "{}", "now": now}
-    )
-    return cursor.rowcount == 1
+def _insert_queue(
+    db: sqlite3.Connection, project: str, name: str, metadata: str, now: float
+) -> bool:
+    params = {
+        "project": project,
+        "name": name,
+        "metadata": metadata,
+        "now": now,
+        "fresh": new_id(),
+    }
+    return db.execute(Q["queue_insert"], params).rowcount == 1
 
 
-def _delete_queue_contents(db: sqlite3.Connection, project: str, name: str) -> None:
-    params = {"project": project, "name": name}
-    db.execute(Q["queue_delete_messages"], params)
-    db.execute(Q["queue_delete_claims"], params)
+def _ensure_queue(db: sqlite3.Connection, project: str, name: str, now: float) -> str:
+    """Create the queue unless it exists; returns its rows key."""
+    _insert_queue(db, project, name, "{}", now)
+    key = _rows_key(db, project, name)
+    if key is None:  # inserted, or there already, in this very transaction
+        raise StorageError(f"queue {name!r} vanished while being created")
+    return key
+
+
+def _drop_rows(
+    db: sqlite3.Connection, project: str, key: str, chunk: int, after: int
+) -> tuple[int, bool, int]:
+    """Remove up to ``chunk`` messages (those after seq ``after``) and ``chunk`` claims
+    filed under ``key``.
+
+    Returns how many rows went, whether that was all of them, and the last seq removed.
+    """
+    params = {"project": project, "queue": key, "chunk": chunk, "after": after}
+    gone = [int(seq) for (seq,) in db.execute(Q["queue_drop_messages"], params)]
+    claims = db.execute(Q["queue_drop_claims"], params).rowcount
+    all_gone = len(gone) < chunk and claims < chunk
+    return len(gone) + claims, all_gone, max(gone, default=after)
+
+
+def _drop_contents(db: sqlite3.Connection, project: str, key: str, chunk: int) -> bool:
+    """Remove a small queue's rows at once (at most ``chunk`` of each kind), or retire
+    a deep one's key (garbage collection removes its rows). True when it was retired.
+
+    Runs before the queue row goes (its counters tell how deep it is).
+    """
+    params = {"project": project, "queue": key}
+    (stored,) = db.execute(Q["queue_rows"], params).fetchone() or (0,)
+    last, all_gone = 0, False
+    if stored <= chunk:
+        _, all_gone, last = _drop_rows(db, project, key, chunk, 0)
+    if not all_gone:
+        db.execute(Q["queue_retire"], {**params, "after": last})
+    return not all_gone
 
 
 class SQLiteQueues(_Base):
     async def create(self, project: str, name: str, metadata: dict[str, Any], now: float) -> bool:
         encoded = _json_encode(metadata).decode()
-
-        def work(db: sqlite3.Connection) -> bool:
-            cursor = db.execute(
-                Q["queue_insert"],
-                {"project": project, "name": name, "metadata": encoded, "now": now},
-            )
-            return cursor.rowcount == 1
-
-        return await self._write(work)
+        return await self._write(lambda db: _insert_queue(db, project, name, encoded, now))
 
     async def get_metadata(self, project: str, name: str) -> dict[str, Any] | None:
         def work(db: sqlite3.Connection) -> str | None:
@@ -218,7 +279,10 @@ class SQLiteQueues(_Base):
 
     async def delete(self, project: str, name: str) -> None:
         def work(db: sqlite3.Connection) -> None:
-            _delete_queue_contents(db, project, name)
+            key = _rows_key(db, project, name)
+            if key is None:
+                return
+            _drop_contents(db, project, key, self._scan_budget)
             db.execute(Q["queue_delete"], {"project": project, "name": name})
 
         await self._write(work)
@@ -272,11 +336,10 @@ class SQLiteQueues(_Base):
         return await self._read(work)
 
     async def stats(self, project: str, name: str, now: float) -> QueueStats:
-        params = {"project": project, "name": name, "now": now, "budget": self._scan_budget}
-
-        def work(db: sqlite3.Connection) -> QueueStats:
+        def work(db: sqlite3.Connection, key: str) -> QueueStats:
+            params = {"project": project, "queue": key, "now": now, "budget": self._scan_budget}
             # Settled first, so no expired message lies at either end.
-            total, claimed = db.execute(Q["queue_counts"], params).fetchone()
+            total, claimed = db.execute(Q["queue_counts"], params).fetchone() or (0, 0)
             if not total:
                 return QueueStats(total=0, claimed=0)
             oldest = db.execute(Q["queue_oldest"], params).fetchone()
@@ -288,10 +351,18 @@ class SQLiteQueues(_Base):
                 newest=MessageSummary(id=newest[0], created=newest[1]) if newest else None,
             )
 
-        return await self._read_settled(project, name, now, work)
+        return await self._read_settled(project, name, now, work, QueueStats(total=0, claimed=0))
 
     async def purge_messages(self, project: str, name: str) -> None:
-        await self._write(lambda db: _delete_queue_contents(db, project, name))
+        def work(db: sqlite3.Connection) -> None:
+            key = _rows_key(db, project, name)
+            if key is not None and _drop_contents(db, project, key, self._scan_budget):
+                # What is left is filed under the retired key: new messages go elsewhere.
+                db.execute(
+                    Q["queue_rekey"], {"project": project, "name": name, "fresh": new_id()}
+                )
+
+        await self._write(work)
 
 
 class SQLiteMessages(_Base):
@@ -305,10 +376,9 @@ class SQLiteMessages(_Base):
         notify: Audience = Audience.NOBODY,
     ) -> list[str]:
         def work(db: sqlite3.Connection) -> list[str]:
-            row = db.execute(Q["queue_metadata"], {"project": project, "name": queue}).fetchone()
+            row = db.execute(Q["queue_for_post"], {"project": project, "name": queue}).fetchone()
             messages = prepare({} if row is None else dict(_json_decode(row[0])))
-            if row is None:
-                _ensure_queue(db, project, queue, now)
+            key = _ensure_queue(db, project, queue, now) if row is None else str(row[1])
             ids = new_ids(len(messages))
             db.executemany(
                 Q["message_insert"],
@@ -316,7 +386,7 @@ class SQLiteMessages(_Base):
                     {
                         "id": mid,
                         "project": project,
-                        "queue": queue,
+                        "queue": key,
                         "body": m.body,
                         "client_id": client_id,
                         "ttl": m.ttl,
@@ -347,23 +417,23 @@ class SQLiteMessages(_Base):
         now: float,
     ) -> MessageListing:
         budget = rules.scan_window(self._scan_budget, limit)
-        window = {
-            "project": project,
-            "queue": queue,
-            "marker": marker_seq(marker),
-            "budget": budget,
-        }
-        params = {
-            **window,
-            "limit": limit,
-            "exclude_client": exclude_client,
-            "include_claimed": include_claimed,
-            "include_delayed": include_delayed,
-            "now": now,
-        }
         kind = "all" if include_claimed else "unclaimed" if include_delayed else "due"
 
-        def work(db: sqlite3.Connection) -> MessageListing:
+        def work(db: sqlite3.Connection, key: str) -> MessageListing:
+            window = {
+                "project": project,
+                "queue": key,
+                "marker": marker_seq(marker),
+                "budget": budget,
+            }
+            params = {
+                **window,
+                "limit": limit,
+                "exclude_client": exclude_client,
+                "include_claimed": include_claimed,
+                "include_delayed": include_delayed,
+                "now": now,
+            }
             # One snapshot for the scan and its windows' end.
             found = [message_from_row(r) for r in db.execute(Q[f"message_list_{kind}"], params)]
             end = None
@@ -372,19 +442,16 @@ class SQLiteMessages(_Base):
                 end = _window_end(ends, budget)
             return budgeted_message_page(found, limit, end, budget)
 
-        return await self._read_settled(project, queue, now, work)
+        return await self._read_settled(project, queue, now, work, MessageListing(messages=[]))
 
     async def get(self, project: str, queue: str, ids: Sequence[str], now: float) -> list[Message]:
         def work(db: sqlite3.Connection) -> list[Message]:
-            found = []
-            for mid in dict.fromkeys(ids):
-                row = db.execute(
-                    Q["message_by_id"],
-                    {"id": mid, "project": project, "queue": queue, "now": now},
-                ).fetchone()
-                if row is not None:
-                    found.append(message_from_row(row))
-            return found
+            db.execute("BEGIN")  # one snapshot for the key and the messages
+            try:
+                key = _rows_key(db, project, queue)
+                return [] if key is None else _messages_by_id(db, project, key, ids, now)
+            finally:
+                db.execute("COMMIT")
 
         return await self._read(work)
 
@@ -392,14 +459,12 @@ class SQLiteMessages(_Base):
         self, project: str, queue: str, message_id: str, claim_id: str | None, now: float
     ) -> None:
         def work(db: sqlite3.Connection) -> None:
-            row = db.execute(
-                Q["message_by_id"],
-                {"id": message_id, "project": project, "queue": queue, "now": now},
-            ).fetchone()
-            if row is None:
+            key = _rows_key(db, project, queue)
+            found = [] if key is None else _messages_by_id(db, project, key, [message_id], now)
+            if key is None or not found:
                 return
-            message = message_from_row(row)
-            live = claim_id is not None and _claim_is_live(db, project, queue, claim_id, now)
+            message = found[0]
+            live = claim_id is not None and _claim_is_live(db, project, key, claim_id, now)
             rules.check_delete(message, claim_id, live, now)
             db.execute(Q["message_delete"], {"seq": int(message.marker)})
 
@@ -414,14 +479,10 @@ class SQLiteMessages(_Base):
         now: float,
     ) -> None:
         def work(db: sqlite3.Connection) -> None:
-            doomed = []
-            for mid in dict.fromkeys(ids):
-                row = db.execute(
-                    Q["message_by_id"],
-                    {"id": mid, "project": project, "queue": queue, "now": now},
-                ).fetchone()
-                if row is not None:
-                    doomed.append(message_from_row(row))
+            key = _rows_key(db, project, queue)
+            if key is None:
+                return
+            doomed = _messages_by_id(db, project, key, ids, now)
             if claim_ids is not None:
                 allowed = set(claim_ids)
                 for message in doomed:
@@ -434,11 +495,28 @@ class SQLiteMessages(_Base):
 
     async def pop(self, project: str, queue: str, limit: int, now: float) -> list[Message]:
         def work(db: sqlite3.Connection) -> list[Message]:
-            popped = _claimable(db, project, queue, limit, now, self._scan_budget)
+            key = _rows_key(db, project, queue)
+            if key is None:
+                return []
+            popped = _claimable(db, project, key, limit, now, self._scan_budget)
             db.executemany(Q["message_delete"], [{"seq": int(m.marker)} for m in popped])
             return popped
 
         return await self._write(work)
+
+
+def _messages_by_id(
+    db: sqlite3.Connection, project: str, key: str, ids: Sequence[str], now: float
+) -> list[Message]:
+    """Live messages filed under ``key`` with these ids, in the order asked, once each."""
+    found = []
+    for mid in dict.fromkeys(ids):
+        row = db.execute(
+            Q["message_by_id"], {"id": mid, "project": project, "queue": key, "now": now}
+        ).fetchone()
+        if row is not None:
+            found.append(message_from_row(row))
+    return found
 
 
 def _fan_out(
@@ -487,10 +565,10 @@ def _outbox_lower(db: sqlite3.Connection, project: str, due: float) -> None:
 
 
 def _claim_is_live(
-    db: sqlite3.Connection, project: str, queue: str, claim_id: str, now: float
+    db: sqlite3.Connection, project: str, key: str, claim_id: str, now: float
 ) -> bool:
     row = db.execute(
-        Q["claim_get"], {"id": claim_id, "project": project, "queue": queue, "now": now}
+        Q["claim_get"], {"id": claim_id, "project": project, "queue": key, "now": now}
     ).fetchone()
     return row is not None
 
@@ -505,7 +583,10 @@ class SQLiteClaims(_Base):
         dead_letter = request.dead_letter
 
         def work(db: sqlite3.Connection) -> ClaimResult | None:
-            found = _claimable(db, project, queue, request.limit, now, self._scan_budget)
+            key = _rows_key(db, project, queue)
+            if key is None:
+                return None
+            found = _claimable(db, project, key, request.limit, now, self._scan_budget)
             claimed: list[Message] = []
             for message in found:
                 if dead_letter and message.claim_count >= dead_letter.max_claim_count:
@@ -543,7 +624,7 @@ class SQLiteClaims(_Base):
                 {
                     "id": claim_id,
                     "project": project,
-                    "queue": queue,
+                    "queue": key,
                     "ttl": claim_ttl,
                     "grace": grace,
                     "now": now,
@@ -555,11 +636,13 @@ class SQLiteClaims(_Base):
         return await self._write(work)
 
     async def get(self, project: str, queue: str, claim_id: str, now: float) -> Claim | None:
-        params = {"id": claim_id, "project": project, "queue": queue, "now": now}
-
         def work(db: sqlite3.Connection) -> Claim | None:
             db.execute("BEGIN")
             try:
+                key = _rows_key(db, project, queue)
+                if key is None:
+                    return None
+                params = {"id": claim_id, "project": project, "queue": key, "now": now}
                 row = db.execute(Q["claim_get"], params).fetchone()
                 if row is None:
                     return None
@@ -583,9 +666,12 @@ class SQLiteClaims(_Base):
     ) -> bool:
         ttl, grace = rules.bounded_claim(ttl, grace)
         claim_expires = now + ttl
-        params = {"id": claim_id, "project": project, "queue": queue, "now": now}
 
         def work(db: sqlite3.Connection) -> bool:
+            key = _rows_key(db, project, queue)
+            if key is None:
+                return False
+            params = {"id": claim_id, "project": project, "queue": key, "now": now}
             held = [message_from_row(r) for r in db.execute(Q["claim_messages"], params)]
             cursor = db.execute(
                 Q["claim_renew"],
@@ -612,9 +698,11 @@ class SQLiteClaims(_Base):
         return await self._write(work)
 
     async def release(self, project: str, queue: str, claim_id: str, now: float) -> None:
-        params = {"id": claim_id, "project": project, "queue": queue}
-
         def work(db: sqlite3.Connection) -> None:
+            key = _rows_key(db, project, queue)
+            if key is None:
+                return
+            params = {"id": claim_id, "project": project, "queue": key}
             db.execute(Q["claim_release_messages"], params)
             db.execute(Q["claim_delete"], params)
 
@@ -630,7 +718,7 @@ def _move_to_dead_letter(
     now: float,
 ) -> None:
     """Re-append the message at the tail of the dead-letter queue, unclaimed."""
-    _ensure_queue(db, project, dead_letter_queue, now)
+    key = _ensure_queue(db, project, dead_letter_queue, now)
     db.execute(Q["message_delete"], {"seq": int(message.marker)})
     ttl = message_ttl if message_ttl else message.ttl
     expires = now + message_ttl if message_ttl else message.expires
@@ -639,7 +727,7 @@ def _move_to_dead_letter(
         {
             "id": message.id,
             "project": project,
-            "queue": dead_letter_queue,
+            "queue": key,
             "body": message.body,
             "client_id": message.client_id,
             "ttl": ttl,
@@ -946,6 +1034,7 @@ class SQLiteStorage:
     ) -> None:
         self.path = path
         self._busy_timeout = busy_timeout
+        self._scan_budget = scan_budget
         self._executor = SQLiteExecutor(self._connect)
         self.queues = SQLiteQueues(self._executor, scan_budget)
         self.messages = SQLiteMessages(self._executor, scan_budget)
@@ -1001,7 +1090,32 @@ class SQLiteStorage:
                 removed += affected
                 if affected < GC_CHUNK:
                     break
+        for _ in range(GC_MAX_CHUNKS):
+            went, more = await self.remove_retired_chunk()
+            removed += went
+            if not more:
+                break
         return removed
+
+    async def remove_retired_chunk(self) -> tuple[int, bool]:
+        """One short write job removing up to ``scan_budget`` messages (and as many
+        claims) filed under a retired key (a deleted or purged deep queue's), one key
+        after another; returns how many rows went, and whether there may be more."""
+
+        def work(db: sqlite3.Connection) -> tuple[int, bool]:
+            row = db.execute(Q["retired_next"]).fetchone()
+            if row is None:
+                return 0, False
+            project, key, after = str(row[0]), str(row[1]), int(row[2])
+            went, all_gone, last = _drop_rows(db, project, key, self._scan_budget, after)
+            done = {"project": project, "queue": key, "after": last}
+            db.execute(Q["retired_forget" if all_gone else "retired_progress"], done)
+            return went, True
+
+        try:
+            return await self._executor.write(work)
+        except sqlite3.Error as exc:
+            raise StorageError(str(exc)) from exc
 
     @staticmethod
     def _gc_subscriptions(db: sqlite3.Connection, params: dict[str, float]) -> int:

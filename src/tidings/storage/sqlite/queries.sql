@@ -2,14 +2,33 @@
 -- A message is claimed while claim_id IS NOT NULL AND claim_expires > :now; a live
 -- message has expires > :now; a delayed one has delay_until > :now. ready = 0 marks a
 -- delay not yet settled as over (migration 0006).
+-- Messages and claims are filed under their queue's rows_key (migration 0007): in the
+-- statements about them, :queue is that key, which the driver reads first, in the same
+-- transaction (queue_key).
+-- Statements that fire the counting triggers of migration 0007 by adding messages or
+-- changing claim marks say OR FAIL: a statement that may stop half-way under the
+-- default (ABORT) makes SQLite keep a statement journal, a temporary file, which costs
+-- more than the statement itself. A failed job is undone whole anyway (the executor
+-- runs each in a transaction or savepoint of its own).
 
+-- A new queue files its rows under its name, unless rows of an earlier queue of that
+-- name are still being removed (see queue_retire): then under a key of its own.
 -- name: queue_insert
-INSERT INTO queues (project, name, metadata, created)
-VALUES (:project, :name, :metadata, :now)
+INSERT INTO queues (project, name, metadata, created, rows_key)
+VALUES (:project, :name, :metadata, :now,
+        CASE WHEN EXISTS (SELECT 1 FROM retired_keys
+                          WHERE project = :project AND queue = :name)
+             THEN :name || '#' || :fresh ELSE :name END)
 ON CONFLICT (project, name) DO NOTHING;
 
 -- name: queue_metadata
 SELECT metadata FROM queues WHERE project = :project AND name = :name;
+
+-- name: queue_for_post
+SELECT metadata, rows_key FROM queues WHERE project = :project AND name = :name;
+
+-- name: queue_key
+SELECT rows_key FROM queues WHERE project = :project AND name = :name;
 
 -- name: queue_set_metadata
 UPDATE queues SET metadata = :metadata WHERE project = :project AND name = :name;
@@ -17,11 +36,48 @@ UPDATE queues SET metadata = :metadata WHERE project = :project AND name = :name
 -- name: queue_delete
 DELETE FROM queues WHERE project = :project AND name = :name;
 
--- name: queue_delete_messages
-DELETE FROM messages WHERE project = :project AND queue = :name;
+-- Deleting or purging a queue removes its rows at once when it holds at most :chunk
+-- messages (queue_rows) and :chunk claims; otherwise its key is retired, and garbage
+-- collection removes what is filed under it, :chunk messages and claims at a time.
+-- name: queue_rows
+SELECT total FROM queue_counters WHERE project = :project AND queue = :queue;
 
--- name: queue_delete_claims
-DELETE FROM claims WHERE project = :project AND queue = :name;
+-- name: queue_drop_messages
+DELETE FROM messages WHERE seq IN (
+    SELECT seq FROM messages INDEXED BY messages_by_queue
+    WHERE project = :project AND queue = :queue AND seq > :after
+    ORDER BY seq LIMIT :chunk)
+RETURNING seq;
+
+-- name: queue_drop_claims
+DELETE FROM claims WHERE id IN (
+    SELECT id FROM claims INDEXED BY claims_by_queue
+    WHERE project = :project AND queue = :queue
+    LIMIT :chunk);
+
+-- name: queue_retire
+INSERT INTO retired_keys (project, queue, after_seq) VALUES (:project, :queue, :after)
+ON CONFLICT (project, queue) DO NOTHING;
+
+-- A purged queue that kept rows to remove files its new ones under another key (the
+-- old one is retired first, so a queue whose key was its name gets a key of its own).
+-- name: queue_rekey
+UPDATE queues
+SET rows_key = CASE WHEN EXISTS (SELECT 1 FROM retired_keys
+                                 WHERE project = :project AND queue = :name)
+                    THEN :name || '#' || :fresh ELSE :name END
+WHERE project = :project AND name = :name;
+
+-- Garbage collection removes the rows of retired keys, a chunk at a time, oldest key
+-- first; a key is forgotten once nothing is filed under it.
+-- name: retired_next
+SELECT project, queue, after_seq FROM retired_keys LIMIT 1;
+
+-- name: retired_progress
+UPDATE retired_keys SET after_seq = :after WHERE project = :project AND queue = :queue;
+
+-- name: retired_forget
+DELETE FROM retired_keys WHERE project = :project AND queue = :queue;
 
 -- name: queue_list
 SELECT name, metadata FROM queues
@@ -55,37 +111,42 @@ SELECT count(*), max(name) FROM (
 -- name: queue_count
 SELECT count(*) FROM queues WHERE project = :project;
 
--- Stats count through indexes alone (no table row is read).
+-- Stats: the counters (migration 0007) less what time changed and no settle has
+-- applied yet: expired messages, and marks of lapsed claims (a claimed message outlives
+-- its claim, so no live mark is on an expired message). Both ranges are empty once
+-- the queue is settled, so the cost does not grow with the queue nor with its claims.
 -- name: queue_counts
 SELECT
-    (SELECT count(*) FROM messages INDEXED BY messages_expiring
-     WHERE project = :project AND queue = :name AND expires > :now),
-    (SELECT count(*) FROM messages INDEXED BY messages_marked
-     WHERE project = :project AND queue = :name AND claim_id IS NOT NULL
-       AND claim_expires > :now AND expires > :now);
+    c.total - (SELECT count(*) FROM messages INDEXED BY messages_expiring
+               WHERE project = :project AND queue = :queue AND expires <= :now),
+    c.marked - (SELECT count(*) FROM messages INDEXED BY messages_marked
+                WHERE project = :project AND queue = :queue AND claim_id IS NOT NULL
+                  AND claim_expires <= :now)
+FROM queue_counters AS c
+WHERE c.project = :project AND c.queue = :queue;
 
--- The ends pass over at most :budget expired (not yet swept) messages.
+-- The ends pass over at most :budget expired (not yet swept) messages. The window is a
+-- subquery in FROM, which SQLite runs as a co-routine: it stops at the first live one
+-- (an IN list would read the whole window first).
 -- name: queue_oldest
-SELECT id, created FROM messages
-WHERE seq IN (
-    SELECT seq FROM messages INDEXED BY messages_by_queue
-    WHERE project = :project AND queue = :name
+SELECT id, created FROM (
+    SELECT id, created, expires FROM messages INDEXED BY messages_by_queue
+    WHERE project = :project AND queue = :queue
     ORDER BY seq LIMIT :budget)
-  AND expires > :now
-ORDER BY seq LIMIT 1;
+WHERE expires > :now
+LIMIT 1;
 
 -- name: queue_newest
-SELECT id, created FROM messages
-WHERE seq IN (
-    SELECT seq FROM messages INDEXED BY messages_by_queue
-    WHERE project = :project AND queue = :name
+SELECT id, created FROM (
+    SELECT id, created, expires FROM messages INDEXED BY messages_by_queue
+    WHERE project = :project AND queue = :queue
     ORDER BY seq DESC LIMIT :budget)
-  AND expires > :now
-ORDER BY seq DESC LIMIT 1;
+WHERE expires > :now
+LIMIT 1;
 
 -- A message posted with a delay waits outside messages_ready until settled.
 -- name: message_insert
-INSERT INTO messages (id, project, queue, body, client_id, ttl, created, expires,
+INSERT OR FAIL INTO messages (id, project, queue, body, client_id, ttl, created, expires,
                       delay_until, claim_count, ready)
 VALUES (:id, :project, :queue, :body, :client_id, :ttl, :created, :expires,
         :delay_until, :claim_count, :delay_until = 0);
@@ -132,7 +193,7 @@ DELETE FROM messages WHERE seq IN (
 
 -- Lapsed claims let go of their messages (as the sweep's gc_claim_marks would).
 -- name: settle_lapsed
-UPDATE messages SET claim_id = NULL, claim_expires = 0 WHERE seq IN (
+UPDATE OR FAIL messages SET claim_id = NULL, claim_expires = 0 WHERE seq IN (
     SELECT seq FROM messages INDEXED BY messages_marked
     WHERE project = :project AND queue = :queue AND claim_id IS NOT NULL
       AND claim_expires <= :now
@@ -262,7 +323,7 @@ DELETE FROM messages WHERE seq = :seq;
 
 -- A message found due before its delay was settled is settled by its claim.
 -- name: message_claim
-UPDATE messages
+UPDATE OR FAIL messages
 SET claim_id = :claim_id, claim_expires = :claim_expires, claim_count = claim_count + 1,
     expires = :expires, ttl = :ttl, ready = 1
 WHERE seq = :seq;
@@ -275,10 +336,11 @@ VALUES (:id, :project, :queue, :ttl, :grace, :now, :expires);
 SELECT id, ttl, grace, updated, expires FROM claims
 WHERE id = :id AND project = :project AND queue = :queue AND expires > :now;
 
+-- A claim's messages are found through its id: the queue's own indexes would walk it.
 -- name: claim_messages
 SELECT seq, id, body, ttl, created, expires, client_id, claim_id, claim_expires,
        claim_count, delay_until
-FROM messages
+FROM messages INDEXED BY messages_by_claim
 WHERE claim_id = :id AND project = :project AND queue = :queue
   AND claim_expires > :now AND expires > :now
 ORDER BY seq;
@@ -292,7 +354,7 @@ UPDATE messages SET claim_expires = :claim_expires, expires = :expires, ttl = :t
 WHERE seq = :seq;
 
 -- name: claim_release_messages
-UPDATE messages SET claim_id = NULL, claim_expires = 0
+UPDATE OR FAIL messages INDEXED BY messages_by_claim SET claim_id = NULL, claim_expires = 0
 WHERE claim_id = :id AND project = :project AND queue = :queue;
 
 -- name: claim_delete
@@ -308,7 +370,7 @@ DELETE FROM messages WHERE seq IN (
 -- Claims go with the marks they left (found through messages_by_claim), in one job,
 -- so no lapsed mark needs a scan of every claimed message to be found.
 -- name: gc_claim_marks
-UPDATE messages SET claim_id = NULL, claim_expires = 0
+UPDATE OR FAIL messages SET claim_id = NULL, claim_expires = 0
 WHERE claim_id IN (
     SELECT id FROM claims WHERE expires <= :now ORDER BY expires, id LIMIT :chunk)
   AND claim_expires <= :now;

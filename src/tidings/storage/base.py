@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import msgspec
 
+from tidings.storage.feed import ChangeFeed
 from tidings.model import (
     Claim,
     ClaimRequest,
@@ -354,6 +355,10 @@ class Storage(Protocol):
 
     @property
     def claims(self) -> ClaimStore: ...
+
+    @property
+    def feed(self) -> ChangeFeed:
+        """Readiness signals and node-to-node relay; live between ``open`` and ``close``."""
 
     async def open(self) -> None:
         """Connect and bring the schema up to date."""

@@ -244,6 +244,20 @@ class Database:
         self._migrated = True
         return version
 
+    @property
+    def timeout(self) -> float:
+        """The bound on every call (``operation_timeout``)."""
+        return self._timeout
+
+    async def connect(self, application_name: str) -> Any:
+        """A connection of its own, outside the pool (the change feed's listener);
+        raises what asyncpg raises."""
+        settings = self._server_settings()
+        settings["application_name"] = application_name
+        return await asyncpg.connect(
+            self.target.dsn, timeout=self._timeout, server_settings=settings
+        )
+
     async def _connect_for_migration(self) -> Any:
         # A connection of its own, without statement_timeout: building indexes on a
         # large table may rightly take longer than any API call may.

@@ -13,6 +13,7 @@ or purging a deep queue retires the key in one short transaction, and garbage
 collection removes what was filed under it a chunk per transaction; a new queue of the
 same name, filed under another key, starts empty and loses nothing to that clean-up.
 Stats read counters kept by triggers in the same transactions as the changes.
+Whatever makes messages ready signals the change feed (``feed``) in its transaction.
 """
 
 from __future__ import annotations
@@ -51,6 +52,13 @@ from tidings.storage.postgres.database import (
     Database,
     Row,
     parse_uri,
+)
+from tidings.storage.postgres.feed import (
+    RELAY_KEPT,
+    F,
+    PostgresFeed,
+    channels,
+    ready_payload,
 )
 from tidings.storage.postgres.subscriptions import (
     PostgresOutbox,
@@ -95,6 +103,8 @@ def _locked(rows: Iterable[Row]) -> list[tuple[Message, Tid]]:
 class _Base:
     def __init__(self, db: Database) -> None:
         self._db = db
+        # Where statements that make messages ready signal it (feed.py).
+        self._channel = channels(db.target.schema)[0]
 
 
 async def _insert_queue(
@@ -258,7 +268,9 @@ async def _insert_batch(
     client_id: str,
     messages: Sequence[NewMessage],
     now: float,
+    signal: tuple[str, str],
 ) -> list[str]:
+    """Insert the batch under ``key`` and signal (channel, payload) the queue's watchers."""
     ids = new_ids(len(messages))
     await connection.execute(
         Q["message_insert_batch"],
@@ -271,6 +283,7 @@ async def _insert_batch(
         [m.ttl for m in messages],
         [now + m.ttl for m in messages],
         [now + m.delay if m.delay else 0.0 for m in messages],
+        *signal,
     )
     return ids
 
@@ -334,7 +347,8 @@ class PostgresMessages(_Base):
                 key = str(row[1])
             if not messages:
                 return []
-            ids = await _insert_batch(connection, project, key, client_id, messages, now)
+            signal = (self._channel, ready_payload(project, queue))
+            ids = await _insert_batch(connection, project, key, client_id, messages, now, signal)
             await fan_out(connection, project, queue, ids, messages, notify, now)
             return ids
 
@@ -465,8 +479,10 @@ async def _move_to_dead_letter(
     dead_letter_queue: str,
     message_ttl: int | None,
     now: float,
+    channel: str,
 ) -> None:
-    """Re-append the (locked) message at the tail of the dead-letter queue, unclaimed."""
+    """Re-append the (locked) message at the tail of the dead-letter queue, unclaimed,
+    and signal the dead-letter queue's watchers on ``channel``."""
     key = await _ensure_queue(connection, project, dead_letter_queue, now)
     await connection.execute(Q["message_delete"], [tid])
     ttl = message_ttl if message_ttl else message.ttl
@@ -482,6 +498,8 @@ async def _move_to_dead_letter(
         message.created,
         expires,
         message.claim_count,
+        channel,
+        ready_payload(project, dead_letter_queue),
     )
 
 
@@ -542,6 +560,7 @@ class PostgresClaims(_Base):
                         dead_letter.queue,
                         dead_letter.message_ttl,
                         now,
+                        self._channel,
                     )
                     continue
                 claimed.append(_claimed(message, claim_id, claim_expires, request))
@@ -610,6 +629,11 @@ class PostgresClaims(_Base):
                 [expires for expires, _ in lifetimes],
                 [new_ttl for _, new_ttl in lifetimes],
             )
+            if any(m.claim_expires > claim_expires for m, _ in held):
+                # Shortened: a waiter's timer set from next_ready would fire too late.
+                await connection.execute(
+                    F["feed_signal"], self._channel, ready_payload(project, queue)
+                )
             return True
 
         return await self._db.run(work, WRITE)
@@ -619,9 +643,11 @@ class PostgresClaims(_Base):
             return
         args = (claim_id, project, queue)
 
+        signal = (self._channel, ready_payload(project, queue))
+
         async def work(connection: Connection) -> None:
             await connection.execute(Q["claim_delete"], *args)
-            await connection.execute(Q["claim_release_messages"], *args)
+            await connection.execute(Q["claim_release_messages"], *args, *signal)
 
         await self._db.run(work, WRITE)
 
@@ -636,6 +662,7 @@ class PostgresStorage:
         self.claims = PostgresClaims(db)
         self.subscriptions = PostgresSubscriptions(db)
         self.outbox = PostgresOutbox(db)
+        self._feed = PostgresFeed(db)
 
     @classmethod
     def from_uri(cls, uri: str, settings: StorageSettings) -> PostgresStorage:
@@ -646,10 +673,16 @@ class PostgresStorage:
     def schema(self) -> str:
         return self._db.target.schema
 
+    @property
+    def feed(self) -> PostgresFeed:
+        return self._feed
+
     async def open(self) -> None:
         await self._db.open()
+        self._feed.start()
 
     async def close(self) -> None:
+        await self._feed.stop()
         await self._db.close()
 
     async def upgrade(self) -> int:
@@ -664,9 +697,15 @@ class PostgresStorage:
 
     async def collect_garbage(self, now: float) -> int:
         removed = 0
-        for query in (Q["gc_messages"], Q["gc_claims"], S["gc_subscriptions"]):
+        chunked = (
+            (Q["gc_messages"], now),
+            (Q["gc_claims"], now),
+            (S["gc_subscriptions"], now),
+            (F["relay_gc"], now - RELAY_KEPT),
+        )
+        for query, before in chunked:
             for _ in range(GC_MAX_CHUNKS):
-                affected = await self._gc_chunk(query, now)
+                affected = await self._gc_chunk(query, before)
                 removed += affected
                 if affected < GC_CHUNK:
                     break

@@ -28,6 +28,10 @@
 --   the indexes of migration 0005, claim_id IS NULL for messages_free): no other
 --   partial index's predicate is then implied, so no other index can serve it.
 --
+-- Statements that make messages ready (a post, a claim release, a dead-letter move) also
+-- signal the queue's watchers: pg_notify($channel, $payload) with the schema's readiness
+-- channel and the queue's payload (see feed.py), heard when the transaction commits.
+--
 -- Messages and claims are filed under their queue's rows_key (migration 0006), not its
 -- name. A statement about a queue's messages or claims is given the queue's name and
 -- reads the key itself, in its own snapshot, from the queue row (the CTE "q": one
@@ -214,20 +218,28 @@ SELECT pending.yes, counted.total - expired.n - lapsed.expired, counted.marked -
 FROM pending, counted, expired, lapsed;
 
 -- One statement for the whole batch; ORDER BY keeps the batch's order in seq.
--- $2 is the queue's key, read under the lock queue_metadata_for_post takes.
+-- $2 is the queue's key, read under the lock queue_metadata_for_post takes; $10, $11
+-- the signal (channel, payload). Delayed messages signal too: a waiter sets its timer.
 -- name: message_insert_batch
-INSERT INTO messages (id, project, queue, body, client_id, ttl, created, expires,
-                      delay_until, delayed, claim_count)
-SELECT b.id, $1, $2, b.body, $3, b.ttl, $4, b.expires, b.delay_until, b.delay_until > 0, 0
-FROM unnest($5::uuid[], $6::bytea[], $7::integer[], $8::float8[], $9::float8[])
-     WITH ORDINALITY AS b (id, body, ttl, expires, delay_until, position)
-ORDER BY b.position;
+WITH inserted AS (
+    INSERT INTO messages (id, project, queue, body, client_id, ttl, created, expires,
+                          delay_until, delayed, claim_count)
+    SELECT b.id, $1, $2, b.body, $3, b.ttl, $4, b.expires, b.delay_until, b.delay_until > 0, 0
+    FROM unnest($5::uuid[], $6::bytea[], $7::integer[], $8::float8[], $9::float8[])
+         WITH ORDINALITY AS b (id, body, ttl, expires, delay_until, position)
+    ORDER BY b.position
+)
+SELECT pg_notify($10, $11);
 
--- $3 is the queue's key (queue_key_for_share).
+-- A dead-letter move's arrival. $3 is the queue's key (queue_key_for_share); $10, $11
+-- the signal (channel, payload).
 -- name: message_insert
-INSERT INTO messages (id, project, queue, body, client_id, ttl, created, expires,
-                      delay_until, claim_count)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9);
+WITH inserted AS (
+    INSERT INTO messages (id, project, queue, body, client_id, ttl, created, expires,
+                          delay_until, claim_count)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9)
+)
+SELECT pg_notify($10, $11);
 
 -- Every statement that may pass over rows it cannot return (expired but not yet settled,
 -- delayed, claimed, the caller's own) reads them through a window: a subquery that
@@ -630,16 +642,22 @@ WITH q AS (
 DELETE FROM claims
 WHERE id = $1 AND (project, queue) IS NOT DISTINCT FROM ($2::text, (SELECT k FROM q));
 
--- By id, not ctid, for the reason given at message_delete_by_ids.
+-- By id, not ctid, for the reason given at message_delete_by_ids. Signals ($4 channel,
+-- $5 payload) only when it released something.
 -- name: claim_release_messages
 WITH q AS (
-    SELECT rows_key AS k FROM queues WHERE project = $2 AND name = $3)
-UPDATE messages SET claim_id = NULL, claim_expires = 0
-WHERE id = ANY(ARRAY(
-    SELECT id FROM messages
-    WHERE claim_id = $1 AND (project, queue) IS NOT DISTINCT FROM ($2::text, (SELECT k FROM q))
-    ORDER BY seq
-    FOR UPDATE));
+    SELECT rows_key AS k FROM queues WHERE project = $2 AND name = $3
+), released AS (
+    UPDATE messages SET claim_id = NULL, claim_expires = 0
+    WHERE id = ANY(ARRAY(
+        SELECT id FROM messages
+        WHERE claim_id = $1
+          AND (project, queue) IS NOT DISTINCT FROM ($2::text, (SELECT k FROM q))
+        ORDER BY seq
+        FOR UPDATE))
+    RETURNING 1
+)
+SELECT pg_notify($4, $5) WHERE EXISTS (SELECT FROM released);
 
 -- Garbage collection works in bounded chunks so that no statement holds many locks
 -- for long; rows someone is working on are left for the next run.

@@ -43,6 +43,8 @@ QUEUE_SOURCE_SCRIPTS = ("post",)
 CATALOG_SCRIPTS = ("catalog_create", "catalog_set", "catalog_delete", "catalog_page")
 # The outbox's global index (two keys under one hash tag; see subscriptions.py).
 OUTBOX_SCRIPTS = ("outbox_lower", "outbox_rescore")
+# Index probes of the change feed (feed.py), given the keys they read.
+FEED_SCRIPTS = ("next_ready",)
 
 
 def _lua(name: str) -> str:
@@ -59,7 +61,8 @@ def load_scripts() -> dict[str, str]:
     scripts = {name: common + queue + _lua(name) for name in QUEUE_SCRIPTS}
     scripts.update({name: common + source + _lua(name) for name in SOURCE_SCRIPTS})
     scripts.update({name: common + queue + source + _lua(name) for name in QUEUE_SOURCE_SCRIPTS})
-    scripts.update({name: _lua(name) for name in CATALOG_SCRIPTS + OUTBOX_SCRIPTS})
+    standalone = CATALOG_SCRIPTS + OUTBOX_SCRIPTS + FEED_SCRIPTS
+    scripts.update({name: _lua(name) for name in standalone})
     return scripts
 
 

@@ -10,7 +10,8 @@ garbage collection never runs. Free messages have an index of their own, brought
 claimed, delayed or expired messages (see ``lua/queue_lib.lua``).
 
 Subscriptions and the notifications owed to them live in the slot of the queue of the
-same name: see ``subscriptions.py``.
+same name: see ``subscriptions.py``. The change feed (sharded pub/sub from the scripts)
+is in ``feed.py``.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from tidings.storage.base import (
     StoreStatus,
 )
 from tidings.storage.redis.connection import Backend, make_client, parse_uri
+from tidings.storage.redis.feed import RedisFeed
 from tidings.storage.redis.keys import KeySpace, slot_id, split_slot_id
 from tidings.storage.redis.subscriptions import RedisOutbox, RedisSubscriptions, index_due
 
@@ -497,6 +499,11 @@ class RedisStorage:
         self._gc_project: str | None = None
         self._gc_after = "-"
         self._quarantine_seen: dict[str, int] = {}
+        self._feed = RedisFeed(backend)
+
+    @property
+    def feed(self) -> RedisFeed:
+        return self._feed
 
     @classmethod
     def from_uri(cls, uri: str, settings: StorageSettings) -> RedisStorage:
@@ -511,8 +518,10 @@ class RedisStorage:
             # Connections are made lazily and retried per call; serve 503s until it is up.
             log.warning("Redis is not reachable yet (%s); will keep trying", exc)
         self._watchdog = asyncio.create_task(self._watch(), name="tidings-redis-marker")
+        await self._feed.start()
 
     async def close(self) -> None:
+        await self._feed.stop()
         if self._watchdog is not None:
             self._watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):

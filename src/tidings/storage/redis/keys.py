@@ -91,6 +91,18 @@ class KeySpace:
         base = self._slot_base(slot)
         return [f"{base}:{kind}" for kind in SOURCE_KINDS]
 
+    def feed_channel(self, project: str, name: str) -> str:
+        """The queue's change-feed channel (sharded pub/sub), in the queue's slot.
+
+        lua/queue_lib.lua derives it from the ``seq`` key: the keys' common base, then
+        ``feed``.
+        """
+        return f"{self._slot_base(slot_id(project, name))}:feed"
+
+    def relay_channel(self, node: str) -> str:
+        """The channel on which ``node`` hears what other nodes relay to it."""
+        return f"{self.prefix}:relay:{{{_digest(node)}}}:{node}"
+
     def catalog(self, project: str) -> list[str]:
         """The project's queue names (sorted set) and metadata (hash)."""
         encoded = _length_prefixed(project)

@@ -30,6 +30,7 @@ for i = 4, #ARGV, 4 do
     first_due = due
   end
 end
+signal_ready()  -- delayed messages too: a waiter sets its timer from their delay
 if first_due then
   return num(first_due)
 end

@@ -31,6 +31,16 @@ local CLAIMED, READY, DELAYED, DELAY_ENDS = KEYS[8], KEYS[9], KEYS[10], KEYS[11]
 local LAYOUT, QUARANTINE = KEYS[12], KEYS[13]
 
 local LAYOUT_CURRENT = '2'
+
+-- The queue's change-feed channel (keys.KeySpace.feed_channel): the keys' base + 'feed',
+-- so it hashes to this slot. Published in the step that makes messages ready (post,
+-- release, dead-letter arrival), so no listener hears it before the data is there; the
+-- channel names the queue, so the message is empty.
+local FEED = string.sub(SEQ, 1, -4) .. 'feed'
+
+local function signal_ready()
+  redis.call('SPUBLISH', FEED, '')
+end
 -- Entries one Redis command of a settle or rebuild names at most.
 local CHUNK = 500
 -- Settling and indexing handle at most this many scan windows of entries per call, in

@@ -45,6 +45,7 @@ from tidings.storage.base import (
     QueueListing,
     StoreStatus,
 )
+from tidings.storage.feed import QueueKey
 from tidings.storage.rows import (
     budgeted_message_page,
     delivery_from_row,
@@ -55,6 +56,7 @@ from tidings.storage.rows import (
 )
 from tidings.storage.sql import load_migrations, load_queries
 from tidings.storage.sqlite.executor import SQLiteExecutor
+from tidings.storage.sqlite.feed import FEED_RETENTION, SQLiteFeed
 
 T = TypeVar("T")
 Row = tuple[Any, ...]
@@ -90,9 +92,13 @@ class _Base:
         self._executor = executor
         self._scan_budget = scan_budget
 
-    async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    async def _write(
+        self,
+        work: Callable[[sqlite3.Connection], T],
+        on_commit: Callable[[T], None] | None = None,
+    ) -> T:
         try:
-            return await self._executor.write(work)
+            return await self._executor.write(work, on_commit)
         except sqlite3.Error as exc:
             raise StorageError(str(exc)) from exc
 
@@ -366,6 +372,10 @@ class SQLiteQueues(_Base):
 
 
 class SQLiteMessages(_Base):
+    def __init__(self, executor: SQLiteExecutor, scan_budget: int, feed: SQLiteFeed) -> None:
+        super().__init__(executor, scan_budget)
+        self._feed = feed
+
     async def post(
         self,
         project: str,
@@ -400,9 +410,11 @@ class SQLiteMessages(_Base):
             )
             if notify is not Audience.NOBODY:
                 _fan_out(db, project, queue, ids, messages, notify, now)
+            # Delayed ones too: a waiter sets its timer from next_ready.
+            self._feed.record(db, project, queue)
             return ids
 
-        return await self._write(work)
+        return await self._write(work, lambda _ids: self._feed.signal([(project, queue)]))
 
     async def page(
         self,
@@ -574,6 +586,10 @@ def _claim_is_live(
 
 
 class SQLiteClaims(_Base):
+    def __init__(self, executor: SQLiteExecutor, scan_budget: int, feed: SQLiteFeed) -> None:
+        super().__init__(executor, scan_budget)
+        self._feed = feed
+
     async def create(
         self, project: str, queue: str, request: ClaimRequest, now: float
     ) -> ClaimResult | None:
@@ -581,6 +597,7 @@ class SQLiteClaims(_Base):
         claim_ttl, grace = rules.bounded_claim(request.ttl, request.grace)
         claim_expires = now + claim_ttl
         dead_letter = request.dead_letter
+        moved: list[QueueKey] = []  # the dead-letter queue, once a message went there
 
         def work(db: sqlite3.Connection) -> ClaimResult | None:
             key = _rows_key(db, project, queue)
@@ -593,6 +610,9 @@ class SQLiteClaims(_Base):
                     _move_to_dead_letter(
                         db, project, message, dead_letter.queue, dead_letter.message_ttl, now
                     )
+                    if not moved:
+                        self._feed.record(db, project, dead_letter.queue)
+                        moved.append((project, dead_letter.queue))
                     continue
                 expires, ttl = rules.claimed_lifetime(
                     message.expires, message.ttl, claim_expires, claim_ttl, grace
@@ -633,7 +653,7 @@ class SQLiteClaims(_Base):
             )
             return ClaimResult(id=claim_id, messages=claimed)
 
-        return await self._write(work)
+        return await self._write(work, lambda _result: self._feed.signal(moved))
 
     async def get(self, project: str, queue: str, claim_id: str, now: float) -> Claim | None:
         def work(db: sqlite3.Connection) -> Claim | None:
@@ -698,15 +718,22 @@ class SQLiteClaims(_Base):
         return await self._write(work)
 
     async def release(self, project: str, queue: str, claim_id: str, now: float) -> None:
-        def work(db: sqlite3.Connection) -> None:
+        def work(db: sqlite3.Connection) -> bool:
             key = _rows_key(db, project, queue)
             if key is None:
-                return
+                return False
             params = {"id": claim_id, "project": project, "queue": key}
-            db.execute(Q["claim_release_messages"], params)
+            released = db.execute(Q["claim_release_messages"], params).rowcount > 0
             db.execute(Q["claim_delete"], params)
+            if released:
+                self._feed.record(db, project, queue)
+            return released
 
-        await self._write(work)
+        def signal(released: bool) -> None:
+            if released:
+                self._feed.signal([(project, queue)])
+
+        await self._write(work, signal)
 
 
 def _move_to_dead_letter(
@@ -1036,9 +1063,10 @@ class SQLiteStorage:
         self._busy_timeout = busy_timeout
         self._scan_budget = scan_budget
         self._executor = SQLiteExecutor(self._connect)
+        self._feed = SQLiteFeed(self._executor, self._connect)
         self.queues = SQLiteQueues(self._executor, scan_budget)
-        self.messages = SQLiteMessages(self._executor, scan_budget)
-        self.claims = SQLiteClaims(self._executor, scan_budget)
+        self.messages = SQLiteMessages(self._executor, scan_budget, self._feed)
+        self.claims = SQLiteClaims(self._executor, scan_budget, self._feed)
         self.subscriptions = SQLiteSubscriptions(self._executor)
         self.outbox = SQLiteOutbox(self._executor)
 
@@ -1059,6 +1087,10 @@ class SQLiteStorage:
         db.execute("PRAGMA foreign_keys=OFF")
         return db
 
+    @property
+    def feed(self) -> SQLiteFeed:
+        return self._feed
+
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._executor.start()
@@ -1066,8 +1098,10 @@ class SQLiteStorage:
             await self._executor.write(_migrate)
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open {self.path}: {exc}") from exc
+        await self._feed.start()
 
     async def close(self) -> None:
+        await self._feed.stop()
         await self._executor.close()
 
     async def ping(self) -> bool:
@@ -1095,6 +1129,11 @@ class SQLiteStorage:
             removed += went
             if not more:
                 break
+        # The change feed's old rows go too, uncounted: they are not expired data.
+        for name in ("gc_feed_events", "gc_feed_relay"):
+            for _ in range(GC_MAX_CHUNKS):
+                if await self._gc_feed(name, now - FEED_RETENTION) < GC_CHUNK:
+                    break
         return removed
 
     async def remove_retired_chunk(self) -> tuple[int, bool]:
@@ -1124,6 +1163,13 @@ class SQLiteStorage:
     @staticmethod
     def _gc_messages(db: sqlite3.Connection, params: dict[str, float]) -> int:
         return int(db.execute(Q["gc_messages"], params).rowcount)
+
+    async def _gc_feed(self, name: str, before: float) -> int:
+        params = {"before": before, "chunk": GC_CHUNK}
+        try:
+            return await self._executor.write(lambda db: int(db.execute(Q[name], params).rowcount))
+        except sqlite3.Error as exc:
+            raise StorageError(str(exc)) from exc
 
     @staticmethod
     def _gc_claims(db: sqlite3.Connection, params: dict[str, float]) -> int:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import sqlite3
 import threading
 import time
@@ -32,6 +33,10 @@ from tidings.storage.fairness import FairQueue, current_tenant
 T = TypeVar("T")
 Work = Callable[[sqlite3.Connection], T]
 Outcome = tuple[Any, BaseException | None]
+OnCommit = Callable[[Any], None]
+BeforeCommit = Callable[[sqlite3.Connection], None]
+
+log = logging.getLogger("tidings.storage.sqlite")
 
 MAX_BATCH = 512
 # Seconds a batch may run before the jobs it has not started go back to the queue.
@@ -46,10 +51,18 @@ class _Job:
     tenant: str
     cost: float = 0.0  # seconds the job ran, set by the thread that runs it
     expected: float = 0.0  # what its tenant's jobs cost lately, set when it is taken
+    on_commit: OnCommit | None = None
 
 
-def _settle_all(settled: list[tuple[asyncio.Future[Any], Outcome]]) -> None:
-    for future, (result, error) in settled:
+def _settle_all(settled: list[tuple[_Job, Outcome]]) -> None:
+    for job, (result, error) in settled:
+        if error is None and job.on_commit is not None:
+            # Even when the caller gave up waiting: what committed must be signalled.
+            try:
+                job.on_commit(result)
+            except Exception:
+                log.exception("a commit hook failed")
+        future = job.future
         if future.cancelled():
             continue
         if error is not None:
@@ -59,9 +72,9 @@ def _settle_all(settled: list[tuple[asyncio.Future[Any], Outcome]]) -> None:
 
 
 def _deliver(batch: list[_Job], outcomes: list[Outcome]) -> None:
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Outcome]]] = {}
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Job, Outcome]]] = {}
     for job, outcome in zip(batch, outcomes, strict=True):
-        by_loop.setdefault(job.loop, []).append((job.future, outcome))
+        by_loop.setdefault(job.loop, []).append((job, outcome))
     for loop, settled in by_loop.items():
         if not loop.is_closed():
             loop.call_soon_threadsafe(_settle_all, settled)
@@ -152,10 +165,12 @@ def _run_reads(connection: sqlite3.Connection, batch: list[_Job]) -> list[Outcom
     return outcomes
 
 
-def _run_writes(connection: sqlite3.Connection, batch: list[_Job]) -> list[Outcome]:
+def _run_writes(
+    connection: sqlite3.Connection, batch: list[_Job], before_commit: BeforeCommit
+) -> list[Outcome]:
     """Outcomes of a prefix of the batch, committed together (see ``_run_reads``)."""
     if len(batch) == 1:
-        return [_run_alone(connection, batch[0])]
+        return [_run_alone(connection, batch[0], before_commit)]
     outcomes: list[Outcome] = []
     started = time.monotonic()
     connection.execute("BEGIN IMMEDIATE")
@@ -175,6 +190,7 @@ def _run_writes(connection: sqlite3.Connection, batch: list[_Job]) -> list[Outco
                 connection.execute("RELEASE job")
                 outcomes.append((result, None))
             job.cost = time.monotonic() - began
+        before_commit(connection)
         connection.execute("COMMIT")
     except BaseException:
         if connection.in_transaction:
@@ -183,11 +199,12 @@ def _run_writes(connection: sqlite3.Connection, batch: list[_Job]) -> list[Outco
     return outcomes
 
 
-def _run_alone(connection: sqlite3.Connection, job: _Job) -> Outcome:
+def _run_alone(connection: sqlite3.Connection, job: _Job, before_commit: BeforeCommit) -> Outcome:
     # A lone job needs no savepoint: its failure rolls back the whole transaction.
     connection.execute("BEGIN IMMEDIATE")
     try:
         result = job.work(connection)
+        before_commit(connection)
     except Exception as exc:
         connection.execute("ROLLBACK")
         if isinstance(exc, sqlite3.DatabaseError):
@@ -200,9 +217,18 @@ def _run_alone(connection: sqlite3.Connection, job: _Job) -> Outcome:
     return result, None
 
 
+def _nothing(connection: sqlite3.Connection) -> None:
+    pass
+
+
 class SQLiteExecutor:
     def __init__(self, connect: Callable[[], sqlite3.Connection], readers: int = 2) -> None:
-        self._writer = _Thread("tidings-sqlite-write", connect, _run_writes)
+        self._before_commit: BeforeCommit = _nothing
+        self._writer = _Thread(
+            "tidings-sqlite-write",
+            connect,
+            lambda db, batch: _run_writes(db, batch, self._before_commit),
+        )
         self._readers = [
             _Thread(f"tidings-sqlite-read-{n}", connect, _run_reads) for n in range(readers)
         ]
@@ -214,24 +240,33 @@ class SQLiteExecutor:
             thread.start()
         self._started = True
 
+    def before_commit(self, hook: BeforeCommit) -> None:
+        """Run ``hook`` on the writer thread in every write transaction, after its jobs
+        and before its commit (set before ``start``)."""
+        self._before_commit = hook
+
     def writes_waiting(self) -> int:
         """Write jobs queued and not yet taken by the writer."""
         return len(self._writer.jobs)
 
-    async def write(self, work: Work[T]) -> T:
-        """Run ``work`` inside the next committed write transaction."""
-        return await self._submit(self._writer, work)
+    async def write(self, work: Work[T], on_commit: Callable[[T], None] | None = None) -> T:
+        """Run ``work`` inside the next committed write transaction; ``on_commit`` gets
+        its result on the event loop once that transaction committed (before the caller
+        resumes, and even when the caller was cancelled meanwhile)."""
+        return await self._submit(self._writer, work, on_commit)
 
     async def read(self, work: Work[T]) -> T:
         """Run ``work`` on a reader connection (sees everything committed so far)."""
         return await self._submit(next(self._next_reader), work)
 
     @staticmethod
-    async def _submit(thread: _Thread, work: Work[T]) -> T:
+    async def _submit(
+        thread: _Thread, work: Work[T], on_commit: Callable[[T], None] | None = None
+    ) -> T:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         tenant = current_tenant.get()
-        thread.jobs.put(_Job(work, loop, future, tenant), tenant)
+        thread.jobs.put(_Job(work, loop, future, tenant, on_commit=on_commit), tenant)
         return await future
 
     async def close(self) -> None:

@@ -534,3 +534,60 @@ LIMIT :limit;
 -- name: gc_subscriptions
 DELETE FROM subscriptions WHERE id IN (
     SELECT id FROM subscriptions WHERE expires <= :now LIMIT :chunk);
+
+-- The change feed (migration 0008).
+
+-- Positional (node, project, queue, at): written in batches.
+-- name: feed_event_insert
+INSERT INTO feed_events (node, project, queue, at) VALUES (?, ?, ?, ?);
+
+-- name: feed_last_event
+SELECT coalesce(max(seq), 0) FROM feed_events;
+
+-- Events after what a reader saw, at most :limit of them (the reader wakes every
+-- watcher instead when there are more).
+-- name: feed_events_after
+SELECT seq, node, project, queue FROM feed_events
+WHERE seq > :after
+ORDER BY seq
+LIMIT :limit;
+
+-- When a queue's earliest claimed or delayed message becomes ready: one probe each of
+-- the claim-expiry and delay-end ranges of the queue (messages_marked,
+-- messages_delay_ends), which settling keeps free of what is ready already.
+-- name: feed_next_claim_expiry
+SELECT claim_expires FROM messages INDEXED BY messages_marked
+WHERE project = :project AND queue = :queue AND claim_id IS NOT NULL
+ORDER BY claim_expires
+LIMIT 1;
+
+-- name: feed_next_delay_end
+SELECT delay_until FROM messages INDEXED BY messages_delay_ends
+WHERE project = :project AND queue = :queue AND ready = 0
+ORDER BY delay_until
+LIMIT 1;
+
+-- name: feed_relay_insert
+INSERT INTO feed_relay (node, payload, at) VALUES (:node, :payload, :at);
+
+-- name: feed_relay_waiting
+SELECT EXISTS (SELECT 1 FROM feed_relay WHERE node = :node);
+
+-- name: feed_relay_take
+SELECT seq, payload FROM feed_relay WHERE node = :node ORDER BY seq LIMIT :limit;
+
+-- name: feed_relay_taken
+DELETE FROM feed_relay WHERE node = :node AND seq <= :last;
+
+-- Pruning looks at the :chunk oldest rows only (rows come in time order), so a call is
+-- bounded however many recent rows there are; the newest event always stays.
+-- name: gc_feed_events
+DELETE FROM feed_events WHERE seq IN (
+    SELECT seq FROM (SELECT seq, at FROM feed_events ORDER BY seq LIMIT :chunk)
+    WHERE at < :before)
+  AND seq < (SELECT max(seq) FROM feed_events);
+
+-- name: gc_feed_relay
+DELETE FROM feed_relay WHERE seq IN (
+    SELECT seq FROM (SELECT seq, at FROM feed_relay ORDER BY seq LIMIT :chunk)
+    WHERE at < :before);

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import secrets
 import stat
@@ -41,6 +42,12 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument(
         "--roles", default="member", help="comma-separated roles (default: member)"
     )
+    create.add_argument(
+        "--expires-in",
+        type=float,
+        metavar="SECONDS",
+        help="the token stops working this many seconds from now (default: never)",
+    )
     create.add_argument("--tokens-file", help="default: [auth] tokens_file of the configuration")
     create.add_argument("--config", help="TOML configuration file")
     policy = commands.add_parser("policy", help="show the authorization policy")
@@ -61,12 +68,14 @@ def serve(args: argparse.Namespace) -> int:
     from tidings.admission.auth.noauth import warn_if_exposed
     from tidings.admission.policy import enforcer as policy_enforcer
     from tidings.app import configure_logging
+    from tidings.ws.endpoint import ssl_options, uvicorn_ws_options
 
     try:
         settings = load_settings()
         create_storage(settings)  # fail fast on a bad store URI
         check_auth_settings(settings)  # and on an unusable auth strategy
         policy_enforcer(settings.oslo_policy.policy_file)  # and on a bad policy file
+        _check_tls(settings)  # and on a certificate that cannot be loaded
     except (ConfigError, UnsupportedStoreURI, ValueError) as exc:
         print(f"tidings: {exc}", file=sys.stderr)
         return 2
@@ -77,15 +86,23 @@ def serve(args: argparse.Namespace) -> int:
     if workers < 1:
         print("tidings: --workers must be at least 1", file=sys.stderr)
         return 2
+    if settings.websocket.port and settings.websocket.port == (
+        args.port if args.port is not None else server.port
+    ):
+        print("tidings: [websocket] port must differ from the HTTP port", file=sys.stderr)
+        return 2
     # Workers read settings from the environment; they must know where they listen so
     # that no subscriber can point back at this server (notify/destinations.py).
     os.environ["TIDINGS_SERVER__HOST"] = args.host or server.host
     os.environ["TIDINGS_SERVER__PORT"] = str(args.port if args.port is not None else server.port)
     raise_descriptor_limit(server.max_connections)
+    scheme = "https" if server.ssl_certfile else "http"
+    ws_port = settings.websocket.port
     print(
-        f"tidings {__version__}: serving on http://{args.host or server.host}:"
+        f"tidings {__version__}: serving on {scheme}://{args.host or server.host}:"
         f"{args.port if args.port is not None else server.port} "
-        f"with {settings.drivers.message_store} ({workers} worker(s))",
+        + (f"(WebSocket also on port {ws_port}) " if ws_port else "")
+        + f"with {settings.drivers.message_store} ({workers} worker(s))",
         file=sys.stderr,
     )
     uvicorn.run(
@@ -101,8 +118,24 @@ def serve(args: argparse.Namespace) -> int:
         access_log=False,
         server_header=False,
         lifespan="on",
+        **uvicorn_ws_options(settings),
+        **ssl_options(settings),
     )
     return 0
+
+
+def _check_tls(settings: Settings) -> None:
+    """Load ``[server] ssl_certfile`` / ``ssl_keyfile`` once, to fail before serving."""
+    import ssl
+
+    server = settings.server
+    if not server.ssl_certfile:
+        return
+    try:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(server.ssl_certfile, server.ssl_keyfile)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load [server] ssl_certfile / ssl_keyfile: {exc}") from exc
 
 
 async def _upgrade(settings: Settings) -> int | None:
@@ -162,17 +195,23 @@ def token_create(args: argparse.Namespace) -> int:
         )
         return 2
     token = secrets.token_urlsafe(32)
+    now = datetime.now(UTC)
+    fields: dict[str, object] = {
+        "sha256": token_hash(token),
+        "project": args.project,
+        "user": args.user,
+        "roles": [r.strip().lower() for r in args.roles.split(",") if r.strip()],
+        "created": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    if args.expires_in is not None:
+        if not 0 < args.expires_in < 1e9:
+            print("tidings: --expires-in must be a positive number of seconds", file=sys.stderr)
+            return 2
+        # Whole seconds, rounded up: the token lives at least as long as asked.
+        ends = math.ceil(now.timestamp() + args.expires_in)
+        fields["expires"] = datetime.fromtimestamp(ends, UTC)
     try:
-        record = msgspec.convert(
-            {
-                "sha256": token_hash(token),
-                "project": args.project,
-                "user": args.user,
-                "roles": [r.strip().lower() for r in args.roles.split(",") if r.strip()],
-                "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            },
-            TokenRecord,
-        )
+        record = msgspec.convert(fields, TokenRecord)
     except msgspec.ValidationError as exc:
         print(f"tidings: cannot create the token: {exc}", file=sys.stderr)
         return 2

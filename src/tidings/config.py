@@ -158,6 +158,15 @@ class ServerSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
     keepalive_timeout: Annotated[float, msgspec.Meta(gt=0)] = 5.0  # idle between requests
     max_connections: Positive = 1000
     max_concurrent_requests: Positive = 500
+    # TLS (added with the WebSocket API, issue 10): with a certificate (PEM; the key in
+    # it or in ssl_keyfile) the server speaks https and wss, on the separate WebSocket
+    # port too.
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.ssl_keyfile and not self.ssl_certfile:
+            raise ValueError("server.ssl_keyfile needs server.ssl_certfile")
 
 
 class EmailTemplate(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -326,6 +335,31 @@ class CorsSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fie
     )
 
 
+class WebsocketSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Zaqar's WebSocket API (served at ``/`` and ``/v2/ws`` on the HTTP port)."""
+
+    # Also serve it on this port, at any path, as Zaqar's separate process does (0: off).
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 0
+    # Largest frame answered; a larger one gets an error frame (default: the largest
+    # message post plus room for the frame around it). Frames past four times this
+    # close the connection (1009), so one frame never costs more memory than that.
+    max_frame_size: Annotated[int, msgspec.Meta(ge=1024, le=64 * 1024 * 1024)] | None = None
+    # Frames a connection may send per second (a token bucket of this size); past it
+    # a frame gets a 429 error frame.
+    max_frames_per_second: Annotated[float, msgspec.Meta(gt=0, le=100_000)] = 100.0
+    # Frames waiting to be written to a connection; a reader slower than that is
+    # closed with 1008 instead of growing the server's memory.
+    max_send_queue: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 256
+    # ... and bytes waiting (text length for text frames); a single frame always fits.
+    max_send_queue_bytes: Annotated[int, msgspec.Meta(ge=1024, le=1024**3)] = 4 * 1024 * 1024
+    # Connections per worker process; past it an upgrade is refused.
+    max_connections: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 20_000
+    # (H6, push) A connection's push subscription is stored for at most this many
+    # seconds and renewed while the connection lives, so a node that dies leaks none
+    # for longer than this.
+    push_lease: Annotated[int, msgspec.Meta(ge=1, le=86_400)] = 60
+
+
 class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     # Who may call: "noauth" trusts X-Project-ID and X-Roles (admin only with admin_mode),
     # "keystone" validates X-Auth-Token, "tokens" checks static API tokens.
@@ -344,6 +378,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
     oslo_policy: OsloPolicySettings = msgspec.field(default_factory=OsloPolicySettings)
     cors: CorsSettings = msgspec.field(default_factory=CorsSettings)
+    websocket: WebsocketSettings = msgspec.field(default_factory=WebsocketSettings)
 
 
 DEFAULT_WITHIN_MAXIMUM = (

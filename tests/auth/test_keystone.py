@@ -25,9 +25,11 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
+from websockets.exceptions import ConnectionClosed
 
 from tests.keystone import Account, Keystone, Token
 from tests.server import TidingsServer, wait_until
+from tests.ws.wire import Wire, ws_url
 from tidings.admission.auth import Identity
 from tidings.admission.auth.keystone import KeystoneAuthenticator
 from tidings.config import ConfigError, KeystoneAuthtokenSettings, Settings, StorageSettings
@@ -410,6 +412,37 @@ def test_server_while_keystone_is_stopped(keystone: Keystone, tidings: TidingsSe
         keystone.start()
     with client(tidings, uncached) as api:
         assert api.get("/queues").status_code == 200
+
+
+def test_websocket_authenticates_with_keystone_and_closes_at_expiry(
+    keystone: Keystone, tidings: TidingsServer
+) -> None:
+    """Spec 8.4 over a real connection: refused until ``authenticate``, then the token's
+    project only, and closed with 4003 when the token expires."""
+    alpha = keystone.accounts["alpha-member"]
+    beta = keystone.accounts["beta-member"]
+    with Wire(ws_url(tidings.url), project=alpha.project_id) as wire:
+        assert wire.call("queue_list") == (403, {"error": "Not authentified."})
+        status, body = wire.call("authenticate", **{"X-Auth-Token": "not-a-token"})
+        assert (status, body) == (401, {"error": "Authentication failed."})
+        token = keystone.token_for(alpha).value
+        assert wire.call("authenticate", **{"X-Auth-Token": token}) == (
+            200,
+            {"message": "Authentified."},
+        )
+        assert wire.call("queue_list")[0] == 200
+        mismatch = wire.call("queue_list", **{"X-Project-ID": beta.project_id})
+        assert mismatch == (403, {"error": "Not authenticated."})
+    lifetime = 8.0
+    short = keystone.short_lived_token(alpha, lifetime=lifetime)
+    with Wire(ws_url(tidings.url), project=alpha.project_id) as wire:
+        assert wire.call("authenticate", **{"X-Auth-Token": short.value})[0] == 200
+        # The server closes the connection itself; the bound only fails a hang.
+        with pytest.raises(ConnectionClosed) as closed:
+            wire.ws.recv(timeout=lifetime + CLIENT_BOUND)
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 4003
+        assert closed.value.rcvd.reason == "Authentication expired."
 
 
 def test_openstack_cli_finds_tidings_in_the_catalog(

@@ -17,10 +17,12 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 from uvicorn.protocols.http import httptools_impl
+from uvicorn.protocols.websockets import websockets_sansio_impl
 
 from tests.server import TidingsServer, client_headers
 
@@ -298,12 +300,19 @@ UVICORN_SOURCES = {
     "HttpToolsProtocol.on_response_complete": "64e254f28e389e76",
     "HttpToolsProtocol._start_asgi_task": "9c08c2571ae9b038",
     "RequestResponseCycle.receive": "8124ae006be71184",
+    # The WebSocket upgrade, and the sansio send whose transport ws/endpoint.py aborts.
+    "HttpToolsProtocol.handle_websocket_upgrade": "179c4f769386ab89",
+    "websockets_sansio_impl.WebSocketsSansIOProtocol.send": "d4919ed760ce9f7b",
 }
 
 
 def _source_digest(qualname: str) -> str:
+    module: Any = httptools_impl
+    if qualname.startswith("websockets_sansio_impl."):
+        module = websockets_sansio_impl
+        qualname = qualname.partition(".")[2]
     owner, _, name = qualname.partition(".")
-    member = getattr(getattr(httptools_impl, owner), name)
+    member = getattr(getattr(module, owner), name)
     return hashlib.sha256(inspect.getsource(member).encode()).hexdigest()[:16]
 
 

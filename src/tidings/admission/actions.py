@@ -43,3 +43,15 @@ class Action(StrEnum):
     SUBSCRIPTION_DELETE = "subscription_delete"
     SUBSCRIPTION_CONFIRM = "subscription_confirm"
     SUBSCRIPTION_FAILURES = "subscription_failures"
+
+    # Pools and flavors (WebSocket names; the store behind them comes with pooling).
+    POOL_LIST = "pool_list"
+    POOL_CREATE = "pool_create"
+    POOL_GET = "pool_get"
+    POOL_UPDATE = "pool_update"
+    POOL_DELETE = "pool_delete"
+    FLAVOR_LIST = "flavor_list"
+    FLAVOR_CREATE = "flavor_create"
+    FLAVOR_GET = "flavor_get"
+    FLAVOR_UPDATE = "flavor_update"
+    FLAVOR_DELETE = "flavor_delete"

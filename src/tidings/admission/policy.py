@@ -134,6 +134,16 @@ ACTION_RULES: Mapping[Action, str | None] = MappingProxyType(
         Action.SUBSCRIPTION_DELETE: "subscription:delete",
         Action.SUBSCRIPTION_CONFIRM: "subscription:confirm",
         Action.SUBSCRIPTION_FAILURES: "subscription:get",
+        Action.POOL_LIST: "pools:get_all",
+        Action.POOL_CREATE: "pools:create",
+        Action.POOL_GET: "pools:get",
+        Action.POOL_UPDATE: "pools:update",
+        Action.POOL_DELETE: "pools:delete",
+        Action.FLAVOR_LIST: "flavors:get_all",
+        Action.FLAVOR_CREATE: "flavors:create",
+        Action.FLAVOR_GET: "flavors:get",
+        Action.FLAVOR_UPDATE: "flavors:update",
+        Action.FLAVOR_DELETE: "flavors:delete",
     }
 )
 

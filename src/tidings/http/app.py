@@ -1,4 +1,5 @@
-"""The Falcon ASGI application: routes, middleware and error handlers."""
+"""The Falcon ASGI application: routes, middleware and error handlers; and the server's
+ASGI application, which adds the WebSocket API (``build_asgi_app``)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,22 @@ from tidings.http.cors import Cors
 from tidings.http.errors import handle_tidings_error, handle_unexpected
 from tidings.http.middleware import RequestChecks
 from tidings.ops.context import Services
+from tidings.ws.endpoint import Endpoint, Listener, Router
+
+
+def build_asgi_app(
+    services: Services,
+    authenticator: Authenticator,
+    extra_middleware: list[Any] | None = None,
+) -> Router:
+    """What the server runs: the HTTP API, and the WebSocket API at ``/`` and ``/v2/ws``
+    (and on ``[websocket] port`` when set), sharing the services and the authenticator."""
+    endpoint = Endpoint(services, authenticator)
+    middleware = list(extra_middleware or [])
+    if services.settings.websocket.port:
+        # After the others' startup (the store is open), before their shutdown.
+        middleware.append(Listener(endpoint, services.settings))
+    return Router(build_http_app(services, authenticator, middleware), endpoint)
 
 
 def build_http_app(

@@ -14,7 +14,8 @@ counts idle connections as requests. This subclass adds, per connection:
   closed, buffered chunks are dropped and the app's ``receive()`` gets
   ``http.disconnect``;
 * ``max_connections`` per worker: past it a new connection gets a 503 and is closed;
-* ``max_concurrent_requests`` per worker: requests past it get uvicorn's 503.
+* ``max_concurrent_requests`` per worker: requests past it get uvicorn's 503 (HTTP
+  requests only: a WebSocket connection's long-lived task is not one).
 
 uvicorn's own ``timeout_keep_alive`` closes idle keep-alive connections. This module
 uses uvicorn internals; ``pyproject.toml`` pins the versions it was written against
@@ -27,7 +28,8 @@ import asyncio
 import ctypes
 import functools
 import resource
-from collections.abc import Callable
+import weakref
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import httptools
@@ -95,6 +97,30 @@ class HeapTrim:
         if cls._trim is not None:
             # Off the event loop: on a large heap a trim can take a while.
             loop.run_in_executor(None, cls._trim, 0)
+
+
+class _InFlight:
+    """HTTP requests being answered by one server (its WebSocket tasks are not counted)."""
+
+    count = 0
+
+
+# Per uvicorn server state: each server in the process (the HTTP port, the separate
+# WebSocket port) counts its own.
+_in_flight: weakref.WeakKeyDictionary[ServerState, _InFlight] = weakref.WeakKeyDictionary()
+
+
+def _counted(app: Any, in_flight: _InFlight) -> Callable[..., Awaitable[None]]:
+    """``app``, counted in ``in_flight`` from now until it returns."""
+    in_flight.count += 1
+
+    async def run(scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await app(scope, receive, send)
+        finally:
+            in_flight.count -= 1
+
+    return run
 
 
 class _HeadRefused(Exception):
@@ -279,10 +305,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._refuse(refusal)
 
     def _start_asgi_task(self, cycle: Any, app: Any) -> None:
-        if len(self.tasks) >= self.limits.max_concurrent_requests:
+        in_flight = _in_flight.setdefault(self.server_state, _InFlight())
+        if in_flight.count >= self.limits.max_concurrent_requests:
             self.logger.warning("Exceeded [server] max_concurrent_requests.")
             app = service_unavailable
-        super()._start_asgi_task(cycle, app)
+        super()._start_asgi_task(cycle, _counted(app, in_flight))
 
     # Limits ---------------------------------------------------------------------------
 

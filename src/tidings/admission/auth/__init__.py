@@ -25,6 +25,9 @@ class Identity:
     roles: frozenset[str] = field(default_factory=frozenset)
     # Whether the strategy vouches for the identity (keystone, tokens); noauth does not.
     authenticated: bool = False
+    # When the credential stops being valid (epoch seconds; None: it does not expire).
+    # A WebSocket connection authenticated with it closes then (4003).
+    expires_at: float | None = None
 
 
 class Authenticator(Protocol):

@@ -211,5 +211,6 @@ class KeystoneAuthenticator:
             user_id=info.user_id,
             roles=frozenset(role.lower() for role in info.role_names or ()),
             authenticated=True,
+            expires_at=expires if math.isfinite(expires) else None,
         )
         return identity, expires

@@ -6,15 +6,18 @@ and the roles (``X-Project-ID`` may be left out; naming another project is a 403
 The file named by ``[auth] tokens_file`` is JSON Lines, UTF-8, one token per line::
 
     {"sha256": "<64 hex digits>", "project": "p1", "user": "alice", "roles": ["member"],
-     "created": "2025-01-01T00:00:00Z"}
+     "created": "2025-01-01T00:00:00Z", "expires": "2025-02-01T00:00:00Z"}
 
 (each record on one line; wrapped here for width).
 
 * ``sha256``: the SHA-256 of the token's UTF-8 bytes, in lower-case hex. The token
   itself is never stored: ``tidings token create`` prints it once and appends this line.
   (Tokens are 256 random bits, so a fast hash is enough: nobody can guess back.)
-* ``project`` is required; ``user`` (default none), ``roles`` (default none) and
-  ``created`` (free text, for operators) are optional. Other keys are refused.
+* ``project`` is required; ``user`` (default none), ``roles`` (default none),
+  ``created`` (free text, for operators) and ``expires`` (an RFC 3339 time with its
+  offset, e.g. ``...Z``; default: never) are optional. Other keys are refused. A token
+  past its ``expires`` is refused, and a WebSocket connection authenticated with it is
+  closed then (4003).
 * Blank lines and lines starting with ``#`` are ignored. Delete a line to revoke its
   token. A malformed line is skipped (and logged with its number); it never stops the
   others from loading.
@@ -34,6 +37,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -65,6 +69,7 @@ class TokenRecord(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fiel
     user: Name | None = None
     roles: list[Role] = msgspec.field(default_factory=list)
     created: str | None = None
+    expires: Annotated[datetime, msgspec.Meta(tz=True)] | None = None
 
 
 def token_hash(token: str) -> str:
@@ -120,6 +125,7 @@ def parse_tokens(data: bytes) -> TokenTable:
                 user_id=record.user,
                 roles=frozenset(role.strip().lower() for role in record.roles),
                 authenticated=True,
+                expires_at=None if record.expires is None else record.expires.timestamp(),
             ),
         )
     return TokenTable(by_hash, errors)
@@ -184,6 +190,9 @@ class TokenAuthenticator:
         found = self._by_hash.get(digest)
         if found is None or not hmac.compare_digest(found.digest, digest):
             raise Unauthorized()
+        expires_at = found.identity.expires_at
+        if expires_at is not None and time.time() >= expires_at:
+            raise Unauthorized("The token has expired.")
         return found.identity
 
     async def close(self) -> None:

@@ -1,0 +1,1 @@
+"""The WebSocket transport: Zaqar's JSON/MessagePack frames over the same operations."""

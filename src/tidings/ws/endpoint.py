@@ -1,0 +1,263 @@
+"""Where WebSocket connections come in: ``/`` and ``/v2/ws`` on the HTTP port and, with
+``[websocket] port`` set, any path on a port of their own (as Zaqar's separate server).
+
+``Router`` is the ASGI application the server runs: WebSocket scopes go to
+``Endpoint``, everything else (HTTP, lifespan) to the Falcon app. ``Listener`` serves
+the separate port inside each worker process: an in-process uvicorn server on a
+``SO_REUSEPORT`` socket, so every worker accepts its share of the connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from collections.abc import Awaitable, Callable, Generator, MutableMapping
+from typing import Any
+
+import msgspec
+import uvicorn
+
+from tidings.admission.auth import Authenticator
+from tidings.config import Settings
+from tidings.http.server_protocol import GuardedHttpToolsProtocol
+from tidings.ops.context import Services
+from tidings.ws.session import Session, max_frame_size
+
+log = logging.getLogger("tidings.ws")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+# Loose on purpose: Falcon's app and uvicorn's callables each spell these types their way.
+Asgi = Callable[[Any, Any, Any], Awaitable[None]]
+
+# Where Zaqar clients connect on the HTTP port, and our own name for it.
+PATHS = frozenset({"/", "/v2/ws", "/v2/ws/"})
+# uvicorn's WebSocket implementation (websockets' Sans-I/O protocol: it stops reading a
+# connection until the application took its last message).
+WS_IMPLEMENTATION = "websockets-sansio"
+# Keepalive pings find dead peers; a peer silent past the timeout is dropped.
+PING_INTERVAL = 20.0
+PING_TIMEOUT = 20.0
+# How long the separate port's server waits for its connections at shutdown.
+LISTENER_STOP_TIMEOUT = 10
+# Seconds between two log lines about refused connections.
+REFUSAL_LOG_INTERVAL = 10.0
+
+
+def uvicorn_ws_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's WebSocket settings: the same on the HTTP port and on the separate one."""
+    return {
+        "ws": WS_IMPLEMENTATION,
+        # A frame past four times max_frame_size closes the connection (1009) before it
+        # is buffered whole; between the two it gets an error frame (session.py).
+        "ws_max_size": 4 * max_frame_size(settings),
+        "ws_ping_interval": PING_INTERVAL,
+        "ws_ping_timeout": PING_TIMEOUT,
+        # No compression: a deflate context per connection costs tens of KiB, and
+        # connections are meant to be many and mostly idle.
+        "ws_per_message_deflate": False,
+    }
+
+
+def ssl_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's TLS settings from ``[server] ssl_certfile`` / ``ssl_keyfile``."""
+    server = settings.server
+    if not server.ssl_certfile:
+        return {}
+    return {"ssl_certfile": server.ssl_certfile, "ssl_keyfile": server.ssl_keyfile}
+
+
+async def refuse(receive: Receive, send: Send) -> None:
+    """Refuse a WebSocket handshake (the client gets a 403).
+
+    (uvicorn would also send an HTTP answer of our own making, but then logs an error
+    for each: a refusal at capacity must not flood the log.)
+    """
+    await receive()  # websocket.connect
+    await send({"type": "websocket.close", "code": 1008})
+
+
+class Endpoint:
+    """The WebSocket API: accepts a connection (up to ``max_connections`` per process)
+    and serves it with a ``Session``."""
+
+    def __init__(self, svc: Services, authenticator: Authenticator) -> None:
+        self._svc = svc
+        self._authenticator = authenticator
+        self._limit = svc.settings.websocket.max_connections
+        self._quiet_until = 0.0
+        self.connections = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.connections >= self._limit:
+            now = time.monotonic()
+            if now >= self._quiet_until:  # once in a while, not once per refusal
+                self._quiet_until = now + REFUSAL_LOG_INTERVAL
+                log.warning(
+                    "refusing WebSocket connections: [websocket] max_connections (%d) reached",
+                    self._limit,
+                )
+            await refuse(receive, send)
+            return
+        self.connections += 1
+        try:
+            message = await receive()
+            if message.get("type") != "websocket.connect":
+                return
+            await send({"type": "websocket.accept"})
+            session = Session(self._svc, self._authenticator, send, abort=_aborter(send))
+            await session.run(receive)
+        except OSError:
+            pass  # the client went away during the handshake
+        finally:
+            self.connections -= 1
+
+
+def _aborter(send: Send) -> Callable[[], None] | None:
+    """A way to drop the connection at once when a close cannot be written in time.
+
+    ASGI has none; uvicorn's ``send`` is a method of its protocol, whose transport can.
+    Dropping is only done when the transport is still open or still has bytes to write.
+    """
+    transport: Any = getattr(getattr(send, "__self__", None), "transport", None)
+    # Duck-typed: uvloop's transports are not asyncio.Transport subclasses.
+    if not all(
+        callable(getattr(transport, name, None))
+        for name in ("abort", "is_closing", "get_write_buffer_size")
+    ):
+        return None
+
+    def abort() -> None:
+        try:
+            if not transport.is_closing() or transport.get_write_buffer_size() > 0:
+                transport.abort()
+        except Exception:  # closed meanwhile: nothing to drop
+            log.debug("aborting a WebSocket transport failed", exc_info=True)
+
+    return abort
+
+
+class Router:
+    """The server's ASGI application: WebSockets to ``endpoint``, the rest to ``http``.
+
+    ``paths`` are the WebSocket paths served (None: any); an upgrade elsewhere is
+    refused.
+    """
+
+    def __init__(self, http: Asgi, endpoint: Endpoint, paths: frozenset[str] | None = PATHS):
+        self.http = http
+        self.endpoint = endpoint
+        self._paths = paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "websocket":
+            await self.http(scope, receive, send)
+        elif self._paths is None or scope.get("path") in self._paths:
+            await self.endpoint(scope, receive, send)
+        else:
+            await refuse(receive, send)
+
+
+async def websocket_only(scope: Scope, receive: Receive, send: Send) -> None:
+    """What the separate port answers to plain HTTP: 426, go upgrade."""
+    if scope["type"] != "http":
+        return
+    body = msgspec.json.encode(
+        {
+            "title": "Upgrade Required",
+            "description": "This port serves the WebSocket API only.",
+        }
+    )
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 426,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"upgrade", b"websocket"),
+                (b"connection", b"Upgrade"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """A uvicorn server inside another one's process: the outer one owns the signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+class Listener:
+    """The separate WebSocket port of one worker (a Falcon middleware: started after
+    the store opened, stopped before it closes)."""
+
+    def __init__(self, endpoint: Endpoint, settings: Settings) -> None:
+        self._endpoint = endpoint
+        self._settings = settings
+        self._server: _EmbeddedServer | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def process_startup(self, scope: Scope, event: Message) -> None:
+        settings = self._settings
+        config = uvicorn.Config(
+            Router(websocket_only, self._endpoint, paths=None),
+            http=GuardedHttpToolsProtocol.factory(settings.server),
+            lifespan="off",
+            log_config=None,
+            log_level=settings.server.log_level,
+            access_log=False,
+            server_header=False,
+            timeout_graceful_shutdown=LISTENER_STOP_TIMEOUT,
+            **uvicorn_ws_options(settings),
+            **ssl_options(settings),
+        )
+        sock = listening_socket(settings.server.host, settings.websocket.port)
+        self._server = _EmbeddedServer(config)
+        self._task = asyncio.create_task(
+            self._server.serve(sockets=[sock]), name="tidings-ws-listener"
+        )
+        # Serving once started; a failure to start surfaces here.
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()
+                raise RuntimeError("the WebSocket listener stopped while starting")
+            await asyncio.sleep(0.01)
+
+    async def process_shutdown(self, scope: Scope, event: Message) -> None:
+        if self._server is None or self._task is None:
+            return
+        self._server.should_exit = True
+        try:
+            await self._task
+        except Exception:
+            log.exception("the WebSocket listener failed while stopping")
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A listening socket that the other workers bind too (the kernel spreads accepts)."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind(address)
+        sock.listen(2048)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 import falcon.asgi
@@ -14,11 +15,13 @@ from tidings.admission.auth import Authenticator
 from tidings.admission.auth.factory import create_authenticator
 from tidings.config import Settings, load_settings
 from tidings.errors import StorageError
-from tidings.http.app import build_http_app
+from tidings.http.app import build_asgi_app
 from tidings.notify.destinations import deny_list
 from tidings.notify.dispatcher import Dispatcher, Doorbell
+from tidings.notify.push import SCHEME, PushRegistry, PushSender
 from tidings.ops.context import Services
 from tidings.storage import create_storage
+from tidings.ws.endpoint import Router
 
 log = logging.getLogger("tidings")
 
@@ -32,15 +35,22 @@ class Lifecycle:
     and stops them all (and the authenticator's sessions) at shutdown."""
 
     def __init__(
-        self, services: Services, dispatcher: Dispatcher, authenticator: Authenticator
+        self,
+        services: Services,
+        dispatcher: Dispatcher,
+        authenticator: Authenticator,
+        push: PushRegistry | None = None,
     ) -> None:
         self._services = services
         self._dispatcher = dispatcher
         self._authenticator = authenticator
+        self._push = push
         self._tasks: list[asyncio.Task[None]] = []
 
     async def process_startup(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
         await self._services.storage.open()
+        if self._push is not None:
+            self._push.start()  # the relay handler and the lease renewal
         self._tasks = [
             asyncio.create_task(self._collect_garbage(), name="tidings-gc"),
             asyncio.create_task(self._dispatcher.run(), name="tidings-dispatcher"),
@@ -53,6 +63,8 @@ class Lifecycle:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self._dispatcher.close()
+        if self._push is not None:
+            await self._push.close()  # deletes what open connections still hold
         await self._authenticator.close()
         await self._services.storage.close()
 
@@ -86,9 +98,23 @@ def gc_delay(interval: float, failures: int) -> float:
 
 
 def build_app(settings: Settings) -> falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]:
+    """The HTTP API alone (what tests enumerating the routes read)."""
+    app = build_server(settings).http
+    assert isinstance(app, falcon.asgi.App)
+    return app
+
+
+def build_server(settings: Settings) -> Router:
+    """The server's ASGI application: the HTTP API and the WebSocket API."""
     doorbell = Doorbell()
+    storage = create_storage(settings)
+    push = PushRegistry(storage, settings.websocket.push_lease, time.time)
     services = Services(
-        settings=settings, storage=create_storage(settings), wake_dispatcher=doorbell.ring
+        settings=settings,
+        storage=storage,
+        clock=time.time,
+        wake_dispatcher=doorbell.ring,
+        push=push,
     )
     dispatcher = Dispatcher(
         services.storage,
@@ -97,12 +123,13 @@ def build_app(settings: Settings) -> falcon.asgi.App[falcon.asgi.Request, falcon
         services.clock,
         deny=deny_list(settings),  # checked again at connect time: DNS can change
         keyring=encryption.keyring(settings.transport),
+        extra_senders={SCHEME: PushSender(push, storage)},
     )
     authenticator = create_authenticator(settings)
-    return build_http_app(
+    return build_asgi_app(
         services,
         authenticator,
-        extra_middleware=[Lifecycle(services, dispatcher, authenticator)],
+        extra_middleware=[Lifecycle(services, dispatcher, authenticator, push)],
     )
 
 
@@ -116,8 +143,8 @@ def configure_logging(level: str) -> None:
     root.propagate = False
 
 
-def create_app() -> falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]:
+def create_app() -> Router:
     """Factory for ASGI servers: settings come from TIDINGS_CONFIG and TIDINGS_* variables."""
     settings = load_settings()
     configure_logging(settings.server.log_level)
-    return build_app(settings)
+    return build_server(settings)

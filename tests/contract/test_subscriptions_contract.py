@@ -248,6 +248,35 @@ async def test_take_shares_slots_between_projects(storage: Storage) -> None:
     assert [d.project for d in taken] == ["busy"] * 3
 
 
+async def test_a_negative_in_flight_grants_a_project_more_than_the_share(
+    storage: Storage,
+) -> None:
+    await subscribe(storage, "http://a", project="pushy")
+    await subscribe(storage, "http://b", project="plain")
+    await storage.messages.post("pushy", Q, batch(*range(12)), CLIENT, T0, Audience.ALL)
+    await storage.messages.post("plain", Q, batch(*range(12)), CLIENT, T0 + 1, Audience.ALL)
+    taken = await storage.outbox.take(
+        T0 + 2, LEASE, 100, per_project=4, in_flight={"pushy": -6}
+    )
+    assert sorted(d.project for d in taken) == ["plain"] * 4 + ["pushy"] * 10
+
+
+async def test_done_many_forgets_deliveries_of_several_sources(storage: Storage) -> None:
+    await subscribe(storage, "http://a")
+    await subscribe(storage, "http://b", source="other")
+    await storage.messages.post(P, Q, batch(1, 2, 3), CLIENT, T0, Audience.ALL)
+    await storage.messages.post(P, "other", batch(4, 5), CLIENT, T0, Audience.ALL)
+    taken = await storage.outbox.take(T0, LEASE, 100)
+    assert sorted(d.payload for d in taken) == [b"1", b"2", b"3", b"4", b"5"]
+    kept = next(d for d in taken if d.payload == b"2")
+    finished = [d.id for d in taken if d.id != kept.id]
+    await storage.outbox.done_many(finished)
+    await storage.outbox.done_many([])
+    await storage.outbox.done_many(finished[:1])  # gone already: passed over
+    [again] = await storage.outbox.take(T0 + LEASE + 1, LEASE, 100)
+    assert (again.id, again.payload) == (kept.id, b"2")
+
+
 async def test_a_projects_backlog_does_not_hide_another(storage: Storage) -> None:
     await subscribe(storage, "http://a", project="flood")
     for n in range(5):

@@ -6,13 +6,16 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from functools import wraps
-from typing import ParamSpec, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from tidings.config import Settings
 from tidings.errors import NotFound, ServiceUnavailable, StorageError
 from tidings.namespace import TOPIC_NAMESPACE as TOPIC_NAMESPACE
 from tidings.namespace import split_namespace as split_namespace
 from tidings.storage.base import Storage
+
+if TYPE_CHECKING:
+    from tidings.notify.push import PushRegistry
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -25,6 +28,8 @@ class Services:
     clock: Callable[[], float] = time.time
     # Tells this process's delivery dispatcher that pushes are owed (None: no dispatcher).
     wake_dispatcher: Callable[[], None] | None = None
+    # This process's WebSocket connections that hold push subscriptions (None: no push).
+    push: PushRegistry | None = None
 
 
 @dataclass(frozen=True, slots=True)

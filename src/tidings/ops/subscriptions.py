@@ -22,6 +22,8 @@ from tidings.ops.validation import check_depth, check_page_limit, check_queue_na
 LATEST_EXPIRY = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
 MIN_SUBSCRIPTION_TTL = 60
 UPDATABLE = ("subscriber", "ttl", "options")
+# The scheme of subscriptions held by a WebSocket connection (tidings.notify.push).
+PUSH_SCHEME = "websocket"
 # Ours (Zaqar has none): bounds on what a subscription's options may hold. post_data has
 # settings of its own; everything else together is bounded by MAX_OPTIONS_SIZE.
 MAX_OPTIONS_SIZE = 16384
@@ -70,6 +72,12 @@ def _check_subscriber(svc: Services, subscriber: Any) -> str:
             "([transport] max_subscriber_length)."
         )
     allowed = svc.settings.transport.subscriber_types
+    if subscriber.lower().startswith(PUSH_SCHEME + ":"):
+        # Only the server makes these, for the connection that asked (no subscriber).
+        raise BadRequest(
+            "A websocket: subscriber cannot be given; send subscription_create over "
+            "WebSocket without a subscriber to subscribe the connection itself."
+        )
     if _has_control(subscriber):
         # A line break would let a subscriber inject mail or HTTP headers.
         raise BadRequest("The subscriber may not contain control characters.")
@@ -248,6 +256,40 @@ async def subscription_create(
     return subscription.id, created
 
 
+@unavailable_as("Subscription could not be created.")
+async def push_subscription_create(
+    svc: Services,
+    caller: Caller,
+    source: str,
+    *,
+    subscriber: str,
+    ttl: Any,
+    options: Any,
+    lease: int,
+) -> tuple[Subscription, bool, int]:
+    """A connection's own subscription: (it, whether it was new, the ttl asked for).
+
+    Created confirmed (a connection needs no confirmation), stored with its ttl capped
+    to ``lease`` seconds, which the caller renews while the connection lives. The
+    subscriber is the server's (``tidings.notify.push``), never the client's.
+    """
+    check_queue_name(caller.project, source)
+    now = svc.clock()
+    checked = _check_options(svc, options)
+    ttl = svc.settings.transport.default_subscription_ttl if ttl is None else _check_ttl(ttl, now)
+    await _check_room(svc, caller, source, subscriber)
+    await svc.storage.queues.create(caller.project, source, {}, now)
+    subscription, created = await svc.storage.subscriptions.create(
+        caller.project, source, subscriber, min(ttl, lease), checked, now
+    )
+    if created:
+        confirmed = await svc.storage.subscriptions.confirm(
+            caller.project, source, subscription.id, True, now
+        )
+        subscription = confirmed or subscription
+    return subscription, created, ttl
+
+
 @unavailable_as("Subscriptions could not be listed.")
 async def subscription_list(
     svc: Services, caller: Caller, source: str, *, marker: str | None, limit: int | None
@@ -298,6 +340,17 @@ async def subscription_update(
         changes["options"] = _check_options(svc, given["options"])
     if "subscriber" in changes:
         await _check_destination(svc, changes["subscriber"])
+    if "subscriber" in changes or "ttl" in changes:
+        # A connection's subscription lives as long as the connection: its server renews
+        # it and deletes it at the end, so neither may be changed by hand.
+        current = await svc.storage.subscriptions.get(caller.project, source, subscription_id, now)
+        if current is None:
+            raise not_found(subscription_id)
+        if current.subscriber.startswith(PUSH_SCHEME + ":"):
+            raise UnableToUpdate(
+                f"Subscription {subscription_id} belongs to a WebSocket connection: its "
+                "subscriber and ttl cannot be changed."
+            )
     updated = await svc.storage.subscriptions.update(
         caller.project, source, subscription_id, now, **changes
     )

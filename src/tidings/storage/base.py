@@ -22,7 +22,6 @@ from typing import Any, Protocol
 
 import msgspec
 
-from tidings.storage.feed import ChangeFeed
 from tidings.model import (
     Claim,
     ClaimRequest,
@@ -36,6 +35,7 @@ from tidings.model import (
     QueueStats,
     Subscription,
 )
+from tidings.storage.feed import ChangeFeed
 
 
 class Audience(enum.Enum):
@@ -284,15 +284,20 @@ class OutboxStore(Protocol):
         """Up to ``limit`` due deliveries, leased, earliest due first project by project.
 
         At most ``per_project`` minus ``in_flight[project]`` come from any one project
-        (none from a project at its share), and a project's backlog is never scanned
-        to find another's: cost follows what is taken, not what is owed. Taking counts
-        an attempt in the store (``Delivery.attempts`` includes this one), so a delivery
-        whose worker dies mid-way still uses up its tries. Deliveries whose subscription
-        is gone are dropped instead.
+        (none from a project at its share; a negative count grants a project more than
+        ``per_project``, as the dispatcher does for pushes), and a project's backlog is
+        never scanned to find another's: cost follows what is taken, not what is owed.
+        Taking counts an attempt in the store (``Delivery.attempts`` includes this one),
+        so a delivery whose worker dies mid-way still uses up its tries. Deliveries whose
+        subscription is gone are dropped instead.
         """
 
     async def done(self, delivery_id: str) -> None:
         """The push succeeded: forget it."""
+
+    async def done_many(self, delivery_ids: Sequence[str]) -> None:
+        """Several pushes succeeded: forget them all (one round trip where the store
+        allows; ids already gone are passed over)."""
 
     async def retry(self, delivery_id: str, attempts: int, due: float) -> None:
         """Due again at ``due``, with ``attempts`` tries counted so far (a deferred

@@ -274,6 +274,16 @@ class PostgresOutbox:
 
         await self._db.run(work, WRITE)
 
+    async def done_many(self, delivery_ids: Sequence[str]) -> None:
+        ids = [int(delivery_id) for delivery_id in delivery_ids]
+        if not ids:
+            return
+
+        async def work(connection: Connection) -> None:
+            await connection.execute(S["delivery_drop"], ids)
+
+        await self._db.run(work, WRITE)
+
     async def retry(self, delivery_id: str, attempts: int, due: float) -> None:
         async def work(connection: Connection) -> None:
             project = await connection.fetchval(

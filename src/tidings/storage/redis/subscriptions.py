@@ -26,7 +26,8 @@ A delivery id is ``<slot id>|<number>``, so done, retry and fail go straight to 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Mapping
+import asyncio
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -327,6 +328,20 @@ class RedisOutbox:
         if where is not None:
             slot, number = where
             await self._b.script("notify_done", self._b.keys.source_of(slot), [number])
+
+    async def done_many(self, delivery_ids: Sequence[str]) -> None:
+        by_slot: dict[str, list[str]] = {}
+        for delivery_id in delivery_ids:
+            where = _split_delivery_id(delivery_id)
+            if where is not None:
+                by_slot.setdefault(where[0], []).append(where[1])
+        # One script per source slot (a cluster runs each on the slot's node).
+        await asyncio.gather(
+            *(
+                self._b.script("notify_done", self._b.keys.source_of(slot), numbers)
+                for slot, numbers in by_slot.items()
+            )
+        )
 
     async def retry(self, delivery_id: str, attempts: int, due: float) -> None:
         where = _split_delivery_id(delivery_id)

@@ -957,6 +957,11 @@ class SQLiteOutbox(_Base):
     async def done(self, delivery_id: str) -> None:
         await self._write(lambda db: db.execute(Q["delivery_delete"], {"id": int(delivery_id)}))
 
+    async def done_many(self, delivery_ids: Sequence[str]) -> None:
+        rows = [{"id": int(delivery_id)} for delivery_id in delivery_ids]
+        if rows:
+            await self._write(lambda db: db.executemany(Q["delivery_delete"], rows))
+
     async def retry(self, delivery_id: str, attempts: int, due: float) -> None:
         params = {"id": int(delivery_id), "attempts": attempts, "due": due}
 

@@ -1,3 +1,5 @@
--- Forget a delivery. ARGV: n.
-forget(ARGV[1])
+-- Forget deliveries (gone ones are passed over). ARGV: n, ...
+for _, n in ipairs(ARGV) do
+  forget(n)
+end
 return 1

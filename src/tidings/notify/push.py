@@ -148,6 +148,7 @@ class PushRegistry:
         self._clock = clock
         self._connections: dict[str, _Connection] = {}
         self._node_id: str | None = None
+        self._relays_heard = False
         self._renewal: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
 
@@ -159,7 +160,6 @@ class PushRegistry:
 
     def start(self) -> None:
         self._node_id = self._storage.feed.node_id
-        self._storage.feed.on_relay(self._relayed)
         self._renewal = asyncio.create_task(self._renew_forever(), name="tidings-push-lease")
 
     async def close(self) -> None:
@@ -262,6 +262,11 @@ class PushRegistry:
             # Never registered, or closed already: holding a subscription for it would
             # keep one alive that nobody reads.
             raise ServiceUnavailable("The connection is closing.")
+        if not self._relays_heard:
+            # Relays name a node only once it holds a push subscription: until then it
+            # need not listen (an SQLite feed's poller stays parked).
+            self._storage.feed.on_relay(self._relayed)
+            self._relays_heard = True
         connection.creating += 1
         try:
             subscription, created, requested = await push_subscription_create(

@@ -13,23 +13,19 @@ import asyncio
 import inspect
 import json
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import msgspec
 import pytest
 
 from tests.contract.peek import stored_bodies
-from tidings.config import NotificationSettings, Settings
+from tests.unit.push_nodes import NOTIFY, Connection, caller, node
 from tidings.model import Delivery
 from tidings.notify import push
-from tidings.notify.dispatcher import Dispatcher, Doorbell
-from tidings.notify.push import SCHEME, PushRegistry, PushSender, subscribe_connection
+from tidings.notify.push import subscribe_connection
 from tidings.ops import messages, subscriptions
-from tidings.ops.context import Caller, Services
+from tidings.ops.context import Services
 from tidings.storage.sqlite.driver import SQLiteStorage
 
 pytestmark = pytest.mark.anyio
@@ -37,29 +33,12 @@ pytestmark = pytest.mark.anyio
 Q = "pushed"
 # Seconds a condition may take before the test fails: bounds a loaded machine, not speed.
 BOUND = 20.0
-NOTIFY = NotificationSettings(poll_interval=0.05)
 SHARE = NOTIFY.max_deliveries_per_project
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-class Connection:
-    """A connection as the registry sees it: the frames it was handed."""
-
-    def __init__(self) -> None:
-        self.connection_id = uuid.uuid4().hex
-        self.project: str | None = None
-        self.frames: list[str | bytes] = []
-
-    def send_frame(self, frame: str | bytes) -> bool:
-        self.frames.append(frame)
-        return True
-
-    def numbers(self) -> list[int]:
-        return sorted(msgspec.json.decode(f)["body"]["n"] for f in self.frames)
 
 
 class Tarpit:
@@ -82,47 +61,6 @@ class Tarpit:
 
     async def close(self) -> None:
         return None
-
-
-@dataclass
-class Node:
-    storage: SQLiteStorage
-    registry: PushRegistry
-    svc: Services
-
-
-@asynccontextmanager
-async def node(
-    path: Path, hooks: Tarpit | None = None, dispatch: bool = True
-) -> AsyncIterator[Node]:
-    storage = SQLiteStorage(path)
-    await storage.open()
-    registry = PushRegistry(storage, 60, time.time)
-    registry.start()
-    doorbell = Doorbell()
-    svc = Services(
-        settings=Settings(notification=NOTIFY), storage=storage, clock=time.time,
-        wake_dispatcher=doorbell.ring, push=registry,
-    )
-    dispatcher = Dispatcher(
-        storage, NOTIFY, doorbell, time.time,
-        senders={"http": hooks or Tarpit()},
-        extra_senders={SCHEME: PushSender(registry, storage)},
-    )
-    task = asyncio.create_task(dispatcher.run()) if dispatch else None
-    try:
-        yield Node(storage, registry, svc)
-    finally:
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-        await dispatcher.close()
-        await registry.close()
-        await storage.close()
-
-
-def caller(project: str) -> Caller:
-    return Caller(project=project, client_id=str(uuid.uuid4()))
 
 
 async def post(svc: Services, project: str, queue: str, first: int, count: int) -> None:
@@ -153,7 +91,7 @@ async def hook(svc: Services, project: str, queue: str, name: str) -> None:
 
 async def test_pushes_skip_the_slots_a_tarpit_holds(tmp_path: Path) -> None:
     tarpit = Tarpit()
-    async with node(tmp_path / "push.db", tarpit) as n:
+    async with node(tmp_path / "push.db", webhooks=tarpit) as n:
         for name in ("a", "b", "c"):
             await hook(n.svc, "hooks", "flood", name)
         await post(n.svc, "hooks", "flood", 0, 20)  # 60 webhooks owed to the tarpit
@@ -177,7 +115,7 @@ async def test_pushes_skip_the_slots_a_tarpit_holds(tmp_path: Path) -> None:
 
 async def test_webhooks_of_a_project_known_for_pushes_keep_their_share(tmp_path: Path) -> None:
     tarpit = Tarpit()
-    async with node(tmp_path / "push.db", tarpit) as n:
+    async with node(tmp_path / "push.db", webhooks=tarpit) as n:
         connection = Connection()
         n.registry.register(connection)
         await subscribe_connection(n.svc, caller("mixed"), Q, None, None, connection, False)
@@ -208,9 +146,7 @@ async def test_pushes_to_another_node_are_relayed_in_batches(tmp_path: Path) -> 
             b.registry.register(connection)
             await subscribe_connection(b.svc, caller("p1"), Q, None, None, connection, index == 0)
         await post(a.svc, "p1", Q, 0, 40)  # only A dispatches: 120 pushes relayed to B
-        await until(
-            lambda: all(len(c.frames) >= 40 for c in connections), "the relayed pushes"
-        )
+        await until(lambda: all(len(c.frames) >= 40 for c in connections), "the relayed pushes")
         packed, *text = connections
         packed_frames = [f for f in packed.frames if isinstance(f, bytes)]
         assert len(packed_frames) == len(packed.frames)
@@ -222,11 +158,10 @@ async def test_pushes_to_another_node_are_relayed_in_batches(tmp_path: Path) -> 
 
 def test_relayed_batches_share_documents_within_their_size() -> None:
     # 40 messages to 10 connections, two of the messages past a batch's size.
-    documents = [bytes([n]) * (push.RELAY_BATCH_BYTES + 1 if n in (3, 4) else 1000)
-                 for n in range(40)]
-    pushes = [
-        (n, (f"c{n % 10}", f"s{n % 10}", "p", documents[n // 10])) for n in range(400)
+    documents = [
+        bytes([n]) * (push.RELAY_BATCH_BYTES + 1 if n in (3, 4) else 1000) for n in range(40)
     ]
+    pushes = [(n, (f"c{n % 10}", f"s{n % 10}", "p", documents[n // 10])) for n in range(400)]
     batches = push._batches(pushes)
     assert [index for batch in batches for index, _ in batch] == list(range(400))  # in order
     for batch in batches:

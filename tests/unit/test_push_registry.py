@@ -10,102 +10,32 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
 import pytest
 
-from tidings.config import NotificationSettings, Settings
+from tests.unit.push_nodes import Connection, Node, caller, node
 from tidings.errors import BadRequest, TidingsError
 from tidings.model import Subscription
-from tidings.notify.dispatcher import Dispatcher, Doorbell, host_of
+from tidings.notify.dispatcher import host_of
 from tidings.notify.push import (
-    SCHEME,
-    PushRegistry,
-    PushSender,
     parse_subscriber,
     subscribe_connection,
 )
 from tidings.ops import messages, subscriptions
 from tidings.ops.context import Caller, Services
-from tidings.storage.sqlite.driver import SQLiteStorage
 
 pytestmark = pytest.mark.anyio
 
 Q = "pushed"
 # Seconds a push may take before the test fails: bounds a loaded machine, not speed.
 BOUND = 10.0
-NOTIFY = NotificationSettings(poll_interval=0.05)
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-class Connection:
-    """A connection as the registry sees it: frames it was handed, in order."""
-
-    def __init__(self, project: str | None = None) -> None:
-        self.connection_id = uuid.uuid4().hex
-        self.project = project
-        self.frames: list[str | bytes] = []
-        self.open = True
-
-    def send_frame(self, frame: str | bytes) -> bool:
-        if self.open:
-            self.frames.append(frame)
-        return self.open
-
-
-@dataclass
-class Node:
-    """One server process's share: its store instance, registry, services, dispatcher."""
-
-    storage: SQLiteStorage
-    registry: PushRegistry
-    svc: Services
-
-
-@asynccontextmanager
-async def node(
-    path: Path,
-    *,
-    lease: int = 60,
-    clock: Callable[[], float] = time.time,
-    dispatch: bool = True,
-) -> AsyncIterator[Node]:
-    storage = SQLiteStorage(path)
-    await storage.open()
-    registry = PushRegistry(storage, lease, clock)
-    registry.start()
-    doorbell = Doorbell()
-    settings = Settings(notification=NOTIFY)
-    svc = Services(
-        settings=settings, storage=storage, clock=clock, wake_dispatcher=doorbell.ring,
-        push=registry,
-    )
-    dispatcher = Dispatcher(
-        storage, NOTIFY, doorbell, clock, extra_senders={SCHEME: PushSender(registry, storage)}
-    )
-    task = asyncio.create_task(dispatcher.run()) if dispatch else None
-    try:
-        yield Node(storage, registry, svc)
-    finally:
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-        await dispatcher.close()
-        await registry.close()
-        await storage.close()
-
-
-def caller(project: str = "p1") -> Caller:
-    return Caller(project=project, client_id=str(uuid.uuid4()))
 
 
 async def post(svc: Services, who: Caller, body: str, queue: str = Q) -> str:
@@ -195,9 +125,7 @@ async def test_the_lease_is_renewed_only_while_the_node_lives(tmp_path: Path) ->
         connection, who = Connection(), caller()
         n.registry.register(connection)
         long, _ = await subscribe_connection(n.svc, who, Q, 3600, None, connection, False)
-        short, _ = await subscribe_connection(
-            n.svc, who, "short", 100, None, connection, False
-        )
+        short, _ = await subscribe_connection(n.svc, who, "short", 100, None, connection, False)
         start = now[0]
         now[0] = start + 50
         await n.registry.renew()
@@ -244,9 +172,7 @@ async def test_nobody_names_a_websocket_subscriber(tmp_path: Path) -> None:
         who = caller()
         for subscriber in ("websocket://node/connection", "WebSocket://node/connection"):
             with pytest.raises(BadRequest):
-                await subscriptions.subscription_create(
-                    n.svc, who, Q, {"subscriber": subscriber}
-                )
+                await subscriptions.subscription_create(n.svc, who, Q, {"subscriber": subscriber})
         hook, _ = await subscriptions.subscription_create(
             n.svc, who, Q, {"subscriber": "http://example.invalid/hook"}
         )

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -83,12 +84,15 @@ def assert_challenged(found: object, keystone: Keystone) -> None:
 
 def assert_identity(found: object, account: Account, token: Token) -> None:
     assert isinstance(found, Identity), found
-    assert found == Identity(
+    assert replace(found, expires_at=None) == Identity(
         project=account.project_id,
         user_id=account.user_id,
         roles=token.roles,
         authenticated=True,
     )
+    # The token's own expiry (what closes a WebSocket connection with 4003).
+    assert found.expires_at is not None
+    assert abs(found.expires_at - token.expires_at.timestamp()) < 1.0
 
 
 def settled_validations(keystone: Keystone) -> int:

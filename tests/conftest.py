@@ -7,16 +7,36 @@ of its own that is removed afterwards.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
+import certifi
 import httpx
+import httpx._transports.default as httpx_transports
 import pytest
 
 from tests.backends import STORE_KINDS, StoreNamespace
 from tests.keystone import Keystone
 from tests.redis_cluster import RedisCluster
 from tests.server import TidingsServer
+
+# httpx builds a new SSL context, loading the whole CA bundle (~0.1 s of CPU), for every
+# client it makes, even one that only ever speaks plain HTTP to loopback; the tests make
+# thousands. Clients with the default verification share one context instead; any other
+# (a test's own certificate, verify=False) is built as httpx builds it.
+_DEFAULT_TLS = ssl.create_default_context(cafile=certifi.where())
+_build_tls = httpx_transports.create_ssl_context
+
+
+def _shared_tls(verify: Any = True, cert: Any = None, trust_env: bool = True) -> ssl.SSLContext:
+    if verify is True and cert is None:
+        return _DEFAULT_TLS
+    return _build_tls(verify=verify, cert=cert, trust_env=trust_env)
+
+
+httpx_transports.create_ssl_context = _shared_tls  # type: ignore[assignment]
 
 
 @pytest.fixture(scope="session", params=STORE_KINDS)

@@ -343,9 +343,9 @@ def check_common(server: TidingsServer, outcome: Outcome) -> None:
 def test_many_producers_and_consumers_lose_nothing(
     make_server: type[TidingsServer], tmp_path: Path,
 ) -> None:
-    """4 producers post 20,000 messages in batches of 10 while 4 consumers claim and delete."""
+    """4 producers post 8,000 messages in batches of 10 while 4 consumers claim and delete."""
     server = make_server(tmp_path / "srv", workers=2).start()
-    total = 20_000
+    total = 8_000
     outcome = run(
         server, tmp_path, budget=120.0,
         producer_job={"batches": total // PRODUCERS // 10, "batch_size": 10},
@@ -353,7 +353,7 @@ def test_many_producers_and_consumers_lose_nothing(
     posted = [mid for r in outcome.producers for mid in r.posted]
     assert len(posted) == total, summary(outcome)
     check_common(server, outcome)
-    print(f"\n[concurrency] 20k: {summary(outcome)}")
+    print(f"\n[concurrency] 8k: {summary(outcome)}")
 
 
 @pytest.mark.slow

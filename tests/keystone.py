@@ -156,7 +156,7 @@ class Keystone:
             ["credential_setup", *owner],
             [
                 "bootstrap",
-                "--bootstrap-password", self.admin_password,
+                f"--bootstrap-password={self.admin_password}",
                 "--bootstrap-region-id", REGION,
                 "--bootstrap-admin-url", self.auth_url,
                 "--bootstrap-internal-url", self.auth_url,

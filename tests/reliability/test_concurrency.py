@@ -52,7 +52,9 @@ class Job:
     # consumers
     claim_ttls: tuple[int, ...] = (60,)
     abandon_probability: float = 0.0
-    abandon_until: float = 0.0
+    # Abandoning is possible for this long after the consumer's first claim (measured
+    # from there, not from the test's start: starting the processes may take a while).
+    abandon_for: float = 0.0
     idle_sleep: float = 0.05
 
 
@@ -143,6 +145,7 @@ def consume(job: Job, producers_done: Any) -> None:
     rng = random.Random(job.index)
     headers = client_headers(job.project)
     queue = f"/queues/{job.queue}"
+    first_claim: float | None = None
     try:
         with httpx.Client(base_url=job.url + "/v2", headers=headers, timeout=30.0) as client:
             while True:
@@ -171,7 +174,9 @@ def consume(job: Job, producers_done: Any) -> None:
                 for m in messages:
                     report.claims.append((m["id"], claim_id, sent, received, ttl))
                     report.bodies[m["id"]] = m["body"]
-                if (sent < job.abandon_until
+                if first_claim is None:
+                    first_claim = sent
+                if (sent < first_claim + job.abandon_for
                         and rng.random() < job.abandon_probability):
                     # abandon: neither delete nor release; let the claim lapse
                     report.abandoned.extend((m["id"], claim_id) for m in messages)
@@ -364,8 +369,6 @@ def test_abandoned_claims_lapse_out_of_order_without_double_delivery(
     order while everybody keeps claiming; the lapsed messages are then re-claimed and
     consumed. No message may reach a second claimant while an earlier claim is live."""
     server = make_server(tmp_path / "srv", workers=2).start()
-    start = time.time()
-    abandon_until = start + 8.0
     ttls = (60, 65, 70, 75)
     outcome = run(
         server, tmp_path, budget=135.0,
@@ -374,7 +377,7 @@ def test_abandoned_claims_lapse_out_of_order_without_double_delivery(
         consumer_job={
             i: {"claim_ttls": ttls, "idle_sleep": 0.2,
                 "abandon_probability": 0.3 if i < 2 else 0.0,
-                "abandon_until": abandon_until}
+                "abandon_for": 8.0}
             for i in range(CONSUMERS)
         },
     )

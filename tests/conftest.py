@@ -20,7 +20,7 @@ import pytest
 from tests.backends import STORE_KINDS, StoreNamespace
 from tests.keystone import Keystone
 from tests.redis_cluster import RedisCluster
-from tests.server import TidingsServer
+from tests.server import TidingsServer, server_reports
 
 # httpx builds a new SSL context, loading the whole CA bundle (~0.1 s of CPU), for every
 # client it makes, even one that only ever speaks plain HTTP to loopback; the tests make
@@ -37,6 +37,17 @@ def _shared_tls(verify: Any = True, cert: Any = None, trust_env: bool = True) ->
 
 
 httpx_transports.create_ssl_context = _shared_tls  # type: ignore[assignment]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A failing test's report carries the logs of the servers it ran against: under
+    load in CI, a server's own words are often the only clue."""
+    report = yield
+    if report.failed:
+        for title, text in server_reports():
+            report.sections.append((title, text or "(nothing logged)"))
+    return report
 
 
 @pytest.fixture(scope="session", params=STORE_KINDS)

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import IO
 
-from tests.server import free_port
+from tests.server import free_port, listeners
 
 WAIT = 30.0
 
@@ -59,6 +59,9 @@ class RedisInstance:
         return self
 
     def _answers(self) -> bool:
+        assert self.process is not None
+        if not listeners(self.process.pid, self.port):
+            return False  # not (yet) ours: another redis may hold the port
         done = subprocess.run(["redis-cli", "-p", str(self.port), "ping"],
                               capture_output=True, timeout=5, check=False)
         return done.stdout.strip() == b"PONG"

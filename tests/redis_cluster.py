@@ -29,7 +29,7 @@ def _bindable(port: int) -> bool:
 def _free_port(taken: list[int]) -> int:
     """A free port whose cluster bus port (port + 10000) is free and valid too."""
     for _ in range(200):
-        port = random.randint(20000, 55000)
+        port = random.randint(33000, 50000)  # clear of tests.server.PORT_RANGE
         if port not in taken and _bindable(port) and _bindable(port + BUS_OFFSET):
             return port
     raise RuntimeError("no free loopback port pair for a Redis cluster node")

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import os
+import random
 import signal
 import socket
 import subprocess
 import sys
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
 import httpx
+import psutil
 
 STARTUP_TIMEOUT = 30.0
 WAIT_TIMEOUT = 20.0
@@ -63,10 +67,57 @@ def age_bound(since: float) -> int:
     return math.ceil(time.monotonic() - since) + 1
 
 
+# Ports for the servers tests start: below Linux's ephemeral range (32768 and up), so no
+# outgoing connection holds one, and a slice of their own for each xdist worker, so two
+# workers never pick the same port and start two servers on it (the second would fail to
+# bind, and its readiness probe would be answered by the first).
+PORT_RANGE = range(20000, 32000)
+
+
+def _worker_ports() -> range:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+    size = len(PORT_RANGE) // count
+    start = PORT_RANGE.start + (index % count) * size
+    return range(start, start + size)
+
+
+_port_cursor = itertools.count(random.randrange(len(PORT_RANGE)))
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port nothing listens on now, from this worker's own slice; successive
+    calls give different ports, so two servers started together do not collide."""
+    ports = _worker_ports()
+    for _ in range(len(ports)):
+        port = ports[next(_port_cursor) % len(ports)]
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {ports}")
+
+
+def listeners(pid: int, port: int) -> list[int]:
+    """The processes of ``pid``'s tree that listen on TCP ``port``: how a test knows the
+    server that answers on a port is the one it started."""
+    try:
+        root = psutil.Process(pid)
+        tree = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+    found = []
+    for process in tree:
+        try:
+            sockets = process.net_connections(kind="tcp")
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        if any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in sockets):
+            found.append(process.pid)
+    return found
 
 
 def client_headers(project: str | None = None, client_id: str | None = None) -> dict[str, str]:
@@ -74,6 +125,24 @@ def client_headers(project: str | None = None, client_id: str | None = None) -> 
         "Client-ID": client_id or str(uuid.uuid4()),
         "X-Project-ID": project or f"test-{uuid.uuid4().hex[:12]}",
     }
+
+
+RUNNING: weakref.WeakSet[ServerProcess] = weakref.WeakSet()
+"""Every server a test made: a failing test's report shows their logs (tests/conftest.py)."""
+
+
+def server_reports() -> list[tuple[str, str]]:
+    """(title, text) for each started server that logged something or has died."""
+    sections = []
+    for server in list(RUNNING):
+        if server.process is None:
+            continue
+        died = server.process.poll()
+        text = server.log()
+        if text or died is not None:
+            state = f"exited with {died}" if died is not None else "running"
+            sections.append((f"{server.name} on port {server.port} ({state})", text))
+    return sections
 
 
 class ServerProcess:
@@ -97,6 +166,7 @@ class ServerProcess:
         self.log_path = log_path
         self.env = dict(env or {})
         self.process: subprocess.Popen[bytes] | None = None
+        RUNNING.add(self)
 
     def start(self) -> ServerProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
@@ -119,13 +189,18 @@ class ServerProcess:
             assert self.process is not None
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited early:\n{self.log()}")
-            try:
-                httpx.get(self.url + "/", timeout=1.0)
-            except httpx.HTTPError:
-                time.sleep(0.1)
-            else:
-                return  # any HTTP answer means it is serving
+            if self.ready():
+                return
+            time.sleep(0.1)
         raise RuntimeError(f"{self.name} did not start in {STARTUP_TIMEOUT}s:\n{self.log()}")
+
+    def ready(self) -> bool:
+        """Any HTTP answer, from a process of this server's own tree."""
+        try:
+            httpx.get(self.url + "/", timeout=1.0)
+        except httpx.HTTPError:
+            return False
+        return bool(listeners(self.pid, self.port))
 
     def log(self) -> str:
         try:

@@ -4,12 +4,24 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from tidings.model import DeliveryFailure, Message, MessageSummary, QueueStats, Subscription
+from tidings.model import (
+    DeliveryFailure,
+    Message,
+    MessageSummary,
+    QueueRecord,
+    QueueStats,
+    Subscription,
+)
+from tidings.ops.metadata import with_defaults
+
+if TYPE_CHECKING:
+    from tidings.config import TransportSettings
 
 API_PREFIX = "/v2"
 
@@ -17,6 +29,26 @@ API_PREFIX = "/v2"
 def queue_href(queue: str, collection: str = "queues") -> str:
     """A queue's (or, with ``collection="topics"``, a topic's) path."""
     return f"{API_PREFIX}/{collection}/{queue}"
+
+
+def queue_entries(
+    queues: Iterable[QueueRecord],
+    *,
+    detailed: bool,
+    limits: TransportSettings,
+    collection: str,
+    with_href: bool,
+) -> list[dict[str, Any]]:
+    """A queue listing's items as both transports render them (WebSocket's carry no href)."""
+    items = []
+    for queue in queues:
+        item: dict[str, Any] = {"name": queue.name}
+        if detailed:
+            item["metadata"] = with_defaults(queue.metadata, limits, collection)
+        if with_href:
+            item["href"] = queue_href(queue.name, collection)
+        items.append(item)
+    return items
 
 
 def message_href(

@@ -11,7 +11,6 @@ from tidings import views
 from tidings.admission import requests
 from tidings.admission.actions import Action
 from tidings.http.base import Resource, methods, next_link, send_json
-from tidings.ops import metadata as reserved
 from tidings.ops import queues as ops
 
 PATCH_MEDIA_TYPE = "application/openstack-messaging-v2.0-json-patch"
@@ -31,14 +30,13 @@ class QueueCollection(Resource):
             name_contains=query.name_contains,
             metadata_equals=query.metadata_equals,
         )
-        limits = self.svc.settings.transport
-        items = []
-        for queue in page.queues:
-            item: dict[str, Any] = {"name": queue.name}
-            if query.detailed:
-                item["metadata"] = reserved.with_defaults(queue.metadata, limits, self.collection)
-            item["href"] = views.queue_href(queue.name, self.collection)
-            items.append(item)
+        items = views.queue_entries(
+            page.queues,
+            detailed=query.detailed,
+            limits=self.svc.settings.transport,
+            collection=self.collection,
+            with_href=True,
+        )
         body: dict[str, Any] = {
             self.collection: items,
             "links": next_link(req, page.next_marker) if page.next_marker else [],

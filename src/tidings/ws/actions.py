@@ -26,6 +26,7 @@ from typing import Any
 
 import msgspec
 
+from tidings import views
 from tidings.admission import requests
 from tidings.admission.actions import Action
 from tidings.admission.params import Params
@@ -33,7 +34,6 @@ from tidings.errors import InvalidBody, NotFound, ServiceUnavailable
 from tidings.http.system import home_document
 from tidings.notify.push import PushTarget, subscribe_connection
 from tidings.ops import claims, health, messages, queues, subscriptions
-from tidings.ops import metadata as reserved
 from tidings.ops.context import Caller, Services, noun, split_namespace
 from tidings.ops.validation import UNPARSABLE_BODY
 from tidings.ws import frames, render
@@ -198,13 +198,13 @@ async def _queue_list(ctx: ActionContext, body: dict[str, Any]) -> Reply:
         with_count=query.with_count,
         name_contains=query.name_contains,
     )
-    limits = ctx.svc.settings.transport
-    items = []
-    for queue in page.queues:
-        item: dict[str, Any] = {"name": queue.name}
-        if query.detailed:
-            item["metadata"] = reserved.with_defaults(queue.metadata, limits, collection)
-        items.append(item)
+    items = views.queue_entries(
+        page.queues,
+        detailed=query.detailed,
+        limits=ctx.svc.settings.transport,
+        collection=collection,
+        with_href=False,
+    )
     answer: dict[str, Any] = {collection: items}
     if page.count:
         answer["count"] = page.count

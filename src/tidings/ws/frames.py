@@ -30,6 +30,10 @@ API_VERSION = "v2"
 SCHEMA_FAILED = "Schema validation failed."
 NOT_AN_OBJECT = "Unexpected body type. Expected dict or dict like."
 UNEXPECTED = "Unexpected error."
+# The deepest a MessagePack request may nest. A JSON request stops a little short of
+# Python's recursion limit (1000) in the decoder, as an HTTP body does; this keeps
+# MessagePack's alike, with room for the answer's encoder (the echo is one level deeper).
+MAX_DEPTH = 900
 
 _json_encoder = msgspec.json.Encoder()
 _msgpack_encoder = msgspec.msgpack.Encoder()
@@ -123,16 +127,23 @@ def _cannot_decode(what: str, exc: BaseException) -> str:
 
 
 def _check_json_types(document: Any) -> None:
-    """Only what JSON can hold: bodies are stored and served as JSON documents."""
-    stack = [document]
+    """Only what JSON can hold: bodies are stored and served as JSON documents.
+
+    And no deeper than ``MAX_DEPTH``: MessagePack decodes up to 1024 levels, more than
+    the encoder of the answer (which echoes the request) can take.
+    """
+    stack: list[tuple[Any, int]] = [(document, 1)]
     while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            if not all(isinstance(key, str) for key in item):
-                raise TypeError("map keys must be strings")
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > MAX_DEPTH:
+                raise ValueError(f"nesting is deeper than {MAX_DEPTH} levels")
+            if isinstance(item, dict):
+                if not all(isinstance(key, str) for key in item):
+                    raise TypeError("map keys must be strings")
+                stack.extend((value, depth + 1) for value in item.values())
+            else:
+                stack.extend((value, depth + 1) for value in item)
         elif isinstance(item, float):
             if not math.isfinite(item):
                 raise ValueError("numbers must be finite")

@@ -202,6 +202,19 @@ class ServerProcess:
             return False
         return bool(listeners(self.pid, self.port))
 
+    def worker_pids(self) -> set[int]:
+        """The worker processes of a multi-worker server (uvicorn spawns them)."""
+        try:
+            children = psutil.Process(self.pid).children()
+        except psutil.NoSuchProcess:
+            return set()
+        found = set()
+        for child in children:
+            with contextlib.suppress(psutil.Error):
+                if any("spawn_main" in part for part in child.cmdline()):
+                    found.add(child.pid)
+        return found
+
     def log(self) -> str:
         try:
             return self.log_path.read_text(errors="replace")[-5000:]

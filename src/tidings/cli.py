@@ -111,6 +111,7 @@ def serve(args: argparse.Namespace) -> int:
         host=args.host or server.host,
         port=args.port if args.port is not None else server.port,
         workers=workers,
+        timeout_worker_healthcheck=server.worker_healthcheck_timeout,
         loop="uvloop",
         # httptools with the [server] connection limits (sizes, timeouts, caps).
         http=GuardedHttpToolsProtocol.factory(server),

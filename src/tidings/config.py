@@ -149,6 +149,10 @@ class ServerSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
     host: str = "127.0.0.1"
     port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8888
     workers: Positive = 1
+    # With several workers, one that does not answer the supervisor's health ping for
+    # this long is killed and replaced, with every connection it holds (uvicorn's own
+    # default of 5 s kills workers that a loaded machine merely left unscheduled).
+    worker_healthcheck_timeout: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 30
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # Connection limits, per worker process (see http/server_protocol.py).
     max_header_size: Annotated[int, msgspec.Meta(ge=1024)] = 65536  # request line + headers

@@ -6,14 +6,17 @@ project of its own.
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.backends import StoreNamespace
-from tests.server import TidingsServer
+from tests.server import TidingsServer, wait_until
 from tidings.config import ConfigError, load_settings
 
 DELAY = 600
@@ -110,3 +113,24 @@ def test_a_default_past_its_maximum_is_refused_at_start(default: str, maximum: s
     environ = {f"TIDINGS_TRANSPORT__{default}": "120", f"TIDINGS_TRANSPORT__{maximum}": "100"}
     with pytest.raises(ConfigError, match=f"{default.lower()} exceeds transport.{maximum.lower()}"):
         load_settings(environ=environ)
+
+
+def test_a_worker_that_stops_answering_is_replaced(tmp_path: Path) -> None:
+    """[server] worker_healthcheck_timeout reaches uvicorn's supervisor: a stopped
+    worker (SIGSTOP: alive, but deaf to the health ping) is killed and replaced."""
+    srv = TidingsServer(
+        tmp_path, workers=2, env={"TIDINGS_SERVER__WORKER_HEALTHCHECK_TIMEOUT": "1"}
+    )
+    srv.start()
+    try:
+        workers = wait_until(lambda: len(srv.worker_pids()) == 2 and srv.worker_pids(), "workers")
+        stopped = min(workers)
+        os.kill(stopped, signal.SIGSTOP)
+        wait_until(
+            lambda: stopped not in srv.worker_pids() and len(srv.worker_pids()) == 2,
+            "the stopped worker replaced",
+        )
+        with srv.client() as client:
+            assert client.put("/queues/after").status_code == 201
+    finally:
+        srv.stop()

@@ -16,6 +16,7 @@ import certifi
 import httpx
 import httpx._transports.default as httpx_transports
 import pytest
+from _pytest.nodeid import coerce_node_id
 
 from tests.backends import STORE_KINDS, StoreNamespace
 from tests.keystone import Keystone
@@ -37,6 +38,17 @@ def _shared_tls(verify: Any = True, cert: Any = None, trust_env: bool = True) ->
 
 
 httpx_transports.create_ssl_context = _shared_tls  # type: ignore[assignment]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Make ``--dist loadgroup`` group again: pytest-xdist (3.8) marks an item's group by
+    setting ``item._nodeid``, which pytest 9 no longer reads (``nodeid`` comes from
+    ``item._id``). Without this, every worker starts its own Keystone and module servers."""
+    for item in items:
+        grouped = item.__dict__.get("_nodeid")
+        if isinstance(grouped, str) and grouped != item.nodeid:
+            item._id = coerce_node_id(grouped)
 
 
 @pytest.hookimpl(wrapper=True)

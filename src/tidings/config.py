@@ -72,6 +72,8 @@ class TransportSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknow
     """Request limits and defaults (Zaqar's ``[transport]`` group)."""
 
     max_queues_per_page: Positive = 20
+    max_pools_per_page: Positive = 20
+    max_flavors_per_page: Positive = 20
     max_messages_per_page: Positive = 20
     max_messages_per_claim_or_pop: Positive = 20
     # Ours (Zaqar bounds a post only by bytes): each message of a post costs a row and a
@@ -124,6 +126,33 @@ class DriverSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
     """Which backend stores messages, as a URI (``sqlite:///path``, ``redis://``...)."""
 
     message_store: str = msgspec.field(default_factory=default_message_store)
+    # Pooled mode: where pools, flavors, the queue catalog and queue metadata live
+    # (SQLite, PostgreSQL or Redis). None: ``management.db`` beside the embedded store.
+    management_store: str | None = None
+
+    def management_uri(self) -> str:
+        """``management_store``, or by default a SQLite file beside the embedded store."""
+        if self.management_store:
+            return self.management_store
+        scheme, _, rest = self.message_store.partition("://")
+        if scheme.lower() == "sqlite" and rest.startswith("/") and "?" not in rest:
+            return f"sqlite://{Path(rest).with_name('management.db')}"
+        data_dir = Path(platformdirs.user_data_dir("tidings"))
+        return f"sqlite:///{data_dir / 'management.db'}"
+
+
+class PoolingCatalogSettings(
+    msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True
+):
+    """Pooled mode's catalog ([pooling_catalog])."""
+
+    # A queue on no pool uses [drivers] message_store as a nameless pool.
+    enable_virtual_pool: bool = False
+    # How long a node may route by a cached placement or pool list before reading the
+    # catalog again (placements never change under a queue that holds data).
+    cache_ttl: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 10.0
+    # Placements one node caches at most (least recently used ones are dropped).
+    cache_size: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)] = 100_000
 
 
 class StorageSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -369,6 +398,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     # "keystone" validates X-Auth-Token, "tokens" checks static API tokens.
     auth_strategy: Literal["noauth", "keystone", "tokens"] = "noauth"
     admin_mode: bool = False
+    # Spread queues over the pools of the management store's catalog (issue 11).
+    pooling: bool = False
     enable_checksum: bool = False
     transport: TransportSettings = msgspec.field(default_factory=TransportSettings)
     drivers: DriverSettings = msgspec.field(default_factory=DriverSettings)
@@ -383,6 +414,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     oslo_policy: OsloPolicySettings = msgspec.field(default_factory=OsloPolicySettings)
     cors: CorsSettings = msgspec.field(default_factory=CorsSettings)
     websocket: WebsocketSettings = msgspec.field(default_factory=WebsocketSettings)
+    pooling_catalog: PoolingCatalogSettings = msgspec.field(
+        default_factory=PoolingCatalogSettings
+    )
 
 
 DEFAULT_WITHIN_MAXIMUM = (

@@ -41,6 +41,24 @@ class QueueRecord(msgspec.Struct, frozen=True, kw_only=True):
     metadata: dict[str, Any]
 
 
+class PoolRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """A store that queues may be placed on (pooled mode; pools are global)."""
+
+    name: str
+    uri: str
+    weight: int
+    flavor: str | None = None
+    # Overrides of [storage] settings for this pool's connections.
+    options: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class FlavorRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """A named set of pools (those whose ``flavor`` names it), per project as in Zaqar."""
+
+    project: str
+    name: str
+
+
 class MessageSummary(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     created: float

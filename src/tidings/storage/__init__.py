@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tidings.config import Settings
+from tidings.config import Settings, StorageSettings
 from tidings.storage.base import Storage
 
 REDIS_SCHEMES = frozenset({"redis", "rediss", "redis+cluster", "rediss+cluster"})
@@ -14,20 +14,24 @@ class UnsupportedStoreURI(ValueError):
 
 
 def create_storage(settings: Settings) -> Storage:
-    uri = settings.drivers.message_store
+    return storage_for_uri(settings.drivers.message_store, settings.storage)
+
+
+def storage_for_uri(uri: str, settings: StorageSettings) -> Storage:
+    """An unopened store of the driver that ``uri``'s scheme names (pools use it too)."""
     scheme = uri.partition("://")[0].lower()
     if scheme == "sqlite":
         from tidings.storage.sqlite.driver import SQLiteStorage
 
-        return SQLiteStorage.from_uri(uri, settings.storage)
+        return SQLiteStorage.from_uri(uri, settings)
     if scheme in REDIS_SCHEMES:
         from tidings.storage.redis.driver import RedisStorage
 
-        return RedisStorage.from_uri(uri, settings.storage)
+        return RedisStorage.from_uri(uri, settings)
     if scheme in POSTGRES_SCHEMES:
         from tidings.storage.postgres.driver import PostgresStorage
 
-        return PostgresStorage.from_uri(uri, settings.storage)
+        return PostgresStorage.from_uri(uri, settings)
     raise UnsupportedStoreURI(
         f"unsupported message store {uri!r}: use sqlite:///path/to/file.db, "
         "redis://host:port/db, redis+cluster://host:port,host:port or "

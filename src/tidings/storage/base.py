@@ -35,6 +35,7 @@ from tidings.model import (
     QueueStats,
     Subscription,
 )
+from tidings.storage.catalog import CatalogStore
 from tidings.storage.feed import ChangeFeed
 
 
@@ -360,6 +361,11 @@ class Storage(Protocol):
 
     @property
     def claims(self) -> ClaimStore: ...
+
+    @property
+    def catalog(self) -> CatalogStore:
+        """Pools, flavors and placements: used where this store is the management store
+        (pooled mode, ``tidings.storage.catalog``)."""
 
     @property
     def feed(self) -> ChangeFeed:

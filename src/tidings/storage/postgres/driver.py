@@ -44,6 +44,7 @@ from tidings.storage.base import (
     QueueListing,
     StoreStatus,
 )
+from tidings.storage.postgres.catalog import PostgresCatalog
 from tidings.storage.postgres.database import (
     SINGLE,
     SNAPSHOT,
@@ -662,6 +663,7 @@ class PostgresStorage:
         self.claims = PostgresClaims(db)
         self.subscriptions = PostgresSubscriptions(db)
         self.outbox = PostgresOutbox(db)
+        self._catalog = PostgresCatalog(db)
         self._feed = PostgresFeed(db)
 
     @classmethod
@@ -676,6 +678,10 @@ class PostgresStorage:
     @property
     def feed(self) -> PostgresFeed:
         return self._feed
+
+    @property
+    def catalog(self) -> PostgresCatalog:
+        return self._catalog
 
     async def open(self) -> None:
         await self._db.open()

@@ -41,6 +41,11 @@ SOURCE_SCRIPTS = (
 # Scripts given a queue's keys followed by its source's (one slot).
 QUEUE_SOURCE_SCRIPTS = ("post",)
 CATALOG_SCRIPTS = ("catalog_create", "catalog_set", "catalog_delete", "catalog_page")
+# The pooled-mode catalog (catalog.py): pools, and placements with their counters.
+POOL_SCRIPTS = (
+    "pool_put", "pool_get", "pool_page", "pool_delete", "pools_set_flavor",
+    "placement_put", "placement_move", "placement_delete",
+)  # fmt: skip
 # The outbox's global index (two keys under one hash tag; see subscriptions.py).
 OUTBOX_SCRIPTS = ("outbox_lower", "outbox_rescore")
 # Index probes of the change feed (feed.py), given the keys they read.
@@ -61,7 +66,7 @@ def load_scripts() -> dict[str, str]:
     scripts = {name: common + queue + _lua(name) for name in QUEUE_SCRIPTS}
     scripts.update({name: common + source + _lua(name) for name in SOURCE_SCRIPTS})
     scripts.update({name: common + queue + source + _lua(name) for name in QUEUE_SOURCE_SCRIPTS})
-    standalone = CATALOG_SCRIPTS + OUTBOX_SCRIPTS + FEED_SCRIPTS
+    standalone = CATALOG_SCRIPTS + POOL_SCRIPTS + OUTBOX_SCRIPTS + FEED_SCRIPTS
     scripts.update({name: _lua(name) for name in standalone})
     return scripts
 

@@ -46,6 +46,7 @@ from tidings.storage.base import (
     QueueListing,
     StoreStatus,
 )
+from tidings.storage.redis.catalog import RedisCatalog
 from tidings.storage.redis.connection import Backend, make_client, parse_uri
 from tidings.storage.redis.feed import RedisFeed
 from tidings.storage.redis.keys import KeySpace, slot_id, split_slot_id
@@ -488,6 +489,7 @@ class RedisStorage:
         self.claims = RedisClaims(backend, self.queues)
         self.subscriptions = RedisSubscriptions(backend)
         self.outbox = RedisOutbox(backend)
+        self._catalog = RedisCatalog(backend)
         self._instance = new_id()
         self._marker_seen: bytes | None = None
         self._problems: list[str] = []
@@ -504,6 +506,10 @@ class RedisStorage:
     @property
     def feed(self) -> RedisFeed:
         return self._feed
+
+    @property
+    def catalog(self) -> RedisCatalog:
+        return self._catalog
 
     @classmethod
     def from_uri(cls, uri: str, settings: StorageSettings) -> RedisStorage:

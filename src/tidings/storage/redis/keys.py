@@ -10,6 +10,9 @@ project name cannot end the tag early.
 
 The subscriptions of a source and the notifications owed to them live under the hash
 tag of the queue of the same name, so posting to the queue can owe them atomically.
+
+The pooled-mode catalog (pools, flavors, placements: ``catalog.py``) shares one hash
+tag, ``{<prefix>:catalog}``, so its scripts check and change it in one step.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ SOURCE_KINDS = (
     "subs", "sub-order", "sub-expiry", "subscribers",
     "notify-seq", "notify", "notify-due", "failures", "bodies", "body-refs",
 )  # fmt: skip
+# The pooled-mode catalog's pool keys (catalog.py); order matters: the lua/pool_*.lua
+# and lua/placement_*.lua scripts name them by position.
+POOL_KINDS = ("pools", "pool-names", "pool-uris", "pool-flavors", "pool-queues")
 
 
 def _digest(text: str) -> str:
@@ -102,6 +108,24 @@ class KeySpace:
     def relay_channel(self, node: str) -> str:
         """The channel on which ``node`` hears what other nodes relay to it."""
         return f"{self.prefix}:relay:{{{_digest(node)}}}:{node}"
+
+    def _pooling_base(self) -> str:
+        # One hash tag for the whole pooled-mode catalog (pools, flavors, placements),
+        # so one script checks and changes any of it atomically, on a cluster too.
+        return f"{self.prefix}:{{{self.prefix}:catalog}}"
+
+    def pools(self) -> list[str]:
+        """The pools' keys (``POOL_KINDS``), in the order the pool scripts expect."""
+        base = self._pooling_base()
+        return [f"{base}:{kind}" for kind in POOL_KINDS]
+
+    def flavors(self, project: str) -> str:
+        """The project's flavor names (sorted set, lexical), in the catalog's slot."""
+        return f"{self._pooling_base()}:flavors:{_length_prefixed(project)}"
+
+    def placements(self, project: str) -> str:
+        """The project's placements (hash queue -> pool), in the catalog's slot."""
+        return f"{self._pooling_base()}:placements:{_length_prefixed(project)}"
 
     def catalog(self, project: str) -> list[str]:
         """The project's queue names (sorted set) and metadata (hash)."""

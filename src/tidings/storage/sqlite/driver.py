@@ -55,6 +55,7 @@ from tidings.storage.rows import (
     subscription_from_row,
 )
 from tidings.storage.sql import load_migrations, load_queries
+from tidings.storage.sqlite.catalog import SQLiteCatalog
 from tidings.storage.sqlite.executor import SQLiteExecutor
 from tidings.storage.sqlite.feed import FEED_RETENTION, SQLiteFeed
 
@@ -1074,6 +1075,7 @@ class SQLiteStorage:
         self.claims = SQLiteClaims(self._executor, scan_budget, self._feed)
         self.subscriptions = SQLiteSubscriptions(self._executor)
         self.outbox = SQLiteOutbox(self._executor)
+        self._catalog = SQLiteCatalog(self._executor)
 
     @classmethod
     def from_uri(cls, uri: str, settings: StorageSettings) -> SQLiteStorage:
@@ -1095,6 +1097,10 @@ class SQLiteStorage:
     @property
     def feed(self) -> SQLiteFeed:
         return self._feed
+
+    @property
+    def catalog(self) -> SQLiteCatalog:
+        return self._catalog
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -134,6 +134,86 @@ async def test_pool_delete_refused_while_queues_are_placed(storage: Storage) -> 
         await catalog.pool_delete("b")
 
 
+async def test_pool_uri_cannot_change_while_queues_are_placed(storage: Storage) -> None:
+    catalog = storage.catalog
+    await catalog.pool_put(pool("a", "redis://one"))
+    await catalog.pool_put(pool("b", "redis://two"))
+    for queue in ("q1", "q2"):
+        await catalog.placement_put(P, queue, "a")
+    await catalog.placement_put(OTHER, "q1", "a")
+    with pytest.raises(PoolInUse) as in_use:
+        await catalog.pool_put(pool("a", "redis://elsewhere", 5, flavor="gold"))
+    assert (in_use.value.pool, in_use.value.queues) == ("a", 3)
+    assert await catalog.pool_get("a") == pool("a", "redis://one")  # nothing changed
+    # The refused URI was not claimed either.
+    assert await catalog.pool_put(pool("c", "redis://elsewhere")) is True
+    await catalog.pool_delete("c")
+    # Same URI: weight, flavor and options may change while queues are placed.
+    same = pool("a", "redis://one", 7, flavor="gold", options={"pool_size": 3})
+    assert await catalog.pool_put(same) is False
+    assert await catalog.pool_get("a") == same
+    assert await catalog.placement_count("a") == 3
+    # Fewer queues: still refused, with the count.
+    await catalog.placement_move(P, "q1", "b")
+    await catalog.placement_delete(P, "q2")
+    with pytest.raises(PoolInUse) as in_use:
+        await catalog.pool_put(pool("a", "redis://elsewhere"))
+    assert in_use.value.queues == 1
+    # No queue left: the URI may change, and the old one is free again.
+    await catalog.placement_delete(OTHER, "q1")
+    assert await catalog.pool_put(pool("a", "redis://elsewhere")) is False
+    assert await catalog.pool_get("a") == pool("a", "redis://elsewhere")
+    assert await catalog.pool_put(pool("c", "redis://one")) is True
+    # Placed again under its new URI, it is pinned to that one.
+    await catalog.placement_put(P, "q3", "a")
+    with pytest.raises(PoolInUse):
+        await catalog.pool_put(pool("a", "redis://three"))
+    assert await catalog.pool_get("a") == pool("a", "redis://elsewhere")
+
+
+async def test_uri_change_racing_placements_strands_nothing(
+    storage: Storage, twin_storage: Storage
+) -> None:
+    """A pool moved to another URI while queues are being placed on it. Each placer reads
+    the pool's URI right after its placement returned: a placer that saw the old URI
+    holds a placement made against it, which existed before the new URI (if any) was
+    committed, so the change must have been refused. When the change went through,
+    every placement came after it and every placer saw the new URI.
+
+    The placers start a few event-loop turns after the change, a different number each
+    round, so some placements are in flight while the change checks the pool (with the
+    check and the write split apart, PostgreSQL fails this in most runs)."""
+    nodes = [storage, twin_storage]
+    for attempt in range(10):
+        name, old, new = f"a{attempt}", f"redis://old/{attempt}", f"redis://new/{attempt}"
+        await storage.catalog.pool_put(pool(name, old))
+
+        async def place(node: Storage, queue: str, turns: int, name: str = name) -> str:
+            for _ in range(turns):  # stagger, not a wait for anything
+                await asyncio.sleep(0)
+            assert await node.catalog.placement_put(P, queue, name) == name
+            found = await node.catalog.pool_get(name)
+            assert found is not None
+            return found.uri
+
+        placers = [place(nodes[i % 2], f"{name}-q{i}", attempt + i) for i in range(8)]
+        changed, *seen = await asyncio.gather(
+            nodes[attempt % 2].catalog.pool_put(pool(name, new)),
+            *placers,
+            return_exceptions=True,
+        )
+        assert all(isinstance(o, str) for o in seen), seen
+        assert await storage.catalog.placement_count(name) == len(placers)
+        if changed is False:
+            assert seen == [new] * len(placers)
+            assert await storage.catalog.pool_get(name) == pool(name, new)
+        else:
+            assert isinstance(changed, PoolInUse), changed
+            assert 0 < changed.queues <= len(placers)
+            assert seen == [old] * len(placers)
+            assert await storage.catalog.pool_get(name) == pool(name, old)
+
+
 async def test_too_many_pools(storage: Storage) -> None:
     catalog = storage.catalog
     await asyncio.gather(*(catalog.pool_put(pool(f"p{i:04}")) for i in range(MAX_POOLS)))

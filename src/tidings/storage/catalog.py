@@ -32,7 +32,8 @@ class PoolUriTaken(Exception):
 
 
 class PoolInUse(Exception):
-    """Queues are still placed on the pool: deleting it would strand their messages."""
+    """Queues are still placed on the pool: deleting it, or moving it to another URI,
+    would strand their messages."""
 
     def __init__(self, pool: str, queues: int) -> None:
         super().__init__(f"pool {pool} holds {queues} queue(s)")
@@ -50,8 +51,14 @@ class CatalogStore(Protocol):
     async def pool_put(self, pool: PoolRecord) -> bool:
         """Create or replace the pool named ``pool.name``; True when it was created.
 
-        Raises ``PoolUriTaken`` when another pool has the same ``uri`` (the check and
-        the write are one atomic step), ``TooManyPools`` past ``MAX_POOLS``.
+        Raises ``PoolUriTaken`` when another pool has the same ``uri``, ``TooManyPools``
+        past ``MAX_POOLS``, and ``PoolInUse`` (with the number of queues) when it would
+        replace a pool whose ``uri`` differs from ``pool.uri`` while queues are placed on
+        it: their data stays on the old URI. Replacing a pool in use with its own ``uri``
+        (weight, flavor, options) is allowed. Each check and the write are one atomic
+        step: no placement made against the old URI survives a change of URI (a
+        ``placement_put`` or ``placement_move`` either comes first, and the change is
+        refused, or comes after it and sees the new URI).
         """
         ...
 

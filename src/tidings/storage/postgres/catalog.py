@@ -1,9 +1,10 @@
 """The pooled-mode catalog on PostgreSQL (``tidings.storage.catalog``; migration 0009).
 
 Writes to pools take the schema's catalog lock, so a URI check or a pool count and the
-write it guards are one step. Placing a queue share-locks its pool's row and deleting a
-pool locks that row for update before counting the pool's placements: a queue is never
-placed on a pool that is going away, and no placement is missed by the count.
+write it guards are one step. Placing a queue share-locks its pool's row; deleting a
+pool, or moving it to another URI, locks that row for update before counting the pool's
+placements: a queue is never placed on a pool that is going away or against a URI that
+is being replaced, and no placement is missed by the count.
 """
 
 from __future__ import annotations
@@ -55,9 +56,19 @@ class PostgresCatalog:
             owner = await connection.fetchval(C["pool_uri_owner"], pool.uri, pool.name)
             if owner is not None:
                 raise PoolUriTaken(pool.uri, owner)
-            created = await connection.fetchval(C["pool_exists"], pool.name) is None
+            # The URI stays as read until this transaction ends: every write to pools
+            # holds the catalog lock.
+            old_uri = await connection.fetchval(C["pool_uri"], pool.name)
+            created = old_uri is None
             if created and await connection.fetchval(C["pool_count"]) >= MAX_POOLS:
                 raise TooManyPools(f"the catalog holds {MAX_POOLS} pools already")
+            if not created and old_uri != pool.uri:
+                # As for a delete: wait for placements being made on the pool, keep new
+                # ones out until the new URI is committed, then count.
+                await connection.fetchval(C["pool_lock_row"], pool.name)
+                queues = int(await connection.fetchval(C["placement_count"], pool.name))
+                if queues:
+                    raise PoolInUse(pool.name, queues)
             await connection.execute(
                 C["pool_upsert"], pool.name, pool.uri, pool.weight, pool.flavor, options
             )
@@ -85,7 +96,7 @@ class PostgresCatalog:
     async def pool_delete(self, name: str) -> None:
         async def work(connection: Connection) -> None:
             await connection.execute(C["pools_lock"])
-            if await connection.fetchval(C["pool_lock_for_delete"], name) is None:
+            if await connection.fetchval(C["pool_lock_row"], name) is None:
                 return
             queues = int(await connection.fetchval(C["placement_count"], name))
             if queues:

@@ -11,6 +11,9 @@ SELECT name FROM pools WHERE uri = $1 AND name <> $2;
 -- name: pool_exists
 SELECT 1 FROM pools WHERE name = $1;
 
+-- name: pool_uri
+SELECT uri FROM pools WHERE name = $1;
+
 -- name: pool_count
 SELECT count(*) FROM pools;
 
@@ -30,9 +33,10 @@ WHERE name > $1
 ORDER BY name
 LIMIT $2;
 
--- Waits for placements being made on the pool to commit, and keeps new ones out until
--- this transaction ends (placing share-locks the pool row).
--- name: pool_lock_for_delete
+-- Before a delete or a change of URI: waits for placements being made on the pool to
+-- commit, and keeps new ones out until this transaction ends (placing share-locks the
+-- pool row).
+-- name: pool_lock_row
 SELECT 1 FROM pools WHERE name = $1 FOR UPDATE;
 
 -- name: pool_delete

@@ -2,8 +2,9 @@
 
 Every key of it shares one hash tag (``KeySpace.pools``, ``flavors``, ``placements``),
 so each Lua script (``lua/pool_*.lua``, ``lua/placement_*.lua``) checks and changes it in
-one atomic step, on a cluster too: a pool's URI stays unique, a pool is deleted only
-while no queue is placed on it, and a placement names a pool that exists. Each pool's
+one atomic step, on a cluster too: a pool's URI stays unique, a pool is deleted or
+moved to another URI only while no queue is placed on it, and a placement names a pool
+that exists. Each pool's
 placements are counted in ``pool-queues`` by the scripts that add, move and remove
 them, so counting never reads the placements themselves.
 
@@ -74,6 +75,8 @@ class RedisCatalog:
             raise PoolUriTaken(pool.uri, _text(outcome[1]))
         if verdict == "full":
             raise TooManyPools(f"the catalog holds {MAX_POOLS} pools already")
+        if verdict == "in_use":
+            raise PoolInUse(pool.name, int(outcome[1]))
         return int(outcome[1]) == 1
 
     async def pool_get(self, name: str) -> PoolRecord | None:

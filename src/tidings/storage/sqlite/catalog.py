@@ -1,8 +1,9 @@
 """The pooled-mode catalog on SQLite (``tidings.storage.catalog``; migration 0009).
 
 Each write is one job of the writer thread, so it runs inside one ``BEGIN IMMEDIATE``
-transaction: a check and the write it guards (a pool's URI, a pool's placements, a
-placement's pool) cannot be split by another process writing the same file.
+transaction: a check and the write it guards (a pool's URI, a pool's placements before
+it is deleted or moved to another URI, a placement's pool) cannot be split by another
+process writing the same file.
 """
 
 from __future__ import annotations
@@ -73,9 +74,14 @@ class SQLiteCatalog:
             owner = db.execute(C["pool_uri_owner"], params).fetchone()
             if owner is not None:
                 raise PoolUriTaken(pool.uri, str(owner[0]))
-            created = db.execute(C["pool_exists"], params).fetchone() is None
+            old = db.execute(C["pool_uri"], params).fetchone()
+            created = old is None
             if created and db.execute(C["pool_count"]).fetchone()[0] >= MAX_POOLS:
                 raise TooManyPools(f"the catalog holds {MAX_POOLS} pools already")
+            if not created and old[0] != pool.uri:
+                (queues,) = db.execute(C["placement_count"], {"pool": pool.name}).fetchone()
+                if queues:
+                    raise PoolInUse(pool.name, int(queues))
             db.execute(C["pool_upsert"], params)
             return created
 

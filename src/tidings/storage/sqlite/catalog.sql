@@ -4,8 +4,8 @@
 -- name: pool_uri_owner
 SELECT name FROM pools WHERE uri = :uri AND name <> :name;
 
--- name: pool_exists
-SELECT 1 FROM pools WHERE name = :name;
+-- name: pool_uri
+SELECT uri FROM pools WHERE name = :name;
 
 -- name: pool_count
 SELECT count(*) FROM pools;

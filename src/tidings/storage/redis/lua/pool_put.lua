@@ -3,8 +3,9 @@
 -- name -> flavor), pool-queues (HASH name -> placements).
 -- ARGV: name, uri, record, has flavor ('1'/'0'), flavor, most pools allowed.
 -- Returns {'taken', other pool} when another pool has the URI, {'full'} when a new pool
--- would exceed the limit, else {'ok', 1 when created / 0 when replaced}.
-local pools, names, uris, flavors = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+-- would exceed the limit, {'in_use', queues} when it would move a pool that holds queues
+-- to another URI, else {'ok', 1 when created / 0 when replaced}.
+local pools, names, uris, flavors, queues = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local name, uri = ARGV[1], ARGV[2]
 local owner = redis.call('HGET', uris, uri)
 if owner and owner ~= name then
@@ -17,6 +18,10 @@ end
 if old then
   local previous = cmsgpack.unpack(old)[1]
   if previous ~= uri then
+    local held = tonumber(redis.call('HGET', queues, name) or '0')
+    if held > 0 then
+      return {'in_use', held}
+    end
     redis.call('HDEL', uris, previous)
   end
 end

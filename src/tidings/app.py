@@ -20,7 +20,10 @@ from tidings.notify.destinations import deny_list
 from tidings.notify.dispatcher import Dispatcher, Doorbell
 from tidings.notify.push import SCHEME, PushRegistry, PushSender
 from tidings.ops.context import Services
+from tidings.pooling.router import PooledStorage
 from tidings.storage import create_storage
+from tidings.storage.base import Storage
+from tidings.storage.catalog import CatalogStore
 from tidings.ws.endpoint import Router
 
 log = logging.getLogger("tidings")
@@ -107,7 +110,15 @@ def build_app(settings: Settings) -> falcon.asgi.App[falcon.asgi.Request, falcon
 def build_server(settings: Settings) -> Router:
     """The server's ASGI application: the HTTP API and the WebSocket API."""
     doorbell = Doorbell()
-    storage = create_storage(settings)
+    storage: Storage
+    catalog: CatalogStore | None = None
+    if settings.pooling:
+        # The management store (catalog and queue registry) and the pools it names;
+        # [drivers] message_store is the virtual pool when enable_virtual_pool is on.
+        storage = PooledStorage.from_settings(settings)
+        catalog = storage.catalog
+    else:
+        storage = create_storage(settings)
     push = PushRegistry(storage, settings.websocket.push_lease, time.time)
     services = Services(
         settings=settings,
@@ -115,6 +126,7 @@ def build_server(settings: Settings) -> Router:
         clock=time.time,
         wake_dispatcher=doorbell.ring,
         push=push,
+        catalog=catalog,
     )
     dispatcher = Dispatcher(
         services.storage,

@@ -16,7 +16,13 @@ from pathlib import Path
 from tidings import __version__
 from tidings.config import CONFIG_FILE_ENV, ConfigError, Settings, load_settings
 from tidings.errors import StorageError
-from tidings.storage import POSTGRES_SCHEMES, REDIS_SCHEMES, UnsupportedStoreURI, create_storage
+from tidings.storage import (
+    POSTGRES_SCHEMES,
+    REDIS_SCHEMES,
+    UnsupportedStoreURI,
+    create_storage,
+    storage_for_uri,
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -73,6 +79,8 @@ def serve(args: argparse.Namespace) -> int:
     try:
         settings = load_settings()
         create_storage(settings)  # fail fast on a bad store URI
+        if settings.pooling:  # and on a bad management store URI
+            storage_for_uri(settings.drivers.management_uri(), settings.storage)
         check_auth_settings(settings)  # and on an unusable auth strategy
         policy_enforcer(settings.oslo_policy.policy_file)  # and on a bad policy file
         _check_tls(settings)  # and on a certificate that cannot be loaded
@@ -139,9 +147,8 @@ def _check_tls(settings: Settings) -> None:
         raise ConfigError(f"cannot load [server] ssl_certfile / ssl_keyfile: {exc}") from exc
 
 
-async def _upgrade(settings: Settings) -> int | None:
-    """Migrate the configured store; None when the backend keeps no schema."""
-    uri = settings.drivers.message_store
+async def _upgrade(settings: Settings, uri: str) -> int | None:
+    """Migrate the store at ``uri``; None when the backend keeps no schema."""
     scheme = uri.partition("://")[0].lower()
     if scheme in POSTGRES_SCHEMES:
         from tidings.storage.postgres.driver import PostgresStorage
@@ -156,25 +163,34 @@ async def _upgrade(settings: Settings) -> int | None:
         return MIGRATIONS[-1][0]
     if scheme in REDIS_SCHEMES:
         return None
-    create_storage(settings)  # raises UnsupportedStoreURI with the accepted forms
+    storage_for_uri(uri, settings.storage)  # raises UnsupportedStoreURI with the accepted forms
     return None
 
 
 def db_upgrade(args: argparse.Namespace) -> int:
+    """Migrate the message store, and in pooled mode the management store too (the
+    pools are migrated when they are opened, or by ``db upgrade`` with their URI as
+    message store)."""
     try:
         settings = load_settings(args.config)
-        scheme = settings.drivers.message_store.partition("://")[0].lower()
-        version = asyncio.run(_upgrade(settings))
+        stores = [("", settings.drivers.message_store)]
+        if settings.pooling:
+            stores.append(("management ", settings.drivers.management_uri()))
+        results = []
+        for role, uri in stores:
+            scheme = uri.partition("://")[0].lower()
+            results.append((role, scheme, asyncio.run(_upgrade(settings, uri))))
     except (ConfigError, UnsupportedStoreURI, ValueError) as exc:
         print(f"tidings: {exc}", file=sys.stderr)
         return 2
     except StorageError as exc:
         print(f"tidings: migration failed: {exc}", file=sys.stderr)
         return 1
-    if version is None:
-        print(f"tidings: the {scheme} store keeps no schema; nothing to migrate")
-    else:
-        print(f"tidings: {scheme} schema at version {version}")
+    for role, scheme, version in results:
+        if version is None:
+            print(f"tidings: the {role}{scheme} store keeps no schema; nothing to migrate")
+        else:
+            print(f"tidings: {role}{scheme} schema at version {version}")
     return 0
 
 

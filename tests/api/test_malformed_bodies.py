@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from tests.routes import pooling_route
 from tests.routes import responders as _responders
 from tests.server import TidingsServer
 from tidings.admission.actions import Action
@@ -68,12 +69,14 @@ class Route:
         return f"{self.method} {self.template}"
 
 
-def _body_routes() -> list[Route]:
-    """Every responder for a body method, with the Content-Type it accepts."""
+def _body_routes(*, pooling: bool = False) -> list[Route]:
+    """Every responder for a body method, with the Content-Type it accepts: those of a
+    server without pooling, or (``pooling``) the pool and flavor routes, which
+    tests/pooling/test_admin_api.py runs these cases on against a pooled server."""
     routes = [
         Route(method, template, getattr(resource, "media_types", {}).get(method, JSON))
         for method, template, resource in _responders()
-        if method in BODY_METHODS
+        if method in BODY_METHODS and pooling_route(template) == pooling
     ]
     return sorted(routes, key=lambda r: r.name)
 

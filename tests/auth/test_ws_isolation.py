@@ -96,6 +96,14 @@ FILL: dict[str, Any] = {
     "options": {"b": 1},
     "confirmed": True,
     "subscription_id": "{subscription_id}",
+    # Pools and flavors (404 here: these servers are not pooled; tests/pooling covers them).
+    "pool_name": "{queue}",
+    "flavor_name": "{queue}",
+    "uri": "sqlite:///never-made.db",
+    "weight": 10,
+    "flavor": "{queue}",
+    "pool_list": ["{queue}"],
+    "capabilities": {"b": 1},
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 
+from tidings.pooling.router import PooledStorage
 from tidings.storage.base import Storage
 from tidings.storage.postgres.database import SINGLE, Connection
 from tidings.storage.postgres.driver import PostgresStorage
@@ -23,6 +24,12 @@ _REDIS_CLAIMS = QUEUE_KINDS.index("claims")
 async def stored_rows(storage: Storage, project: str, queues: list[str]) -> tuple[int, int]:
     """(messages, claims) the store holds for the project (Redis: for these queues, whose
     keys are the only place it files them)."""
+    if isinstance(storage, PooledStorage):  # whatever any pool holds
+        messages = claims = 0
+        for _, pool in storage.open_pools():
+            found = await stored_rows(pool, project, queues)
+            messages, claims = messages + found[0], claims + found[1]
+        return messages, claims
     if isinstance(storage, SQLiteStorage):
 
         def count(db: sqlite3.Connection) -> tuple[int, int]:

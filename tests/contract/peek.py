@@ -10,6 +10,7 @@ import sqlite3
 
 import msgspec
 
+from tidings.pooling.router import PooledStorage
 from tidings.storage.base import Storage
 from tidings.storage.postgres import subscriptions as postgres_subscriptions
 from tidings.storage.postgres.database import WRITE, Connection
@@ -29,6 +30,8 @@ _REDIS_DUE = SOURCE_KINDS.index("notify-due")
 
 async def stored_bodies(storage: Storage, project: str, source: str) -> int:
     """Notification bodies the store holds for (project, source)."""
+    if isinstance(storage, PooledStorage):  # in whichever pool they are
+        return sum([await stored_bodies(pool, project, source) for _, pool in storage.open_pools()])
     if isinstance(storage, SQLiteStorage):
 
         def count(db: sqlite3.Connection) -> int:
@@ -62,7 +65,11 @@ async def owe_inline(
     now: float,
 ) -> None:
     """Owe a notification the way drivers did before bodies were shared: body inline."""
-    if isinstance(storage, SQLiteStorage):
+    if isinstance(storage, PooledStorage):  # in the source's pool
+        pool = await storage.store_of(project, source)
+        assert pool is not None, "subscribe before owing"
+        await owe_inline(pool, project, source, subscription_id, message_id, body, now)
+    elif isinstance(storage, SQLiteStorage):
 
         def insert(db: sqlite3.Connection) -> None:
             db.execute(

@@ -18,18 +18,24 @@ from tidings.ops.validation import decode_json
 
 # Claim and confirmation bodies hold a couple of small fields.
 SMALL_BODY_LIMIT = 4096
+# Pool and flavor bodies: a URI and a few options, or a list of (at most 1000) pool names.
+ADMIN_BODY_LIMIT = 65536
 
 _METADATA_ACTIONS = frozenset({Action.QUEUE_CREATE, Action.QUEUE_UPDATE})
 _SMALL_ACTIONS = frozenset(
     {Action.CLAIM_CREATE, Action.CLAIM_UPDATE, Action.SUBSCRIPTION_CONFIRM}
 )
 _SUBSCRIPTION_ACTIONS = frozenset({Action.SUBSCRIPTION_CREATE, Action.SUBSCRIPTION_UPDATE})
+_ADMIN_ACTIONS = frozenset(
+    {Action.POOL_CREATE, Action.POOL_UPDATE, Action.FLAVOR_CREATE, Action.FLAVOR_UPDATE}
+)
 # Actions whose request has a body; any other action ignores one.
 BODY_ACTIONS = frozenset(
     {
         *_METADATA_ACTIONS,
         *_SMALL_ACTIONS,
         *_SUBSCRIPTION_ACTIONS,
+        *_ADMIN_ACTIONS,
         Action.QUEUE_PURGE,
         Action.QUEUE_SHARE,
         Action.MESSAGE_POST,
@@ -46,6 +52,8 @@ def read_limit(svc: Services, action: Action) -> int:
         return SMALL_BODY_LIMIT
     if action in _SUBSCRIPTION_ACTIONS:
         return subscriptions.max_document_size(svc.settings)
+    if action in _ADMIN_ACTIONS:
+        return ADMIN_BODY_LIMIT
     if action in BODY_ACTIONS:
         return limits.max_queue_metadata
     raise ValueError(f"{action} takes no body")

@@ -50,6 +50,14 @@ class Page(msgspec.Struct, frozen=True, kw_only=True):
     limit: int | None
 
 
+class AdminListing(msgspec.Struct, frozen=True, kw_only=True):
+    """A page of pools or flavors."""
+
+    marker: str | None
+    limit: int | None
+    detailed: bool
+
+
 def _filter_value(raw: object) -> object:
     # Query strings carry text; a number-like value matches the number in metadata.
     if isinstance(raw, str):
@@ -120,3 +128,16 @@ def limit(params: Params) -> int | None:
 
 def page(params: Params) -> Page:
     return Page(marker=text(params, "marker"), limit=integer(params, "limit"))
+
+
+def admin_listing(params: Params) -> AdminListing:
+    """Pool and flavor listings, checked in Zaqar's order: marker, limit, detailed."""
+    return AdminListing(
+        marker=text(params, "marker"),
+        limit=integer(params, "limit"),
+        detailed=boolean(params, "detailed"),
+    )
+
+
+def detailed(params: Params) -> bool:
+    return boolean(params, "detailed")

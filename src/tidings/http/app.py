@@ -12,7 +12,7 @@ from tidings.admission import policy
 from tidings.admission.actions import Action
 from tidings.admission.auth import Authenticator
 from tidings.errors import TidingsError
-from tidings.http import claims, messages, queues, share, subscriptions, system
+from tidings.http import claims, messages, pools, queues, share, subscriptions, system
 from tidings.http.cors import Cors
 from tidings.http.errors import handle_tidings_error, handle_unexpected
 from tidings.http.middleware import RequestChecks
@@ -66,6 +66,12 @@ def build_http_app(
     app.add_route("/v2/queues/{queue}/share", share.QueueShare(services))
     app.add_route("/v2/queues/{queue}/claims", claims.ClaimCollection(services))
     app.add_route("/v2/queues/{queue}/claims/{claim_id}", claims.ClaimItem(services))
+    if services.settings.admin_mode and services.settings.pooling:
+        # Zaqar's rule: the operator's pool and flavor API exists only in this mode.
+        app.add_route("/v2/pools", pools.PoolCollection(services))
+        app.add_route("/v2/pools/{pool}", pools.PoolItem(services))
+        app.add_route("/v2/flavors", pools.FlavorCollection(services))
+        app.add_route("/v2/flavors/{flavor}", pools.FlavorItem(services))
     return app
 
 

@@ -13,6 +13,7 @@ from tidings.errors import NotFound, ServiceUnavailable, StorageError
 from tidings.namespace import TOPIC_NAMESPACE as TOPIC_NAMESPACE
 from tidings.namespace import split_namespace as split_namespace
 from tidings.storage.base import Storage
+from tidings.storage.catalog import CatalogStore
 
 if TYPE_CHECKING:
     from tidings.notify.push import PushRegistry
@@ -30,6 +31,9 @@ class Services:
     wake_dispatcher: Callable[[], None] | None = None
     # This process's WebSocket connections that hold push subscriptions (None: no push).
     push: PushRegistry | None = None
+    # Pooled mode: the management store's catalog of pools, flavors and placements
+    # (None when pooling is off).
+    catalog: CatalogStore | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -318,6 +318,22 @@ def test_a_stopped_pool_fails_only_its_own_queues(deployment: Deployment) -> Non
                     assert post(api, queue, {"during": True}).status_code == 201
                     assert listed(api, queue) == [{"before": True}, {"during": True}]
             assert api.get("/queues").status_code == 200  # the registry is elsewhere
+            # Health names the pool that is down, and self-tests the others.
+            health = wait_until(
+                lambda: (h := api.get("/health", headers=ADMIN).json())["redis-b"][
+                    "storage_reachable"
+                ]
+                is False
+                and h,
+                "health to see the stopped pool",
+            )
+            assert health["catalog_reachable"] is True
+            assert "operation_status" not in health["redis-b"]
+            for pool in ("redis-a", "pg", "lite", "idle"):
+                assert health[pool]["storage_reachable"] is True, health
+                steps = health[pool]["operation_status"]
+                assert all(step["succeeded"] for step in steps.values()), (pool, steps)
+                assert "post_messages" in steps and "claim_messages" in steps
         finally:
             deployment.redis["redis-b"].start()  # same port, same append-only file
         wait_until(

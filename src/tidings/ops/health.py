@@ -12,6 +12,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import msgspec
@@ -21,6 +22,7 @@ from tidings.model import ClaimResult
 from tidings.ops import claims, messages, queues
 from tidings.ops.context import Caller, Services
 from tidings.ops.validation import check_queue_name
+from tidings.pooling.router import PooledStorage
 
 log = logging.getLogger("tidings.health")
 
@@ -44,7 +46,7 @@ HEALTH_REUSE_SECONDS = 5.0
 
 
 class _SelfTestGate:
-    """One self-test at a time per process, and a recent report reused."""
+    """One self-test at a time per process and store, and a recent report reused."""
 
     def __init__(self) -> None:
         self.lock = asyncio.Lock()
@@ -60,7 +62,9 @@ class _SelfTestGate:
         self.report, self.taken = report, time.monotonic()
 
 
-_gate = _SelfTestGate()
+# By store: "" for the message store, a pool's name in pooled mode. Bounded by the
+# catalog's MAX_POOLS.
+_gates: dict[str, _SelfTestGate] = {}
 
 
 async def ping(svc: Services) -> bool:
@@ -71,16 +75,53 @@ async def health(svc: Services, caller: Caller) -> dict[str, Any]:
     """Run each message operation once on a throw-away queue and time each."""
     queue = f"_health_{uuid.uuid4().hex[:16]}"
     check_queue_name(caller.project, queue)  # the project id's length, as everywhere
+    if isinstance(svc.storage, PooledStorage):
+        return await _pooled_health(svc, svc.storage, caller, queue)
     store = await svc.storage.status()
     if not store.reachable:
         raise ServiceUnavailable("Health status could not be read.")
-    async with _gate.lock:
-        status = _gate.recent()
-        if status is None:
-            status = await _self_test(svc, caller, queue)
-            _gate.keep(status)
+    status = await _reused_self_test("", svc, caller, queue)
     # "problems" is ours: e.g. a Redis that came back empty, which Zaqar never notices.
     return {"storage_reachable": True, "operation_status": status, "problems": store.problems}
+
+
+async def _pooled_health(
+    svc: Services, pooled: PooledStorage, caller: Caller, queue: str
+) -> dict[str, Any]:
+    """Zaqar's pooled shape: ``catalog_reachable``, then one entry per pool, each with
+    its own self-test run on that pool's store directly (not through the catalog)."""
+    catalog = await pooled.management.status()
+    statuses = await pooled.pool_statuses()
+    stores = dict(pooled.open_pools())
+    report: dict[str, Any] = {"catalog_reachable": catalog.reachable}
+    if catalog.problems:
+        report["problems"] = catalog.problems
+
+    async def one(name: str) -> dict[str, Any]:
+        status, store = statuses[name], stores.get(name)
+        entry: dict[str, Any] = {"storage_reachable": status.reachable}
+        if status.reachable and store is not None:
+            on_pool = replace(svc, storage=store)
+            entry["operation_status"] = await _reused_self_test(name, on_pool, caller, queue)
+        entry["problems"] = status.problems
+        return entry
+
+    names = [name for name in statuses if name]  # the virtual pool is no pool (Zaqar)
+    for name, entry in zip(names, await asyncio.gather(*(one(n) for n in names)), strict=True):
+        report[name] = entry
+    return report
+
+
+async def _reused_self_test(
+    key: str, svc: Services, caller: Caller, queue: str
+) -> dict[str, Any]:
+    gate = _gates.setdefault(key, _SelfTestGate())
+    async with gate.lock:
+        status = gate.recent()
+        if status is None:
+            status = await _self_test(svc, caller, queue)
+            gate.keep(status)
+    return status
 
 
 class _Run:

@@ -124,6 +124,15 @@ def create_pool(api: httpx.Client, name: str, uri: str, weight: int = 100, **ext
     assert made.status_code == 201, made.text
 
 
+def test_the_home_document_lists_pools_and_flavors(pooled: Pooled) -> None:
+    with pooled.server.client("home") as api:
+        resources = api.get("/").json()["resources"]
+    assert resources["rel/pools"]["href-template"] == "/v2/pools{?detailed,limit,marker}"
+    assert resources["rel/pool"]["href-template"] == "/v2/pools/{pool_name}"
+    assert resources["rel/flavors"]["href-template"] == "/v2/flavors{?detailed,limit,marker}"
+    assert resources["rel/flavor"]["href-template"] == "/v2/flavors/{flavor_name}"
+
+
 # ---------------------------------------------------------------- pools
 
 

@@ -147,8 +147,31 @@ def home_document(settings: Settings) -> bytes:
             "href": "/v2/health",
             "hints": {"allow": ["GET"], "formats": {"application/json": {}}},
         }
+    if settings.admin_mode and settings.pooling:  # where the routes exist
+        resources.update(_admin_pooling_resources())
     encoded = msgspec.json.encode({"resources": resources})
     return msgspec.json.format(encoded, indent=4)
+
+
+def _admin_pooling_resources() -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for kind in ("pool", "flavor"):
+        listing = {"detailed": "param/detailed", "limit": f"param/{kind}_limit",
+                   "marker": "param/marker"}  # fmt: skip
+        found[f"rel/{kind}s"] = {
+            "href-template": f"/v2/{kind}s{{?detailed,limit,marker}}",
+            "href-vars": listing,
+            "hints": {"allow": ["GET"], "formats": {"application/json": {}}},
+        }
+        found[f"rel/{kind}"] = {
+            "href-template": f"/v2/{kind}s/{{{kind}_name}}",
+            "href-vars": {f"{kind}_name": f"param/{kind}_name"},
+            "hints": {
+                "allow": ["GET", "PUT", "PATCH", "DELETE"],
+                "formats": {"application/json": {}},
+            },
+        }
+    return found
 
 
 class Versions:

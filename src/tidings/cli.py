@@ -110,7 +110,12 @@ def serve(args: argparse.Namespace) -> int:
         f"tidings {__version__}: serving on {scheme}://{args.host or server.host}:"
         f"{args.port if args.port is not None else server.port} "
         + (f"(WebSocket also on port {ws_port}) " if ws_port else "")
-        + f"with {settings.drivers.message_store} ({workers} worker(s))",
+        + (
+            f"pooled, with the catalog in {settings.drivers.management_uri()}"
+            if settings.pooling
+            else f"with {settings.drivers.message_store}"
+        )
+        + f" ({workers} worker(s))",
         file=sys.stderr,
     )
     uvicorn.run(

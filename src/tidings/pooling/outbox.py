@@ -22,7 +22,7 @@ SEPARATOR = "/"
 # The store of a pool by key (StorageError when it is unavailable or gone).
 PoolStore = Callable[[str], Awaitable[Storage]]
 # The open pools as (key, store), in a stable order.
-OpenPools = Callable[[], list[tuple[str, Storage]]]
+OpenPools = Callable[[], Awaitable[list[tuple[str, Storage]]]]
 # The store a (project, source) is routed to, None when it lives nowhere.
 SourceStore = Callable[[str, str], Awaitable[Storage | None]]
 
@@ -75,7 +75,7 @@ class PooledOutbox:
     ) -> list[Delivery]:
         """Each pool's own take in turn, starting one pool further each call, with what
         is left of ``limit`` and the project counts including what earlier pools gave."""
-        pools = self._open_pools()
+        pools = await self._open_pools()
         if not pools:
             return []
         start = self._turn % len(pools)
@@ -129,7 +129,7 @@ class PooledOutbox:
         """A bounded chunk from every pool. The count says a whole chunk went only when
         some pool removed a whole chunk (the caller repeats on that)."""
         total, full = 0, False
-        for key, store in self._open_pools():
+        for key, store in await self._open_pools():
             try:
                 went = await store.outbox.prune_failures(before)
             except StorageError as exc:

@@ -191,20 +191,30 @@ class PoolSet:
         return [(h, h.storage) for h in self.every() if h.storage is not None]
 
     async def refresh(self, *, force: bool = False) -> None:
-        """Read the catalog's pools if the last read is older than the cache ttl (or, with
-        ``force``, older than ``FORCED_REFRESH_INTERVAL``)."""
-        if not self._stale(force):
+        """Read the catalog's pools if the last read is older than the cache ttl.
+
+        With ``force`` (a placement names a pool this node does not know, or no pool can
+        take a queue), read unless a read has started since this call began: a forced
+        read comes at most every ``FORCED_REFRESH_INTERVAL``, waiting out the rest of the
+        interval rather than answering from a list that may miss a pool just made.
+        """
+        asked = time.monotonic()
+        if not force and not self._stale():
             return
         async with self._lock:
-            if not self._stale(force):
-                return  # another task refreshed meanwhile
+            if self._loaded >= asked or (not force and not self._stale()):
+                return  # another task read the catalog meanwhile
+            if force:
+                wait = self._loaded + FORCED_REFRESH_INTERVAL - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+            started = time.monotonic()
             records = await self._catalog.pools()
             self._apply(records)
-            self._loaded = time.monotonic()
+            self._loaded = started  # what changed before this read began is in it
 
-    def _stale(self, force: bool) -> bool:
-        age = time.monotonic() - self._loaded
-        return age >= (FORCED_REFRESH_INTERVAL if force else self._ttl)
+    def _stale(self) -> bool:
+        return time.monotonic() - self._loaded >= self._ttl
 
     def _apply(self, records: list[PoolRecord]) -> None:
         names = set()

@@ -180,6 +180,15 @@ class Router:
     def open_pools(self) -> list[tuple[str, Storage]]:
         return [(handle.key, store) for handle, store in self.pools.open_stores()]
 
+    async def current_pools(self) -> list[tuple[str, Storage]]:
+        """The open pools, after reading the catalog's list if it is older than the cache
+        ttl: so a node serves deliveries and sweeps of pools it has never routed to."""
+        try:
+            await self.pools.refresh()
+        except StorageError as exc:  # the management store is down: the pools known
+            log.warning("cannot read the pools, using those known: %s", exc)
+        return self.open_pools()
+
     # -- placing --------------------------------------------------------------------------
 
     async def place(
@@ -743,7 +752,7 @@ class PooledStorage:
         self.claims = PooledClaims(self._router, self.messages)
         self.subscriptions = PooledSubscriptions(self._router)
         self.outbox = PooledOutbox(
-            self._router.store, self._router.open_pools, self._router.find_store
+            self._router.store, self._router.current_pools, self._router.find_store
         )
         self._feed = PooledFeed(
             management.feed, self._router.cached_feed, self._router.open_feeds, self._next_ready
@@ -806,16 +815,19 @@ class PooledStorage:
 
     async def pool_statuses(self) -> dict[str, StoreStatus]:
         """Each pool's status by name (the virtual pool's name is ``""``); never raises."""
+        await self._router.current_pools()  # pools made or removed since the last read
         handles = self._router.pools.every()
 
         async def status(handle_key: str) -> StoreStatus:
             handle = self._router.pools.get(handle_key)
             if handle is None:
                 return StoreStatus(reachable=False, problems=["the pool is gone"])
-            if handle.storage is None:
+            try:
+                store = await handle.ready()  # a pool read just now may still be opening
+            except StorageError:
                 problem = f"the pool cannot be opened: {handle.error or 'opening'}"
                 return StoreStatus(reachable=False, problems=[problem])
-            return await handle.storage.status()
+            return await store.status()
 
         found = await asyncio.gather(*(status(h.key) for h in handles))
         return {h.key: s for h, s in zip(handles, found, strict=True)}
@@ -835,7 +847,7 @@ class PooledStorage:
         """The management store's sweep and each open pool's; a pool that fails is
         logged and swept next time, without holding up the others."""
         removed = await self._management.collect_garbage(now)
-        for key, store in self._router.open_pools():
+        for key, store in await self._router.current_pools():
             try:
                 removed += await store.collect_garbage(now)
             except StorageError as exc:

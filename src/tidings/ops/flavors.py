@@ -21,6 +21,7 @@ from tidings.ops.pools import (
     body_object,
     catalog,
     check_name,
+    pools_changed,
     shown,
     unexpected_keys,
 )
@@ -104,6 +105,7 @@ async def flavor_put(svc: Services, caller: Caller, name: str, document: Any) ->
     if not created:
         # A PUT replaces this project's flavor: pools it no longer lists leave it.
         await store.pools_set_flavor(_dropped(name, pools, pool_list), None)
+    pools_changed(svc)
     return created
 
 
@@ -155,6 +157,7 @@ async def flavor_update(svc: Services, caller: Caller, name: str, document: Any)
         )
     await store.pools_set_flavor(pool_list, name)
     await store.pools_set_flavor(_dropped(name, pools, pool_list), None)
+    pools_changed(svc)
     return _view(name, await store.pools())
 
 
@@ -168,6 +171,7 @@ async def flavor_delete(svc: Services, caller: Caller, name: str) -> None:
     pools = await store.pools()
     await store.pools_set_flavor([p.name for p in pools if p.flavor == name], None)
     await store.flavor_delete(caller.project, name)
+    pools_changed(svc)
 
 
 def _dropped(name: str, pools: list[PoolRecord], kept: list[str]) -> list[str]:

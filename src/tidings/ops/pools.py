@@ -25,6 +25,7 @@ from tidings.model import PoolRecord
 from tidings.ops.context import Services, unavailable_as
 from tidings.ops.validation import EMPTY_BODY, check_page_limit
 from tidings.pooling.poolset import pool_settings
+from tidings.pooling.router import PooledStorage
 from tidings.storage import storage_for_uri
 from tidings.storage.catalog import CatalogStore, PoolInUse, PoolUriTaken, TooManyPools
 
@@ -225,7 +226,9 @@ async def pool_put(svc: Services, name: str, document: Any) -> bool:
     _refuse_if_reserved(svc.settings, uri)
     await _refuse_if_taken(store, name, uri)
     await _check_reachable(uri, options, svc.settings)
-    return await _write(store, record, "pointed at another store")
+    created = await _write(store, record, "pointed at another store")
+    pools_changed(svc)
+    return created
 
 
 @unavailable_as("Pools could not be listed.")
@@ -278,6 +281,7 @@ async def pool_update(svc: Services, name: str, document: Any) -> PoolRecord:
     if "uri" in body:  # as Zaqar: a uri given is checked, changed or not
         await _check_reachable(updated.uri, updated.options, svc.settings)
     await _write(store, updated, "pointed at another store")
+    pools_changed(svc)
     return updated
 
 
@@ -288,6 +292,13 @@ async def pool_delete(svc: Services, name: str) -> None:
         await catalog(svc).pool_delete(name)
     except PoolInUse as exc:
         raise _in_use(exc, "deleted") from None
+    pools_changed(svc)
+
+
+def pools_changed(svc: Services) -> None:
+    """This node places by the new pool list at once (others within the cache ttl)."""
+    if isinstance(svc.storage, PooledStorage):
+        svc.storage.pools_changed()
 
 
 async def _refuse_if_in_use(store: CatalogStore, name: str, doing: str) -> None:

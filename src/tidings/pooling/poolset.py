@@ -213,6 +213,10 @@ class PoolSet:
             self._apply(records)
             self._loaded = started  # what changed before this read began is in it
 
+    def invalidate(self) -> None:
+        """The catalog's pools changed (through this node): read them on the next use."""
+        self._loaded = -math.inf
+
     def _stale(self) -> bool:
         return time.monotonic() - self._loaded >= self._ttl
 

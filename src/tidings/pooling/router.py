@@ -338,6 +338,14 @@ class PooledQueues:
         return True
 
     async def get_metadata(self, project: str, name: str) -> dict[str, Any] | None:
+        # The pool's copy first: the one its posts apply, and on a cached route the one
+        # round trip a single store makes (claims read it for their dead-letter policy);
+        # the registry's for a queue on no pool, or one the pool holds no copy of.
+        found = await self._r.find(project, name)
+        if found is not None:
+            metadata = await found[1].queues.get_metadata(project, name)
+            if metadata is not None:
+                return metadata
         return await self._r.registry.get_metadata(project, name)
 
     async def set_metadata(self, project: str, name: str, metadata: dict[str, Any]) -> bool:
@@ -812,6 +820,10 @@ class PooledStorage:
 
     async def ping(self) -> bool:
         return await self._management.ping()
+
+    def pools_changed(self) -> None:
+        """Pools or flavors were changed through this node: place by them at once."""
+        self._router.pools.invalidate()
 
     async def pool_statuses(self) -> dict[str, StoreStatus]:
         """Each pool's status by name (the virtual pool's name is ``""``); never raises."""

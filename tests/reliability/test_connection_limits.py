@@ -12,6 +12,8 @@ import contextlib
 import hashlib
 import http.client
 import inspect
+import os
+import signal
 import socket
 import time
 import uuid
@@ -222,6 +224,30 @@ def test_stalled_bodies_are_dropped_with_their_memory(
         stats = client.get("/queues/stalled/stats")
         assert stats.status_code == 200
         assert stats.json()["messages"]["total"] == 0
+
+
+def test_a_body_still_arriving_does_not_hold_up_a_shutdown(tmp_path: Path) -> None:
+    """SIGTERM while a client is half way through a request body: that request is
+    answered 503 and dropped, and the server exits by itself (not by the SIGKILL that
+    ``stop()`` sends when SIGTERM did not do it)."""
+    server = TidingsServer(tmp_path).start()
+    headers = {**client_headers(), "Content-Type": "application/json", "Content-Length": "100"}
+    sock = connect(server)
+    try:
+        sock.sendall(head("POST", "/v2/queues/q/messages", headers, b"") + b'{"mess')
+        # A ping sent after those bytes is answered by the same event loop only after it
+        # has read them: from then on the server holds a request in its body.
+        assert ping(server) == 204
+        assert server.process is not None
+        os.killpg(server.pid, signal.SIGTERM)
+        answer = read_until_closed(sock)
+        assert status_of(answer) == 503, answer[:200]
+        assert b"shutting down" in answer
+        exit_code = server.process.wait(timeout=WAIT)
+        assert exit_code != -signal.SIGKILL
+    finally:
+        sock.close()
+        server.kill()
 
 
 def test_connections_past_the_cap_get_503_and_others_go_on(

@@ -359,6 +359,21 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             )
         self.transport.close()
 
+    def shutdown(self) -> None:
+        """Stopping: a request whose body is still arriving is refused (503) and dropped
+        at once. It cannot be acknowledged before its body arrives, and waiting for it
+        would hold the whole shutdown (a restart, a deploy) up to ``body_timeout``."""
+        if self._in_body and not self.transport.is_closing():
+            self._abandon_request(
+                error_response(
+                    503,
+                    "Service Unavailable",
+                    "The server is shutting down; send the request again.",
+                )
+            )
+            return
+        super().shutdown()
+
     def _body_timed_out(self) -> None:
         self._body_timer = None
         if self.transport.is_closing():

@@ -42,6 +42,7 @@ from tests.backends import (
     unique_name,
 )
 from tests.notify_listeners import WebhookListener
+from tests.pooling.nodes import node_env as pooled_node_env
 from tests.server import RESERVED_DEFAULTS, TidingsServer, wait_until
 from tests.ws.push_client import ZaqarSocket, ws_url
 from tests.ws.wire import Wire
@@ -68,17 +69,7 @@ SEALED = b'"tidings-aes256gcm-v1:'
 
 
 def node_env(management: str, **extra: str) -> dict[str, str]:
-    return {
-        "TIDINGS_POOLING": "true",
-        "TIDINGS_ADMIN_MODE": "true",
-        "TIDINGS_DRIVERS__MANAGEMENT_STORE": management,
-        "TIDINGS_POOLING_CATALOG__CACHE_TTL": "0.5",
-        "TIDINGS_STORAGE__OPERATION_TIMEOUT": "2",
-        # Webhooks to the test's own listener on the loopback interface.
-        "TIDINGS_NOTIFICATION__SUBSCRIBER_DENY_NETWORKS": "[]",
-        "TIDINGS_TRANSPORT__MESSAGE_ENCRYPTION_KEYS": KEYS,
-        **extra,
-    }
+    return pooled_node_env(management, TIDINGS_TRANSPORT__MESSAGE_ENCRYPTION_KEYS=KEYS, **extra)
 
 
 @dataclass

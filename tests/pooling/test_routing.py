@@ -24,6 +24,7 @@ import pytest
 from tests.backends import drop_postgres_schema, postgres_store_uri, unique_name
 from tests.instances import RedisInstance
 from tests.notify_listeners import WebhookListener
+from tests.pooling.nodes import node_env
 from tests.server import TidingsServer, wait_until
 from tidings.config import StorageSettings
 from tidings.storage import storage_for_uri
@@ -75,19 +76,6 @@ class Deployment:
             return [msgspec.json.decode(m.body) for m in page.messages]
 
         return asyncio.run(read())
-
-
-def node_env(management: str) -> dict[str, str]:
-    return {
-        "TIDINGS_POOLING": "true",
-        "TIDINGS_ADMIN_MODE": "true",
-        "TIDINGS_DRIVERS__MANAGEMENT_STORE": management,
-        # Pools and flavors made on one node take part in placement soon on the others.
-        "TIDINGS_POOLING_CATALOG__CACHE_TTL": "0.5",
-        "TIDINGS_STORAGE__OPERATION_TIMEOUT": "2",
-        # Webhooks to the test's own listener on the loopback interface.
-        "TIDINGS_NOTIFICATION__SUBSCRIBER_DENY_NETWORKS": "[]",
-    }
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from tidings.model import (
     DeliveryFailure,
     Message,
     MessageSummary,
+    PoolRecord,
     QueueRecord,
     QueueStats,
     Subscription,
@@ -22,6 +23,7 @@ from tidings.ops.metadata import with_defaults
 
 if TYPE_CHECKING:
     from tidings.config import TransportSettings
+    from tidings.ops.flavors import FlavorView
 
 API_PREFIX = "/v2"
 
@@ -143,3 +145,53 @@ def delivery_failure(f: DeliveryFailure) -> dict[str, Any]:
         "error": f.error,
         "failed": iso8601(f.failed),
     }
+
+
+def pool_href(name: str) -> str:
+    return f"{API_PREFIX}/pools/{name}"
+
+
+def flavor_href(name: str) -> str:
+    return f"{API_PREFIX}/flavors/{name}"
+
+
+def pool_view(pool: PoolRecord, *, detailed: bool, with_href: bool = True) -> dict[str, Any]:
+    """Zaqar's pool: ``options`` only when detailed."""
+    view: dict[str, Any] = {
+        "name": pool.name,
+        "uri": pool.uri,
+        "weight": pool.weight,
+        "flavor": pool.flavor,
+    }
+    if detailed:
+        view["options"] = pool.options
+    if with_href:
+        view["href"] = pool_href(pool.name)
+    return view
+
+
+def flavor_view(flavor: FlavorView, *, with_href: bool = True) -> dict[str, Any]:
+    """Zaqar's flavor, as GET shows one."""
+    view: dict[str, Any] = {
+        "name": flavor.name,
+        "capabilities": flavor.capabilities,
+        "pool_list": flavor.pool_list,
+    }
+    if with_href:
+        view["href"] = flavor_href(flavor.name)
+    return view
+
+
+def flavor_entry(
+    flavor: FlavorView, *, detailed: bool, with_href: bool = True
+) -> dict[str, Any]:
+    """Zaqar's flavor in a listing: ``pool_list`` only when not empty, ``capabilities``
+    only when detailed."""
+    entry: dict[str, Any] = {"name": flavor.name}
+    if with_href:
+        entry["href"] = flavor_href(flavor.name)
+    if flavor.pool_list:
+        entry["pool_list"] = flavor.pool_list
+    if detailed:
+        entry["capabilities"] = flavor.capabilities
+    return entry

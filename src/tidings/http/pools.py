@@ -1,12 +1,6 @@
-"""HTTP adapters for pools and flavors (routed only with ``admin_mode`` and ``pooling``).
-
-The views are shared with the WebSocket actions, which leave out ``href`` as their
-queue listings do.
-"""
+"""HTTP adapters for pools and flavors (routed only with ``admin_mode`` and ``pooling``)."""
 
 from __future__ import annotations
-
-from typing import Any
 
 import falcon
 import falcon.asgi
@@ -14,59 +8,8 @@ import falcon.asgi
 from tidings.admission import requests
 from tidings.admission.actions import Action
 from tidings.http.base import Resource, methods, next_link, send_json
-from tidings.model import PoolRecord
 from tidings.ops import flavors, pools
-from tidings.views import API_PREFIX
-
-
-def pool_href(name: str) -> str:
-    return f"{API_PREFIX}/pools/{name}"
-
-
-def flavor_href(name: str) -> str:
-    return f"{API_PREFIX}/flavors/{name}"
-
-
-def pool_view(pool: PoolRecord, *, detailed: bool, with_href: bool = True) -> dict[str, Any]:
-    """Zaqar's pool: ``options`` only when detailed."""
-    view: dict[str, Any] = {
-        "name": pool.name,
-        "uri": pool.uri,
-        "weight": pool.weight,
-        "flavor": pool.flavor,
-    }
-    if detailed:
-        view["options"] = pool.options
-    if with_href:
-        view["href"] = pool_href(pool.name)
-    return view
-
-
-def flavor_view(flavor: flavors.FlavorView, *, with_href: bool = True) -> dict[str, Any]:
-    """Zaqar's flavor, as GET shows one."""
-    view: dict[str, Any] = {
-        "name": flavor.name,
-        "capabilities": flavor.capabilities,
-        "pool_list": flavor.pool_list,
-    }
-    if with_href:
-        view["href"] = flavor_href(flavor.name)
-    return view
-
-
-def flavor_entry(
-    flavor: flavors.FlavorView, *, detailed: bool, with_href: bool = True
-) -> dict[str, Any]:
-    """Zaqar's flavor in a listing: ``pool_list`` only when not empty, ``capabilities``
-    only when detailed."""
-    entry: dict[str, Any] = {"name": flavor.name}
-    if with_href:
-        entry["href"] = flavor_href(flavor.name)
-    if flavor.pool_list:
-        entry["pool_list"] = flavor.pool_list
-    if detailed:
-        entry["capabilities"] = flavor.capabilities
-    return entry
+from tidings.views import flavor_entry, flavor_view, pool_view
 
 
 class PoolCollection(Resource):

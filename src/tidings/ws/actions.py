@@ -35,7 +35,6 @@ from tidings.admission import requests
 from tidings.admission.actions import Action
 from tidings.admission.params import Params
 from tidings.errors import InvalidBody, ServiceUnavailable
-from tidings.http.pools import flavor_entry, flavor_view, pool_view
 from tidings.http.system import home_document
 from tidings.notify.push import PushTarget, subscribe_connection
 from tidings.ops import claims, flavors, health, messages, pools, queues, subscriptions
@@ -479,50 +478,54 @@ async def _health(ctx: ActionContext, body: dict[str, Any]) -> Reply:
 _SCHEMA_FAILED = Reply(400, {"error": frames.SCHEMA_FAILED})
 
 
-def _admin_name(ctx: ActionContext, body: Mapping[str, Any], field_name: str) -> str | None:
-    """The pool or flavor the frame names, once pools are known to be offered here
-    (404 otherwise); None when it names none."""
-    pools.catalog(ctx.svc)
-    value = body.get(field_name)
-    return value if isinstance(value, str) else None
+NamedHandler = Callable[[ActionContext, dict[str, Any], str], Awaitable[Reply]]
+
+
+def _named(field_name: str) -> Callable[[NamedHandler], Handler]:
+    """A pool or flavor action that names its pool or flavor in ``field_name``: a 404
+    where pools are not offered, then a schema failure when the frame names none."""
+
+    def wrap(handler: NamedHandler) -> Handler:
+        async def run(ctx: ActionContext, body: dict[str, Any]) -> Reply:
+            pools.catalog(ctx.svc)
+            name = body.get(field_name)
+            if not isinstance(name, str):
+                return _SCHEMA_FAILED
+            return await handler(ctx, body, name)
+
+        return run
+
+    return wrap
 
 
 async def _pool_list(ctx: ActionContext, body: dict[str, Any]) -> Reply:
     query = requests.admin_listing(_pick(body, "marker", "limit", "detailed"))
     page = await pools.pool_list(ctx.svc, marker=query.marker, limit=query.limit)
-    items = [pool_view(p, detailed=query.detailed, with_href=False) for p in page.pools]
+    items = [views.pool_view(p, detailed=query.detailed, with_href=False) for p in page.pools]
     return Reply(200, {"pools": items})
 
 
-async def _pool_create(ctx: ActionContext, body: dict[str, Any]) -> Reply:
-    name = _admin_name(ctx, body, "pool_name")
-    if name is None:
-        return _SCHEMA_FAILED
+@_named("pool_name")
+async def _pool_create(ctx: ActionContext, body: dict[str, Any], name: str) -> Reply:
     await pools.pool_put(ctx.svc, name, _pick(body, *pools.FIELDS))
     return Reply(201, f"Pool {name} created.")
 
 
-async def _pool_get(ctx: ActionContext, body: dict[str, Any]) -> Reply:
-    name = _admin_name(ctx, body, "pool_name")
-    if name is None:
-        return _SCHEMA_FAILED
+@_named("pool_name")
+async def _pool_get(ctx: ActionContext, body: dict[str, Any], name: str) -> Reply:
     found = await pools.pool_get(ctx.svc, name)
     detailed = requests.detailed(_pick(body, "detailed"))
-    return Reply(200, pool_view(found, detailed=detailed, with_href=False))
+    return Reply(200, views.pool_view(found, detailed=detailed, with_href=False))
 
 
-async def _pool_update(ctx: ActionContext, body: dict[str, Any]) -> Reply:
-    name = _admin_name(ctx, body, "pool_name")
-    if name is None:
-        return _SCHEMA_FAILED
+@_named("pool_name")
+async def _pool_update(ctx: ActionContext, body: dict[str, Any], name: str) -> Reply:
     updated = await pools.pool_update(ctx.svc, name, _pick(body, *pools.FIELDS))
-    return Reply(200, pool_view(updated, detailed=False, with_href=False))
+    return Reply(200, views.pool_view(updated, detailed=False, with_href=False))
 
 
-async def _pool_delete(ctx: ActionContext, body: dict[str, Any]) -> Reply:
-    name = _admin_name(ctx, body, "pool_name")
-    if name is None:
-        return _SCHEMA_FAILED
+@_named("pool_name")
+async def _pool_delete(ctx: ActionContext, body: dict[str, Any], name: str) -> Reply:
     await pools.pool_delete(ctx.svc, name)
     return Reply(204, f"Pool {name} removed.")
 
@@ -538,38 +541,32 @@ async def _flavor_list(ctx: ActionContext, body: dict[str, Any]) -> Reply:
     pools.catalog(ctx.svc)
     query = requests.admin_listing(_pick(body, "marker", "limit", "detailed"))
     page = await flavors.flavor_list(ctx.svc, ctx.caller, marker=query.marker, limit=query.limit)
-    items = [flavor_entry(f, detailed=query.detailed, with_href=False) for f in page.flavors]
+    items = [
+        views.flavor_entry(f, detailed=query.detailed, with_href=False) for f in page.flavors
+    ]
     return Reply(200, {"flavors": items})
 
 
-async def _flavor_create(ctx: ActionContext, body: dict[str, Any]) -> Reply:
-    name = _admin_name(ctx, body, "flavor_name")
-    if name is None:
-        return _SCHEMA_FAILED
+@_named("flavor_name")
+async def _flavor_create(ctx: ActionContext, body: dict[str, Any], name: str) -> Reply:
     await flavors.flavor_put(ctx.svc, ctx.caller, name, _flavor_document(body))
     return Reply(201, f"Flavor {name} created.")
 
 
-async def _flavor_get(ctx: ActionContext, body: dict[str, Any]) -> Reply:
-    name = _admin_name(ctx, body, "flavor_name")
-    if name is None:
-        return _SCHEMA_FAILED
+@_named("flavor_name")
+async def _flavor_get(ctx: ActionContext, body: dict[str, Any], name: str) -> Reply:
     found = await flavors.flavor_get(ctx.svc, ctx.caller, name)
-    return Reply(200, flavor_view(found, with_href=False))
+    return Reply(200, views.flavor_view(found, with_href=False))
 
 
-async def _flavor_update(ctx: ActionContext, body: dict[str, Any]) -> Reply:
-    name = _admin_name(ctx, body, "flavor_name")
-    if name is None:
-        return _SCHEMA_FAILED
+@_named("flavor_name")
+async def _flavor_update(ctx: ActionContext, body: dict[str, Any], name: str) -> Reply:
     updated = await flavors.flavor_update(ctx.svc, ctx.caller, name, _flavor_document(body))
-    return Reply(200, flavor_view(updated, with_href=False))
+    return Reply(200, views.flavor_view(updated, with_href=False))
 
 
-async def _flavor_delete(ctx: ActionContext, body: dict[str, Any]) -> Reply:
-    name = _admin_name(ctx, body, "flavor_name")
-    if name is None:
-        return _SCHEMA_FAILED
+@_named("flavor_name")
+async def _flavor_delete(ctx: ActionContext, body: dict[str, Any], name: str) -> Reply:
     await flavors.flavor_delete(ctx.svc, ctx.caller, name)
     return Reply(204, f"Flavor {name} removed.")
 

@@ -27,7 +27,7 @@ from tidings.ops.pools import (
 )
 from tidings.ops.validation import check_page_limit
 from tidings.pooling.capabilities import shared
-from tidings.storage.catalog import MAX_POOLS
+from tidings.storage.catalog import MAX_POOLS, CatalogStore
 
 FIELDS = ("pool_list", "capabilities")
 
@@ -57,6 +57,9 @@ def _view(name: str, pools: list[PoolRecord]) -> FlavorView:
 
 
 def _pool_list(body: dict[str, Any]) -> list[str]:
+    """The pools a create or update body lists (at least one), each once, in its order;
+    its ``capabilities`` are checked for shape, then ignored: capabilities follow from
+    the pools' drivers."""
     value = body["pool_list"]
     if not isinstance(value, list):
         raise InvalidBody(f"{shown(value)} is not of type 'array'")
@@ -65,13 +68,11 @@ def _pool_list(body: dict[str, Any]) -> list[str]:
             raise InvalidBody(f"{shown(item)} is not of type 'string'")
     if len(value) > MAX_POOLS:
         raise InvalidBody(f"`pool_list` may name at most {MAX_POOLS} pools")
-    return list(dict.fromkeys(value))  # once each, in the order given
-
-
-def _capabilities(body: dict[str, Any]) -> None:
-    """Checked for shape, then ignored: capabilities follow from the pools' drivers."""
     if "capabilities" in body and not isinstance(body["capabilities"], dict):
         raise InvalidBody(f"{shown(body['capabilities'])} is not of type 'object'")
+    if not value:
+        raise BadRequest("Bad Request", title="Unable to create")
+    return list(dict.fromkeys(value))
 
 
 def _missing_pool(pool_list: list[str], pools: list[PoolRecord]) -> str | None:
@@ -90,9 +91,6 @@ async def flavor_put(svc: Services, caller: Caller, name: str, document: Any) ->
     if "pool_list" not in body:
         raise InvalidBody("'pool_list' is a required property")
     pool_list = _pool_list(body)
-    _capabilities(body)
-    if not pool_list:
-        raise BadRequest("Bad Request", title="Unable to create")
     pools = await store.pools()
     missing = _missing_pool(pool_list, pools)
     if missing is not None:
@@ -101,10 +99,10 @@ async def flavor_put(svc: Services, caller: Caller, name: str, document: Any) ->
             title="Unable to create",
         )
     created = await store.flavor_put(FlavorRecord(project=caller.project, name=name))
-    await store.pools_set_flavor(pool_list, name)
-    if not created:
-        # A PUT replaces this project's flavor: pools it no longer lists leave it.
-        await store.pools_set_flavor(_dropped(name, pools, pool_list), None)
+    if created:
+        await store.pools_set_flavor(pool_list, name)
+    else:  # a PUT replaces this project's flavor
+        await _assign(store, name, pools, pool_list)
     pools_changed(svc)
     return created
 
@@ -143,9 +141,6 @@ async def flavor_update(svc: Services, caller: Caller, name: str, document: Any)
         raise InvalidBody("`pool_list` needs to be specified")
     unexpected_keys(body, FIELDS)
     pool_list = _pool_list(body)
-    _capabilities(body)
-    if not pool_list:
-        raise BadRequest("Bad Request", title="Unable to create")
     if await store.flavor_get(caller.project, name) is None:
         raise flavor_not_found(name)
     pools = await store.pools()
@@ -155,8 +150,7 @@ async def flavor_update(svc: Services, caller: Caller, name: str, document: Any)
             f"Flavor {name} cant be updated, error:Pool {missing} does not exist",
             title="updatefail",
         )
-    await store.pools_set_flavor(pool_list, name)
-    await store.pools_set_flavor(_dropped(name, pools, pool_list), None)
+    await _assign(store, name, pools, pool_list)
     pools_changed(svc)
     return _view(name, await store.pools())
 
@@ -174,6 +168,12 @@ async def flavor_delete(svc: Services, caller: Caller, name: str) -> None:
     pools_changed(svc)
 
 
-def _dropped(name: str, pools: list[PoolRecord], kept: list[str]) -> list[str]:
-    keep = set(kept)
-    return [p.name for p in pools if p.flavor == name and p.name not in keep]
+async def _assign(
+    store: CatalogStore, name: str, pools: list[PoolRecord], pool_list: list[str]
+) -> None:
+    """Give the flavor exactly ``pool_list``: the pools it no longer lists leave it."""
+    await store.pools_set_flavor(pool_list, name)
+    keep = set(pool_list)
+    await store.pools_set_flavor(
+        [p.name for p in pools if p.flavor == name and p.name not in keep], None
+    )

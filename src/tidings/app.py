@@ -23,7 +23,6 @@ from tidings.ops.context import Services
 from tidings.pooling.router import PooledStorage
 from tidings.storage import create_storage
 from tidings.storage.base import Storage
-from tidings.storage.catalog import CatalogStore
 from tidings.ws.endpoint import Router
 
 log = logging.getLogger("tidings")
@@ -110,15 +109,11 @@ def build_app(settings: Settings) -> falcon.asgi.App[falcon.asgi.Request, falcon
 def build_server(settings: Settings) -> Router:
     """The server's ASGI application: the HTTP API and the WebSocket API."""
     doorbell = Doorbell()
-    storage: Storage
-    catalog: CatalogStore | None = None
-    if settings.pooling:
-        # The management store (catalog and queue registry) and the pools it names;
-        # [drivers] message_store is the virtual pool when enable_virtual_pool is on.
-        storage = PooledStorage.from_settings(settings)
-        catalog = storage.catalog
-    else:
-        storage = create_storage(settings)
+    # Pooled: the management store (catalog and queue registry) and the pools it names;
+    # [drivers] message_store is the virtual pool when enable_virtual_pool is on.
+    storage: Storage = (
+        PooledStorage.from_settings(settings) if settings.pooling else create_storage(settings)
+    )
     push = PushRegistry(storage, settings.websocket.push_lease, time.time)
     services = Services(
         settings=settings,
@@ -126,7 +121,7 @@ def build_server(settings: Settings) -> Router:
         clock=time.time,
         wake_dispatcher=doorbell.ring,
         push=push,
-        catalog=catalog,
+        catalog=storage.catalog if settings.pooling else None,
     )
     dispatcher = Dispatcher(
         services.storage,

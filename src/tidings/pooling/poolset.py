@@ -79,10 +79,6 @@ class PoolHandle:
         return self.key or "(virtual)"
 
     @property
-    def is_open(self) -> bool:
-        return self.storage is not None
-
-    @property
     def down(self) -> bool:
         """It failed to open and has not opened since."""
         return self.storage is None and self.error is not None

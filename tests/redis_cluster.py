@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import random
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from tests.server import bindable
 
 NODES = 3
 START_TIMEOUT = 30.0
@@ -17,20 +18,11 @@ COMMAND_TIMEOUT = 10.0
 BUS_OFFSET = 10000
 
 
-def _bindable(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def _free_port(taken: list[int]) -> int:
     """A free port whose cluster bus port (port + 10000) is free and valid too."""
     for _ in range(200):
         port = random.randint(33000, 50000)  # clear of tests.server.PORT_RANGE
-        if port not in taken and _bindable(port) and _bindable(port + BUS_OFFSET):
+        if port not in taken and bindable(port) and bindable(port + BUS_OFFSET):
             return port
     raise RuntimeError("no free loopback port pair for a Redis cluster node")
 

@@ -86,17 +86,23 @@ def _worker_ports() -> range:
 _port_cursor = itertools.count(random.randrange(len(PORT_RANGE)))
 
 
+def bindable(port: int) -> bool:
+    """Whether a loopback socket can bind ``port`` now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def free_port() -> int:
     """A loopback port nothing listens on now, from this worker's own slice; successive
     calls give different ports, so two servers started together do not collide."""
     ports = _worker_ports()
     for _ in range(len(ports)):
         port = ports[next(_port_cursor) % len(ports)]
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
+        if bindable(port):
             return port
     raise RuntimeError(f"no free port in {ports}")
 

@@ -123,7 +123,7 @@ def test_a_worker_that_stops_answering_is_replaced(tmp_path: Path) -> None:
     )
     srv.start()
     try:
-        workers = wait_until(lambda: len(srv.worker_pids()) == 2 and srv.worker_pids(), "workers")
+        workers = wait_until(lambda: len(pids := srv.worker_pids()) == 2 and pids, "workers")
         stopped = min(workers)
         os.kill(stopped, signal.SIGSTOP)
         wait_until(

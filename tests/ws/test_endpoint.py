@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -138,10 +137,9 @@ def test_the_separate_port_serves_the_api_at_any_path(tls_server: TlsServer, pat
 
 
 def test_every_worker_listens_on_the_separate_port(tls_server: TlsServer) -> None:
-    workers = psutil.Process(tls_server.pid).children(recursive=True)
     listening = listeners(tls_server.pid, tls_server.ws_port)
     # Two workers, each with its own socket (SO_REUSEPORT: the kernel spreads accepts).
-    assert len(listening) == 2 and set(listening) <= {w.pid for w in workers}, listening
+    assert len(listening) == 2 and set(listening) <= tls_server.worker_pids(), listening
     wires = [tls_server.wire("/", port=tls_server.ws_port) for _ in range(4)]
     try:
         assert all(wire.call("queue_list")[0] == 200 for wire in wires)

@@ -1,5 +1,5 @@
-"""The ``tidings`` command: serve, migrate the store's schema, create API tokens, and
-report the version."""
+"""The ``tidings`` command: serve, migrate the store's schema, create API tokens,
+load-test a server (``bench``), and report the version."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tidings import __version__
+from tidings import __version__, bench
 from tidings.config import CONFIG_FILE_ENV, ConfigError, Settings, load_settings
 from tidings.errors import StorageError
 from tidings.storage import (
@@ -59,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     policy = commands.add_parser("policy", help="show the authorization policy")
     policy_commands = policy.add_subparsers(dest="policy_command", required=True)
     policy_commands.add_parser("defaults", help="print the default rules as a policy file (YAML)")
+    bench.add_parser(commands)
     return parser
 
 
@@ -285,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
         return db_upgrade(args)
     if args.command == "token":
         return token_create(args)
+    if args.command == "bench":
+        return bench.main(args)
     if args.command == "policy":
         from tidings.admission.policy import defaults_yaml
 

@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from tests.server import RESERVED_DEFAULTS, TidingsServer, age_bound
+from tests.server import RESERVED_DEFAULTS, TidingsServer, age_bound, wait_until
 
 JSON_PATCH = "application/openstack-messaging-v2.0-json-patch"
 REQUEST_ID = re.compile(
@@ -1363,6 +1363,28 @@ def test_health_admin(api: httpx.Client) -> None:
         assert isinstance(ops[op]["seconds"], int | float)
     # the self-test leaves nothing behind in the caller's project
     assert api.get("/queues").json()["queues"] == []
+
+
+def test_health_counts_messages(api: httpx.Client) -> None:
+    queue = f"volume-{uuid.uuid4().hex[:8]}"
+    posted = api.post(f"/queues/{queue}/messages", json={"messages": [{"body": 1}, {"body": 2}]})
+    assert posted.status_code == 201
+    claimed = api.post(f"/queues/{queue}/claims?limit=1", json={"ttl": 60, "grace": 60})
+    assert claimed.status_code == 201
+    # The report is reused for a few seconds: wait for one taken after the post.
+    report = wait_until(
+        lambda: (h := api.get("/health", headers={"X-Roles": "admin"}).json())[
+            "message_volume"
+        ]["claimed"]
+        >= 1
+        and h,
+        "health counting the new messages",
+    )
+    volume = report["message_volume"]
+    assert set(volume) == {"free", "claimed", "total"}
+    assert volume["total"] >= 2 and volume["free"] == volume["total"] - volume["claimed"]
+    assert report["message_volume_complete"] is True
+    api.delete(f"/queues/{queue}")
 
 
 def test_health_not_routed_without_admin_mode(

@@ -322,6 +322,8 @@ def test_a_stopped_pool_fails_only_its_own_queues(deployment: Deployment) -> Non
                 steps = health[pool]["operation_status"]
                 assert all(step["succeeded"] for step in steps.values()), (pool, steps)
                 assert "post_messages" in steps and "claim_messages" in steps
+                volume = health[pool]["message_volume"]
+                assert volume["free"] + volume["claimed"] == volume["total"], (pool, volume)
         finally:
             deployment.redis["redis-b"].start()  # same port, same append-only file
         wait_until(

@@ -50,7 +50,7 @@ class _SelfTestGate:
 
     def __init__(self) -> None:
         self.lock = asyncio.Lock()
-        self.report: dict[str, Any] | None = None  # operation_status of the last run
+        self.report: dict[str, Any] | None = None  # the store's entry, as last run
         self.taken = 0.0
 
     def recent(self) -> dict[str, Any] | None:
@@ -80,9 +80,10 @@ async def health(svc: Services, caller: Caller) -> dict[str, Any]:
     store = await svc.storage.status()
     if not store.reachable:
         raise ServiceUnavailable("Health status could not be read.")
-    status = await _reused_self_test("", svc, caller, queue)
+    report = {"storage_reachable": True, **await _reused_checks("", svc, caller, queue)}
     # "problems" is ours: e.g. a Redis that came back empty, which Zaqar never notices.
-    return {"storage_reachable": True, "operation_status": status, "problems": store.problems}
+    report["problems"] = store.problems + report.pop("volume_problems")
+    return report
 
 
 async def _pooled_health(
@@ -100,10 +101,12 @@ async def _pooled_health(
     async def one(name: str) -> dict[str, Any]:
         status, store = statuses[name], stores.get(name)
         entry: dict[str, Any] = {"storage_reachable": status.reachable}
+        problems = list(status.problems)
         if status.reachable and store is not None:
             on_pool = replace(svc, storage=store)
-            entry["operation_status"] = await _reused_self_test(name, on_pool, caller, queue)
-        entry["problems"] = status.problems
+            entry.update(await _reused_checks(name, on_pool, caller, queue))
+            problems.extend(entry.pop("volume_problems"))
+        entry["problems"] = problems
         return entry
 
     names = [name for name in statuses if name]  # the virtual pool is no pool (Zaqar)
@@ -112,16 +115,37 @@ async def _pooled_health(
     return report
 
 
-async def _reused_self_test(
+async def _reused_checks(
     key: str, svc: Services, caller: Caller, queue: str
 ) -> dict[str, Any]:
+    """The store's self-test and message volume, reused while recent."""
     gate = _gates.setdefault(key, _SelfTestGate())
     async with gate.lock:
-        status = gate.recent()
-        if status is None:
-            status = await _self_test(svc, caller, queue)
-            gate.keep(status)
-    return status
+        report = gate.recent()
+        if report is None:
+            report = {"operation_status": await _self_test(svc, caller, queue)}
+            report.update(await _volume(svc))
+            gate.keep(report)
+    return dict(report)
+
+
+async def _volume(svc: Services) -> dict[str, Any]:
+    """Zaqar's ``message_volume`` (free, claimed, total), with whether every queue was
+    counted (the count is bounded: see ``Storage.message_volume``)."""
+    try:
+        volume = await svc.storage.message_volume(svc.clock())
+    except TidingsError as exc:
+        log.warning("health could not count messages: %s", cause_chain(exc))
+        return {"volume_problems": [f"the messages could not be counted: {exc}"]}
+    return {
+        "message_volume": {
+            "free": volume.free,
+            "claimed": volume.claimed,
+            "total": volume.total,
+        },
+        "message_volume_complete": volume.complete,
+        "volume_problems": [],
+    }
 
 
 class _Run:

@@ -69,7 +69,9 @@ from tidings.pooling.poolset import Opener, PoolSet
 from tidings.storage import storage_for_uri
 from tidings.storage.base import (
     Audience,
+    DeadLetterRule,
     MessageListing,
+    MessageVolume,
     PreparePost,
     QueueListing,
     QueueStore,
@@ -470,12 +472,13 @@ class PooledMessages:
         client_id: str,
         now: float,
         notify: Audience = Audience.NOBODY,
+        on_owed: Callable[[], None] | None = None,
     ) -> list[str]:
         # A post its prepare refuses leaves a new queue placed but not created (the
         # placement goes with a delete of the queue): undoing it could strand a post
         # that another node routed by it meanwhile.
         route, store = await self._r.place(project, queue)
-        ids = await store.messages.post(project, queue, prepare, client_id, now, notify)
+        ids = await store.messages.post(project, queue, prepare, client_id, now, notify, on_owed)
         if not route.registered:
             await self._r.register(project, queue, route, now)
         return ids
@@ -540,13 +543,26 @@ class PooledClaims:
         self._messages = messages
 
     async def create(
-        self, project: str, queue: str, request: ClaimRequest, now: float
+        self,
+        project: str,
+        queue: str,
+        request: ClaimRequest,
+        now: float,
+        dead_letter_from: DeadLetterRule | None = None,
     ) -> ClaimResult | None:
         r = self._r
         found = await r.find(project, queue)
         if found is None:
             return None
         pool, store = found
+        if dead_letter_from is not None:
+            # Routing the dead letters needs the policy first (as PooledQueues.get_metadata).
+            metadata = await store.queues.get_metadata(project, queue)
+            if metadata is None:
+                metadata = await r.registry.get_metadata(project, queue)
+            if metadata is None:
+                return None
+            request = msgspec.structs.replace(request, dead_letter=dead_letter_from(metadata))
         dead_letter = request.dead_letter
         if dead_letter is None:
             return await store.claims.create(project, queue, request, now)
@@ -854,6 +870,16 @@ class PooledStorage:
                 problems.append(f"pool {name} is not reachable")
             problems.extend(f"pool {name}: {p}" for p in pool.problems)
         return StoreStatus(reachable=management.reachable, problems=problems)
+
+    async def message_volume(self, now: float) -> MessageVolume:
+        """The pools' volumes added up (health reports each pool's own)."""
+        pools = await self._router.current_pools()
+        volumes = [await store.message_volume(now) for _, store in pools]
+        return MessageVolume(
+            total=sum(v.total for v in volumes),
+            claimed=sum(v.claimed for v in volumes),
+            complete=all(v.complete for v in volumes),
+        )
 
     async def collect_garbage(self, now: float) -> int:
         """The management store's sweep and each open pool's; a pool that fails is

@@ -26,6 +26,7 @@ from tidings.model import (
     Claim,
     ClaimRequest,
     ClaimResult,
+    DeadLetterPolicy,
     Delivery,
     DeliveryFailure,
     DeliveryKind,
@@ -53,6 +54,10 @@ PreparePost = Callable[[dict[str, Any]], Sequence[NewMessage]]
 Drivers call it inside the same atomic section that stores the batch, so limits and
 defaults come from the metadata in force at that moment; if it raises, nothing is
 stored and no queue is created."""
+
+
+DeadLetterRule = Callable[[dict[str, Any]], DeadLetterPolicy | None]
+"""Derives a queue's dead-letter policy from its metadata ({} never has one)."""
 
 
 class QueueListing(msgspec.Struct, frozen=True, kw_only=True):
@@ -136,12 +141,15 @@ class MessageStore(Protocol):
         client_id: str,
         now: float,
         notify: Audience = Audience.NOBODY,
+        on_owed: Callable[[], None] | None = None,
     ) -> list[str]:
         """Store what ``prepare`` builds, atomically, creating the queue if needed.
 
         In the same atomic step, owe every live subscription of the queue that
         ``notify`` admits one notification per message, due when the message's delay
-        ends. Returns the new ids in batch order.
+        ends; call ``on_owed`` once the batch is stored if any was owed (never
+        otherwise, so a queue without subscriptions costs the dispatcher nothing).
+        Returns the new ids in batch order.
         """
 
     async def page(
@@ -320,9 +328,20 @@ class OutboxStore(Protocol):
 
 class ClaimStore(Protocol):
     async def create(
-        self, project: str, queue: str, request: ClaimRequest, now: float
+        self,
+        project: str,
+        queue: str,
+        request: ClaimRequest,
+        now: float,
+        dead_letter_from: DeadLetterRule | None = None,
     ) -> ClaimResult | None:
-        """Claim up to ``request.limit`` messages; None when nothing was claimable."""
+        """Claim up to ``request.limit`` messages; None when nothing was claimable.
+
+        With ``dead_letter_from``, ``request.dead_letter`` is ignored: the policy is what
+        it derives from the queue's metadata in force at the claim (a metadata change
+        made anywhere before the claim began is honoured), and a queue that does not
+        exist yields None.
+        """
 
     async def get(self, project: str, queue: str, claim_id: str, now: float) -> Claim | None:
         """The live claim with the messages it still holds, or None."""
@@ -342,6 +361,20 @@ class StoreStatus(msgspec.Struct, frozen=True, kw_only=True):
     reachable: bool
     # Conditions an operator must know about, e.g. a Redis that restarted empty.
     problems: list[str] = msgspec.field(default_factory=list)
+
+
+class MessageVolume(msgspec.Struct, frozen=True, kw_only=True):
+    """Live messages across a store's queues, as health reports them."""
+
+    total: int
+    claimed: int
+    # False when the store holds more queues than one count examines (``[storage]
+    # scan_budget``): the figures then cover only the queues examined.
+    complete: bool = True
+
+    @property
+    def free(self) -> int:
+        return self.total - self.claimed
 
 
 class Storage(Protocol):
@@ -382,6 +415,11 @@ class Storage(Protocol):
 
     async def status(self) -> StoreStatus:
         """Reachability plus any detected problem (such as lost data); never raises."""
+
+    async def message_volume(self, now: float) -> MessageVolume:
+        """Messages and claimed messages across the store, from counters and indexes,
+        never a walk of messages: at most ``[storage] scan_budget`` queues are counted.
+        Raises ``StorageError`` when the store cannot answer."""
 
     async def collect_garbage(self, now: float) -> int:
         """Physically remove expired messages and claims, and what deleted or purged

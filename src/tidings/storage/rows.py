@@ -9,7 +9,7 @@ import msgspec
 
 from tidings.model import Delivery, DeliveryKind, Message, QueueRecord, Subscription
 from tidings.storage import rules
-from tidings.storage.base import MessageListing, QueueListing
+from tidings.storage.base import MessageListing, MessageVolume, QueueListing
 
 END_OF_QUEUE = 2**63 - 1
 _MARKER = re.compile(r"[0-9]{1,19}")
@@ -156,3 +156,9 @@ def budgeted_message_page(
     return MessageListing(
         messages=[m for m in messages if int(m.marker) <= last], resume_after=str(last)
     )
+
+
+def volume_from_row(row: tuple[Any, ...] | Any, budget: int) -> MessageVolume:
+    """Health's volume from ``message_volume``: queues (up to budget + 1), total, marked."""
+    queues, total, marked = row
+    return MessageVolume(total=int(total), claimed=int(marked), complete=int(queues) <= budget)

@@ -18,7 +18,7 @@ Whatever makes messages ready signals the change feed (``feed``) in its transact
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import msgspec
@@ -39,7 +39,9 @@ from tidings.model import (
 from tidings.storage import rules
 from tidings.storage.base import (
     Audience,
+    DeadLetterRule,
     MessageListing,
+    MessageVolume,
     PreparePost,
     QueueListing,
     StoreStatus,
@@ -72,6 +74,7 @@ from tidings.storage.rows import (
     filtered_queue_page,
     marker_seq,
     message_from_row,
+    volume_from_row,
 )
 from tidings.storage.sql import load_queries
 
@@ -338,8 +341,9 @@ class PostgresMessages(_Base):
         client_id: str,
         now: float,
         notify: Audience = Audience.NOBODY,
+        on_owed: Callable[[], None] | None = None,
     ) -> list[str]:
-        async def work(connection: Connection) -> list[str]:
+        async def work(connection: Connection) -> tuple[list[str], bool]:
             row = await connection.fetchrow(Q["queue_metadata_for_post"], project, queue)
             messages = prepare({} if row is None else dict(_json_decode(row[0])))
             if row is None:
@@ -347,13 +351,15 @@ class PostgresMessages(_Base):
             else:
                 key = str(row[1])
             if not messages:
-                return []
+                return [], False
             signal = (self._channel, ready_payload(project, queue))
             ids = await _insert_batch(connection, project, key, client_id, messages, now, signal)
-            await fan_out(connection, project, queue, ids, messages, notify, now)
-            return ids
+            return ids, await fan_out(connection, project, queue, ids, messages, notify, now)
 
-        return await self._db.run(work, WRITE)
+        ids, owed = await self._db.run(work, WRITE)
+        if owed and on_owed is not None:  # committed: run returns after the commit
+            on_owed()
+        return ids
 
     async def page(
         self,
@@ -522,8 +528,24 @@ def _claimed(
 
 class PostgresClaims(_Base):
     async def create(
-        self, project: str, queue: str, request: ClaimRequest, now: float
+        self,
+        project: str,
+        queue: str,
+        request: ClaimRequest,
+        now: float,
+        dead_letter_from: DeadLetterRule | None = None,
     ) -> ClaimResult | None:
+        if dead_letter_from is not None:
+            # A statement of its own: the policy is read before the claim (as any
+            # caller would), not under the claim's locks.
+            raw = await self._db.run(
+                lambda connection: connection.fetchval(Q["queue_metadata"], project, queue),
+                SINGLE,
+            )
+            if raw is None:
+                return None
+            policy = dead_letter_from(dict(_json_decode(raw)))
+            request = msgspec.structs.replace(request, dead_letter=policy)
         claim_id = new_id()
         ttl, grace = rules.bounded_claim(request.ttl, request.grace)
         request = msgspec.structs.replace(request, ttl=ttl, grace=grace)
@@ -700,6 +722,14 @@ class PostgresStorage:
 
     async def status(self) -> StoreStatus:
         return StoreStatus(reachable=await self.ping())
+
+    async def message_volume(self, now: float) -> MessageVolume:
+        budget = self._db.scan_budget
+
+        async def work(connection: Connection) -> MessageVolume:
+            return volume_from_row(await connection.fetchrow(Q["message_volume"], budget), budget)
+
+        return await self._db.run(work, SINGLE)
 
     async def collect_garbage(self, now: float) -> int:
         removed = 0

@@ -161,6 +161,18 @@ SELECT count(*), max(name) FROM (
 -- name: queue_count
 SELECT count(*) FROM queues WHERE project = $1;
 
+-- Health's message volume: the counters of at most $1 queues (through their live
+-- keys), and how many queues there are, up to $1 + 1. Until a queue is next settled
+-- or swept, its counters still include messages that expired and marks of claims that
+-- lapsed since: a gauge for operators, costing the queues counted, never their messages.
+-- name: message_volume
+SELECT
+    (SELECT count(*) FROM (SELECT 1 FROM queues LIMIT $1 + 1) AS a),
+    coalesce(sum(c.total), 0),
+    coalesce(sum(c.marked), 0)
+FROM (SELECT project, rows_key FROM queues LIMIT $1) AS q
+JOIN queue_counters AS c ON c.project = q.project AND c.queue = q.rows_key;
+
 -- Stats, in one statement (one snapshot) of a settled queue (see "pending" below): the
 -- counters (migration 0006) less what time changed and no settle has applied yet:
 -- expired unclaimed messages, and marks of lapsed claims (with those of them expired;

@@ -44,11 +44,11 @@ async def fan_out(
     messages: Sequence[NewMessage],
     audience: Audience,
     now: float,
-) -> None:
+) -> bool:
     """Owe one notification per message to each admitted live subscription (in the post's
-    transaction)."""
+    transaction); True when any was owed."""
     if audience is Audience.NOBODY or not messages:
-        return
+        return False
     owed = await connection.fetchval(
         S["delivery_fan_out"],
         project,
@@ -63,6 +63,7 @@ async def fan_out(
     )
     if owed:
         await outbox_lower(connection, project, now + min(m.delay for m in messages))
+    return bool(owed)
 
 
 async def outbox_lower(connection: Connection, project: str, due: float) -> None:

@@ -14,7 +14,7 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.commands.core import AsyncScript
-from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
 from tidings.config import StorageSettings
 from tidings.errors import StorageError
@@ -50,6 +50,8 @@ POOL_SCRIPTS = (
 OUTBOX_SCRIPTS = ("outbox_lower", "outbox_rescore")
 # Index probes of the change feed (feed.py), given the keys they read.
 FEED_SCRIPTS = ("next_ready",)
+# A queue's metadata token alone (driver.py's metadata cache).
+TOKEN_SCRIPTS = ("meta_token",)
 
 
 def _lua(name: str) -> str:
@@ -66,7 +68,7 @@ def load_scripts() -> dict[str, str]:
     scripts = {name: common + queue + _lua(name) for name in QUEUE_SCRIPTS}
     scripts.update({name: common + source + _lua(name) for name in SOURCE_SCRIPTS})
     scripts.update({name: common + queue + source + _lua(name) for name in QUEUE_SOURCE_SCRIPTS})
-    standalone = CATALOG_SCRIPTS + POOL_SCRIPTS + OUTBOX_SCRIPTS + FEED_SCRIPTS
+    standalone = CATALOG_SCRIPTS + POOL_SCRIPTS + OUTBOX_SCRIPTS + FEED_SCRIPTS + TOKEN_SCRIPTS
     scripts.update({name: _lua(name) for name in standalone})
     return scripts
 
@@ -177,4 +179,13 @@ class Backend:
     async def script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run a Lua script by name (EVALSHA; reloaded by itself after a restart)."""
         script = self._scripts[name]
-        return await self.call(lambda: script(keys=list(keys), args=list(args)))
+        return await self.call(lambda: self._evalsha(script, keys, args))
+
+    async def _evalsha(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        # What AsyncScript.__call__ does, without copying keys and arguments twice first.
+        client = self.client
+        try:
+            return await client.evalsha(script.sha, len(keys), *keys, *args)
+        except NoScriptError:  # Redis restarted (or another server answers): load it again
+            script.sha = await client.script_load(script.script)
+            return await client.evalsha(script.sha, len(keys), *keys, *args)

@@ -20,9 +20,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -35,13 +35,16 @@ from tidings.model import (
     ClaimResult,
     Message,
     MessageSummary,
+    NewMessage,
     QueueRecord,
     QueueStats,
 )
 from tidings.storage import rules
 from tidings.storage.base import (
     Audience,
+    DeadLetterRule,
     MessageListing,
+    MessageVolume,
     PreparePost,
     QueueListing,
     StoreStatus,
@@ -51,6 +54,7 @@ from tidings.storage.redis.connection import Backend, make_client, parse_uri
 from tidings.storage.redis.feed import RedisFeed
 from tidings.storage.redis.keys import KeySpace, slot_id, split_slot_id
 from tidings.storage.redis.subscriptions import RedisOutbox, RedisSubscriptions, index_due
+from tidings.storage.redis.volume import message_volume
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +71,14 @@ OUTBOX_STALE_AFTER = 60.0
 # Queues whose quarantine size this process remembers, so it logs each growth once.
 QUARANTINE_SEEN_MAX = 10_000
 MARKER_INTERVAL = 5.0
+# Queue metadata a process keeps with the token it read it under (MetadataCache): the
+# scripts check the token, so a change is seen at once; the age bound only limits how
+# long a writer that died between its two steps (catalog, then token) can go unnoticed.
+METADATA_CACHE_SIZE = 10_000
+METADATA_MAX_AGE = 30.0
+TOKEN_LIFETIME_MS = 86_400_000  # as lua/queue_lib.lua's
+# Tries of a post or claim whose script found the metadata changed under it each time.
+METADATA_ATTEMPTS = 4
 
 _Record = tuple[str, int, str, int, float, float, str, str, float, int, float]
 _ClaimRecord = tuple[int, int, float, float, list[str]]
@@ -136,11 +148,75 @@ def _flag(value: bool) -> str:
     return "1" if value else "0"
 
 
+class _Known(NamedTuple):
+    metadata: dict[str, Any] | None  # None: the queue did not exist
+    token: str
+    read_at: float  # time.monotonic()
+
+
+class MetadataCache:
+    """Queue metadata read by this process, each with the queue's token at that read.
+
+    The token lives in the queue's slot (``lua/queue_lib.lua``) and is replaced after
+    every metadata write and removed with the queue; it is read *before* the metadata,
+    so a script that finds the same token knows no write finished since the metadata
+    was read. Posts and claims send it and prepare again when their script refuses:
+    one round trip while nothing changes.
+    """
+
+    def __init__(self, backend: Backend) -> None:
+        self._b = backend
+        self._known: dict[tuple[str, str], _Known] = {}
+
+    def get(self, project: str, queue: str) -> _Known | None:
+        known = self._known.get((project, queue))
+        if known is None or time.monotonic() - known.read_at > METADATA_MAX_AGE:
+            return None
+        return known
+
+    def forget(self, project: str, queue: str) -> None:
+        self._known.pop((project, queue), None)
+
+    async def read(self, project: str, queue: str) -> _Known:
+        """The token (made when missing), then the metadata; remembered."""
+        token = await self._b.script(
+            "meta_token", [self._b.keys.meta_token(project, queue)], [new_id(), TOKEN_LIFETIME_MS]
+        )
+        return await self.read_after(project, queue, _text(token))
+
+    async def read_after(self, project: str, queue: str, token: str) -> _Known:
+        """The metadata, read after ``token`` was seen in the queue's slot; remembered."""
+        key = self._b.keys.catalog(project)[1]
+        raw = await self._b.call(lambda: self._b.client.hget(key, queue))
+        known = _Known(None if raw is None else dict(_json_decode(raw)), token, time.monotonic())
+        if len(self._known) >= METADATA_CACHE_SIZE:
+            self._known.clear()
+        self._known[(project, queue)] = known
+        return known
+
+    async def current(self, project: str, queue: str) -> _Known:
+        return self.get(project, queue) or await self.read(project, queue)
+
+    async def changed(self, project: str, queue: str) -> str:
+        """After a metadata write (or a create) in the catalog: a new token, so that
+        every node reads the metadata again before its next post or claim; returned
+        (``read_after`` may take it: it was in force once the write returned)."""
+        self.forget(project, queue)
+        key, token = self._b.keys.meta_token(project, queue), new_id()
+        await self._b.call(lambda: self._b.client.set(key, token, px=TOKEN_LIFETIME_MS))
+        return token
+
+
 class RedisQueues:
     def __init__(self, backend: Backend) -> None:
         self._b = backend
+        self.known = MetadataCache(backend)
 
     async def create(self, project: str, name: str, metadata: dict[str, Any], now: float) -> bool:
+        return await self.create_token(project, name, metadata) is not None
+
+    async def create_token(self, project: str, name: str, metadata: dict[str, Any]) -> str | None:
+        """``create``, returning the new queue's metadata token (None: it existed)."""
         keys = self._b.keys
         # Indexed before it exists, so garbage collection can never miss a queue, and
         # again after: a collector that saw the catalog empty and is dropping the project
@@ -149,9 +225,11 @@ class RedisQueues:
         created = await self._b.script(
             "catalog_create", keys.catalog(project), [name, _json_encode(metadata)]
         )
-        if created:
-            await self._b.call(lambda: self._b.client.sadd(keys.projects, project))
-        return bool(created)
+        if not created:
+            return None
+        token = await self.known.changed(project, name)
+        await self._b.call(lambda: self._b.client.sadd(keys.projects, project))
+        return token
 
     async def get_metadata(self, project: str, name: str) -> dict[str, Any] | None:
         key = self._b.keys.catalog(project)[1]
@@ -160,11 +238,15 @@ class RedisQueues:
 
     async def set_metadata(self, project: str, name: str, metadata: dict[str, Any]) -> bool:
         keys = self._b.keys.catalog(project)
-        return bool(await self._b.script("catalog_set", keys, [name, _json_encode(metadata)]))
+        replaced = bool(await self._b.script("catalog_set", keys, [name, _json_encode(metadata)]))
+        if replaced:  # the catalog first: whoever sees the new token reads the new metadata
+            await self.known.changed(project, name)
+        return replaced
 
     async def delete(self, project: str, name: str) -> None:
         left = await self._b.script("catalog_delete", self._b.keys.catalog(project), [name])
-        await self._b.script("purge", self._b.keys.queue(project, name), ["1"])
+        self.known.forget(project, name)
+        await self._b.script("purge", self._b.keys.queue(project, name), ["1"])  # token too
         if not int(left):
             await forget_project(self._b, project)
 
@@ -234,24 +316,54 @@ class RedisMessages:
         client_id: str,
         now: float,
         notify: Audience = Audience.NOBODY,
+        on_owed: Callable[[], None] | None = None,
     ) -> list[str]:
-        # The catalog lives in another slot than the queue, so this cannot be one
-        # script: prepare first (a refusal writes nothing), then create, then append.
-        metadata = await self._queues.get_metadata(project, queue)
-        messages = prepare({} if metadata is None else metadata)
-        if metadata is None:
-            await self._queues.create(project, queue, {}, now)
-        if not messages:
-            return []
-        ids = new_ids(len(messages))
-        args: list[Any] = [now, client_id, notify.value]
-        for mid, message in zip(ids, messages, strict=True):
-            args += [mid, message.body, message.ttl, message.delay]
-        keys = self._b.keys.queue(project, queue) + self._b.keys.source(project, queue)
-        first_due = await self._b.script("post", keys, args)
-        if first_due:  # notifications are owed: let takers find them
-            await index_due(self._b, slot_id(project, queue), first_due)
-        return ids
+        # The catalog lives in another slot than the queue: the batch is prepared from
+        # the cached metadata and the script checks its token (MetadataCache), so a post
+        # is one round trip unless the metadata changed or the queue is new.
+        known = self._queues.known
+        keys = self._b.keys.queue_and_source(project, queue)
+        ids: list[str] = []
+        # Prepared once per distinct metadata: a retry under unchanged metadata (a new
+        # queue, a token that changed alone) reuses the batch.
+        prepared_from: dict[str, Any] | None = None
+        messages: Sequence[NewMessage] = ()
+        for _ in range(METADATA_ATTEMPTS):
+            current = await known.current(project, queue)
+            metadata = {} if current.metadata is None else current.metadata
+            if prepared_from is None or prepared_from != metadata:
+                try:
+                    messages, prepared_from = prepare(metadata), metadata
+                except Exception:
+                    # Refused by what this node keeps: final only if still in force.
+                    fresh = await known.read(project, queue)
+                    if fresh.token == current.token or fresh.metadata == current.metadata:
+                        raise
+                    continue
+            if current.metadata is None:  # a new queue: prepared first (a refusal writes nothing)
+                token = await self._queues.create_token(project, queue, {})
+                if token is None:  # made elsewhere meanwhile: read it again
+                    known.forget(project, queue)
+                else:
+                    await known.read_after(project, queue, token)
+                continue
+            if not messages:
+                return []
+            if len(ids) != len(messages):
+                ids = new_ids(len(messages))
+            args: list[Any] = [current.token, new_id(), now, client_id, notify.value]
+            for mid, message in zip(ids, messages, strict=True):
+                args += (mid, message.body, message.ttl, message.delay)
+            stored, detail = await self._b.script("post", keys, args)
+            if not int(stored):  # the metadata changed: read it under the token now in force
+                await known.read_after(project, queue, _text(detail))
+                continue
+            if detail:  # notifications are owed: let takers find them
+                await index_due(self._b, slot_id(project, queue), detail)
+                if on_owed is not None:
+                    on_owed()
+            return ids
+        raise StorageError(f"the metadata of queue {queue!r} kept changing under the post")
 
     async def page(
         self,
@@ -332,18 +444,39 @@ class RedisClaims:
         self._queues = queues
 
     async def create(
-        self, project: str, queue: str, request: ClaimRequest, now: float
+        self,
+        project: str,
+        queue: str,
+        request: ClaimRequest,
+        now: float,
+        dead_letter_from: DeadLetterRule | None = None,
     ) -> ClaimResult | None:
         claim_id = new_id()
-        policy = request.dead_letter
         ttl, grace = rules.bounded_claim(request.ttl, request.grace)
-        args = [
-            now, claim_id, ttl, grace, request.limit, _scan_cap(self._b, request.limit),
-            policy.max_claim_count if policy else 0,
-            policy.queue if policy else "",
-            (policy.message_ttl or 0) if policy else 0,
-        ]  # fmt: skip
-        claimed, moved = await self._b.script("claim", self._b.keys.queue(project, queue), args)
+        keys = self._b.keys.queue(project, queue)
+        known = self._queues.known
+        for _ in range(METADATA_ATTEMPTS):
+            # With dead_letter_from the policy comes from the cached metadata and the
+            # script checks its token (as for posts): one round trip while nothing changes.
+            token, absent, policy = "-", False, request.dead_letter
+            if dead_letter_from is not None:
+                current = await known.current(project, queue)
+                token, absent = current.token, current.metadata is None
+                policy = None if absent else dead_letter_from(current.metadata or {})
+            args = [
+                token, new_id(), _flag(absent), now, claim_id, ttl, grace, request.limit,
+                _scan_cap(self._b, request.limit),
+                policy.max_claim_count if policy else 0,
+                policy.queue if policy else "",
+                (policy.message_ttl or 0) if policy else 0,
+            ]  # fmt: skip
+            reply = await self._b.script("claim", keys, args)
+            if int(reply[0]):
+                break
+            await known.read_after(project, queue, _text(reply[1]))
+        else:
+            raise StorageError(f"the metadata of queue {queue!r} kept changing under the claim")
+        claimed, moved = reply[1], reply[2]
         if moved:
             await deliver_dead_letters(self._b, self._queues, project, queue, moved, now)
         messages = _messages(claimed, "claim")
@@ -548,6 +681,9 @@ class RedisStorage:
             with contextlib.suppress(StorageError):
                 await self._check_marker()
         return StoreStatus(reachable=reachable, problems=list(self._problems))
+
+    async def message_volume(self, now: float) -> MessageVolume:
+        return await message_volume(self._b, now)
 
     async def collect_garbage(self, now: float) -> int:
         """Visit queues, then sources, each for at most GC_CALLS_PER_RUN backend calls.

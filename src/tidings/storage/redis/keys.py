@@ -22,7 +22,7 @@ import hashlib
 # Order matters: lua/queue_lib.lua names them by position, and the quarantine stays last.
 QUEUE_KINDS = (
     "seq", "order", "records", "expiry", "claims", "claim-expiry", "outbox", "claimed",
-    "ready", "delayed", "delay-ends", "layout", "quarantine",
+    "ready", "delayed", "delay-ends", "layout", "meta-token", "quarantine",
 )  # fmt: skip
 # Order matters: lua/source_lib.lua expects these as the last keys of a script.
 SOURCE_KINDS = (
@@ -32,6 +32,10 @@ SOURCE_KINDS = (
 # The pooled-mode catalog's pool keys (catalog.py); order matters: the lua/pool_*.lua
 # and lua/placement_*.lua scripts name them by position.
 POOL_KINDS = ("pools", "pool-names", "pool-uris", "pool-flavors", "pool-queues")
+# Queues whose key lists one KeySpace keeps built (a post or claim needs them every time;
+# building them costs a digest and a dozen strings). Bounded: forgotten wholesale when full.
+KEY_CACHE_SIZE = 4096
+_META_TOKEN = QUEUE_KINDS.index("meta-token")
 
 
 def _digest(text: str) -> str:
@@ -76,6 +80,8 @@ class KeySpace:
         # one hash tag with ``outbox_sources``, so one script updates both.
         self.outbox_projects = f"{prefix}:{{outbox}}:projects"
         self.marker = f"{prefix}:marker"
+        self._queue_keys: dict[tuple[str, str], list[str]] = {}
+        self._post_keys: dict[tuple[str, str], list[str]] = {}
 
     def outbox_sources(self, project: str) -> str:
         """Slot ids of the project's sources owing notifications, scored likewise."""
@@ -85,9 +91,28 @@ class KeySpace:
         return f"{self.prefix}:q:{{{_digest(slot)}}}:{slot}"
 
     def queue(self, project: str, name: str) -> list[str]:
-        """The keys of one queue (``QUEUE_KINDS``), in the order the Lua prelude expects."""
-        base = self._slot_base(slot_id(project, name))
-        return [f"{base}:{kind}" for kind in QUEUE_KINDS]
+        """The keys of one queue (``QUEUE_KINDS``), in the order the Lua prelude expects.
+
+        Shared between calls: callers must not change the list.
+        """
+        found = self._queue_keys.get((project, name))
+        if found is None:
+            base = self._slot_base(slot_id(project, name))
+            found = [f"{base}:{kind}" for kind in QUEUE_KINDS]
+            _remember(self._queue_keys, (project, name), found)
+        return found
+
+    def queue_and_source(self, project: str, name: str) -> list[str]:
+        """``queue`` then ``source`` (what post.lua takes); shared, like ``queue``."""
+        found = self._post_keys.get((project, name))
+        if found is None:
+            found = self.queue(project, name) + self.source(project, name)
+            _remember(self._post_keys, (project, name), found)
+        return found
+
+    def meta_token(self, project: str, name: str) -> str:
+        """The queue's metadata token (see ``lua/queue_lib.lua``), in the queue's slot."""
+        return self.queue(project, name)[_META_TOKEN]
 
     def source(self, project: str, name: str) -> list[str]:
         """The keys of a source's subscriptions and outbox, in the queue's slot."""
@@ -132,3 +157,11 @@ class KeySpace:
         encoded = _length_prefixed(project)
         base = f"{self.prefix}:p:{{{_digest(encoded)}}}:{encoded}"
         return [f"{base}:names", f"{base}:metadata"]
+
+
+def _remember(
+    cache: dict[tuple[str, str], list[str]], key: tuple[str, str], keys: list[str]
+) -> None:
+    if len(cache) >= KEY_CACHE_SIZE:
+        cache.clear()
+    cache[key] = keys

@@ -40,7 +40,9 @@ from tidings.storage.base import (
     TAKE_DROPS,
     TAKE_EXTRA_PROJECTS,
     Audience,
+    DeadLetterRule,
     MessageListing,
+    MessageVolume,
     PreparePost,
     QueueListing,
     StoreStatus,
@@ -53,6 +55,7 @@ from tidings.storage.rows import (
     marker_seq,
     message_from_row,
     subscription_from_row,
+    volume_from_row,
 )
 from tidings.storage.sql import load_migrations, load_queries
 from tidings.storage.sqlite.catalog import SQLiteCatalog
@@ -385,8 +388,9 @@ class SQLiteMessages(_Base):
         client_id: str,
         now: float,
         notify: Audience = Audience.NOBODY,
+        on_owed: Callable[[], None] | None = None,
     ) -> list[str]:
-        def work(db: sqlite3.Connection) -> list[str]:
+        def work(db: sqlite3.Connection) -> tuple[list[str], bool]:
             row = db.execute(Q["queue_for_post"], {"project": project, "name": queue}).fetchone()
             messages = prepare({} if row is None else dict(_json_decode(row[0])))
             key = _ensure_queue(db, project, queue, now) if row is None else str(row[1])
@@ -409,13 +413,20 @@ class SQLiteMessages(_Base):
                     for mid, m in zip(ids, messages, strict=True)
                 ],
             )
-            if notify is not Audience.NOBODY:
-                _fan_out(db, project, queue, ids, messages, notify, now)
+            owed = notify is not Audience.NOBODY and _fan_out(
+                db, project, queue, ids, messages, notify, now
+            )
             # Delayed ones too: a waiter sets its timer from next_ready.
             self._feed.record(db, project, queue)
-            return ids
+            return ids, owed
 
-        return await self._write(work, lambda _ids: self._feed.signal([(project, queue)]))
+        def committed(result: tuple[list[str], bool]) -> None:
+            self._feed.signal([(project, queue)])
+            if result[1] and on_owed is not None:
+                on_owed()
+
+        ids, _owed = await self._write(work, committed)
+        return ids
 
     async def page(
         self,
@@ -540,10 +551,11 @@ def _fan_out(
     messages: Sequence[NewMessage],
     audience: Audience,
     now: float,
-) -> None:
+) -> bool:
+    """Owe the notifications in the post's transaction; True when any was owed."""
     source_params = {"project": project, "source": source, "now": now}
     if db.execute(Q["source_has_subscriptions"], source_params).fetchone() is None:
-        return  # most queues have none: one lookup instead of one per message
+        return False  # most queues have none: one lookup instead of one per message
     owed = db.executemany(
         Q["delivery_fan_out"],
         [
@@ -570,6 +582,8 @@ def _fan_out(
             ],
         )
         _outbox_lower(db, project, now + min(m.delay for m in messages))
+        return True
+    return False
 
 
 def _outbox_lower(db: sqlite3.Connection, project: str, due: float) -> None:
@@ -592,15 +606,26 @@ class SQLiteClaims(_Base):
         self._feed = feed
 
     async def create(
-        self, project: str, queue: str, request: ClaimRequest, now: float
+        self,
+        project: str,
+        queue: str,
+        request: ClaimRequest,
+        now: float,
+        dead_letter_from: DeadLetterRule | None = None,
     ) -> ClaimResult | None:
         claim_id = new_id()
         claim_ttl, grace = rules.bounded_claim(request.ttl, request.grace)
         claim_expires = now + claim_ttl
-        dead_letter = request.dead_letter
         moved: list[QueueKey] = []  # the dead-letter queue, once a message went there
 
         def work(db: sqlite3.Connection) -> ClaimResult | None:
+            dead_letter = request.dead_letter
+            if dead_letter_from is not None:  # in force now: read in the claim's transaction
+                row = db.execute(Q["queue_metadata"], {"project": project, "name": queue})
+                metadata = row.fetchone()
+                if metadata is None:
+                    return None
+                dead_letter = dead_letter_from(dict(_json_decode(metadata[0])))
             key = _rows_key(db, project, queue)
             if key is None:
                 return None
@@ -1124,6 +1149,18 @@ class SQLiteStorage:
 
     async def status(self) -> StoreStatus:
         return StoreStatus(reachable=await self.ping())
+
+    async def message_volume(self, now: float) -> MessageVolume:
+        budget = self._scan_budget
+
+        def work(db: sqlite3.Connection) -> MessageVolume:
+            row = db.execute(Q["message_volume"], {"budget": budget}).fetchone()
+            return volume_from_row(row, budget)
+
+        try:
+            return await self._executor.read(work)
+        except sqlite3.Error as exc:
+            raise StorageError(str(exc)) from exc
 
     async def collect_garbage(self, now: float) -> int:
         removed = 0

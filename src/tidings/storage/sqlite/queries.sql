@@ -111,6 +111,18 @@ SELECT count(*), max(name) FROM (
 -- name: queue_count
 SELECT count(*) FROM queues WHERE project = :project;
 
+-- Health's message volume: the counters of at most :budget queues (through their live
+-- keys), and how many queues there are, up to :budget + 1. Until a queue is next settled
+-- or swept, its counters still include messages that expired and marks of claims that
+-- lapsed since: a gauge for operators, costing the queues counted, never their messages.
+-- name: message_volume
+SELECT
+    (SELECT count(*) FROM (SELECT 1 FROM queues LIMIT :budget + 1) AS a),
+    coalesce(sum(c.total), 0),
+    coalesce(sum(c.marked), 0)
+FROM (SELECT project, rows_key FROM queues LIMIT :budget) AS q
+JOIN queue_counters AS c ON c.project = q.project AND c.queue = q.rows_key;
+
 -- Stats: the counters (migration 0007) less what time changed and no settle has
 -- applied yet: expired messages, and marks of lapsed claims (a claimed message outlives
 -- its claim, so no live mark is on an expired message). Both ranges are empty once

@@ -1,13 +1,23 @@
 -- Claim up to `limit` claimable messages, oldest first; messages already claimed
 -- `dl_max` times leave the queue for the dead-letter outbox instead (the caller then
 -- appends them to the dead-letter queue, which lives in another slot, and acks them).
--- ARGV: now, claim_id, ttl, grace, limit, cap, dl_max (0 = no policy), dl_queue,
--- dl_ttl (0 = keep the message's own).
--- Returns {claimed records, outbox entries}.
-local now, claim_id = tonumber(ARGV[1]), ARGV[2]
-local ttl, grace, limit, cap = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]),
-  tonumber(ARGV[6])
-local dl_max, dl_queue, dl_ttl = tonumber(ARGV[7]), ARGV[8], tonumber(ARGV[9])
+-- ARGV: the metadata token the dead-letter policy was read under ('-': given by the
+-- caller), a fresh token, absent ('1': the queue did not exist at that read), now,
+-- claim_id, ttl, grace, limit, cap, dl_max (0 = no policy), dl_queue, dl_ttl (0 = keep
+-- the message's own).
+-- Returns {1, claimed records, outbox entries}, or {0, current token} without claiming
+-- when the metadata changed (the caller reads it again).
+local changed = metadata_changed(ARGV[1], ARGV[2])
+if changed then
+  return {0, changed}
+end
+if ARGV[3] == '1' then
+  return {1, {}, {}}
+end
+local now, claim_id = tonumber(ARGV[4]), ARGV[5]
+local ttl, grace, limit, cap = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]),
+  tonumber(ARGV[9])
+local dl_max, dl_queue, dl_ttl = tonumber(ARGV[10]), ARGV[11], tonumber(ARGV[12])
 local claim_expires = now + ttl
 local claimed_raw, moved, ids, taken = {}, {}, {}, 0
 
@@ -48,4 +58,4 @@ if #ids > 0 then
   redis.call('HSET', CLAIMS, claim_id, cmsgpack.pack({ttl, grace, now, claim_expires, ids}))
   redis.call('ZADD', CLAIM_EXPIRY, num(claim_expires), claim_id)
 end
-return {claimed_raw, moved}
+return {1, claimed_raw, moved}

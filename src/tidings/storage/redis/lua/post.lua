@@ -2,17 +2,22 @@
 -- subscription of the source the audience admits one notification per message, due
 -- when the message's delay ends; each body is stored once, not once per subscription.
 -- KEYS: the queue's (queue_lib.lua), then the source's (source_lib.lua).
--- ARGV: now, client_id, audience ('nobody', 'all' or 'confirmed'), then
--- (id, body, ttl, delay) per message.
--- Returns the earliest due time owed, or '' when nothing was.
-local now, client, audience = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+-- ARGV: the metadata token the batch was prepared under, a fresh token, now, client_id,
+-- audience ('nobody', 'all' or 'confirmed'), then (id, body, ttl, delay) per message.
+-- Returns {1, the earliest due time owed or '' when nothing was}, or {0, current token}
+-- without storing anything when the metadata changed (the caller prepares again).
+local changed = metadata_changed(ARGV[1], ARGV[2])
+if changed then
+  return {0, changed}
+end
+local now, client, audience = tonumber(ARGV[3]), ARGV[4], ARGV[5]
 local subs = {}
 if audience ~= 'nobody' then
   subs = live_subs(now, audience == 'confirmed')
 end
 local first_due
 start_layout()
-for i = 4, #ARGV, 4 do
+for i = 6, #ARGV, 4 do
   local id, body, ttl, delay = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
   local delay_until = 0
   if delay > 0 then
@@ -32,6 +37,6 @@ for i = 4, #ARGV, 4 do
 end
 signal_ready()  -- delayed messages too: a waiter sets its timer from their delay
 if first_due then
-  return num(first_due)
+  return {1, num(first_due)}
 end
-return ''
+return {1, ''}

@@ -15,7 +15,12 @@
 --  11 delay-ends ZSET id -> delay end, the same messages by the time they become due
 --  12 layout   STRING '2' once ready/delayed index every message; 'b:<seq>' while a
 --              queue written before they existed is indexed up to seq (`indexed_upto`)
---  13 quarantine HASH id -> a record that could not be read, moved aside (never lost,
+--  13 meta-token STRING, a random token replaced whenever the queue's metadata (kept in
+--              its project's catalog, another slot) is written, and removed with the
+--              queue: a node caching the metadata sends the token it read it under, and
+--              a script that finds another one refuses (`metadata_changed`), so a change
+--              is honoured by the very next post or claim on every node
+--  14 quarantine HASH id -> a record that could not be read, moved aside (never lost,
 --              never in the way): 'claim:<id>' and 'outbox:<id>' for those kinds
 -- Times are POSIX seconds passed by the caller; the Redis clock is never read.
 --
@@ -28,7 +33,28 @@
 local SEQ, ORDER, RECORDS, EXPIRY = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local CLAIMS, CLAIM_EXPIRY, OUTBOX = KEYS[5], KEYS[6], KEYS[7]
 local CLAIMED, READY, DELAYED, DELAY_ENDS = KEYS[8], KEYS[9], KEYS[10], KEYS[11]
-local LAYOUT, QUARANTINE = KEYS[12], KEYS[13]
+local LAYOUT, META_TOKEN, QUARANTINE = KEYS[12], KEYS[13], KEYS[14]
+
+-- Tokens outlive any cached view (seconds, see driver.METADATA_MAX_AGE) by far; they
+-- expire only so that one made for a queue that never came to exist does not stay.
+local TOKEN_LIFETIME_MS = 86400000
+
+-- nil when `expected` is the queue's current metadata token ('-': the caller did not
+-- read the metadata), else the current token, made from `fresh` when there is none.
+local function metadata_changed(expected, fresh)
+  if expected == '-' then
+    return nil
+  end
+  local token = redis.call('GET', META_TOKEN)
+  if not token then
+    token = fresh
+    redis.call('SET', META_TOKEN, token, 'PX', TOKEN_LIFETIME_MS)
+  end
+  if token == expected then
+    return nil
+  end
+  return token
+end
 
 local LAYOUT_CURRENT = '2'
 

@@ -110,6 +110,12 @@ class TransportSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknow
     # records its key's id, so keep a retired key listed while its messages may live
     # (max_message_ttl) or they can no longer be read.
     message_encryption_keys: list[EncryptionKey] = msgspec.field(default_factory=list)
+    # Ours, long polling (``?wait=N`` on claims and listings): requests waiting at once
+    # per worker process (also at most half of [server] max_concurrent_requests, so they
+    # never hold every request slot), and for one project; past either, a request with
+    # ``wait`` is answered at once, as without it. 0 turns waiting off.
+    max_waiting_requests: Annotated[int, msgspec.Meta(ge=0, le=100_000)] = 200
+    max_waiting_requests_per_project: Annotated[int, msgspec.Meta(ge=0, le=100_000)] = 50
 
     def __post_init__(self) -> None:
         ids = [k.id for k in self.message_encryption_keys]

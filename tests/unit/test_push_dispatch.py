@@ -63,11 +63,16 @@ class Tarpit:
         return None
 
 
-async def post(svc: Services, project: str, queue: str, first: int, count: int) -> None:
-    """Post messages with bodies {"n": first} ... {"n": first + count - 1}, ten a request."""
+async def post(
+    svc: Services, project: str, queue: str, first: int, count: int, per_request: int = 10
+) -> None:
+    """Post messages with bodies {"n": first} ... {"n": first + count - 1}, ten (or
+    ``per_request``) a request."""
     end = first + count
-    for start in range(first, end, 10):
-        batch = [{"body": {"n": n}, "ttl": 300} for n in range(start, min(start + 10, end))]
+    for start in range(first, end, per_request):
+        batch = [
+            {"body": {"n": n}, "ttl": 300} for n in range(start, min(start + per_request, end))
+        ]
         raw = json.dumps({"messages": batch}).encode()
         await messages.message_post(svc, caller(project), queue, raw, len(raw))
 
@@ -124,7 +129,10 @@ async def test_webhooks_of_a_project_known_for_pushes_keep_their_share(tmp_path:
 
         for name in ("a", "b"):
             await hook(n.svc, "mixed", Q, name)
-        await post(n.svc, "mixed", Q, 30, 20)  # 40 webhooks and 20 pushes, leased together
+        # 40 webhooks and 20 pushes, leased together: one post, so one commit (two would
+        # let the dispatcher take the first alone, and then the project's webhooks at
+        # their share hold its later pushes back until the tarpit lets go).
+        await post(n.svc, "mixed", Q, 30, 20, per_request=20)
         await until(lambda: len(connection.frames) >= 50, "the next pushes")
         await until(lambda: tarpit.holding >= SHARE, "the tarpit to hold the share")
         # The webhooks past the share were deferred, not sent.

@@ -141,6 +141,16 @@ TYPED_VALUES: dict[str, Any] = {
     "array": [1, "a"],
     "object": {"a": 1},
 }
+# For a NUMBER field (long polling's "wait", seconds): out of range is refused; a valid
+# one is short, since the frame waits that long on an empty queue.
+NUMBERS = [
+    Variant("-1", -1, Expect.REFUSED),
+    Variant("0", 0, Expect.REFUSED),
+    Variant("1e308", 1e308, Expect.REFUSED),
+    Variant("2**70", 2**70, Expect.REFUSED, json_only=True),
+    Variant("10**400", 10**400, Expect.REFUSED, json_only=True),
+    Variant("0.01", 0.01, Expect.NO_FAULT),
+]
 # The kinds the generators below know; a new kind must be taught to them.
 KNOWN_KINDS = frozenset(Kind)
 
@@ -262,9 +272,11 @@ def field_variants(field: str, kind: Kind, required: bool) -> list[Variant]:
     variants += [
         Variant(f"a-{label}", value, Expect.SCHEMA)
         for label, value in TYPED_VALUES.items()
-        if label != kind.value
+        if label != kind.value and not (kind is Kind.NUMBER and label == "integer")
     ]
-    if kind is Kind.INTEGER:
+    if kind is Kind.NUMBER:  # long polling's "wait": a number of seconds, 0 < N <= 20
+        variants += NUMBERS
+    elif kind is Kind.INTEGER:
         variants += [Variant("60.0", 60.0, Expect.SCHEMA), *INTEGERS]  # whole, yet a float
     elif kind is Kind.STRING:
         variants += STRINGS

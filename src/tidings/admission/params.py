@@ -6,6 +6,8 @@ transports, or already a JSON value (int, bool, list) from JSON ones; both decod
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Mapping
 
 from tidings.errors import InvalidParameter
@@ -54,6 +56,27 @@ def integer(params: Params, name: str) -> int | None:
         except ValueError:
             pass
     raise InvalidParameter.integer(name)
+
+
+# A plain decimal number of seconds: no sign, exponent, underscores or spaces.
+DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
+
+
+def seconds(params: Params, name: str) -> float | None:
+    """A number of seconds, decimals allowed (``2``, ``0.5``); its range is the caller's."""
+    value = _last(params.get(name))
+    if value is None:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        # An integer too large for a float (10**400) is as invalid as inf or NaN.
+        number = float(value) if isinstance(value, float) or abs(value) < 2**53 else math.inf
+        if math.isfinite(number):
+            return number
+    elif isinstance(value, str) and DECIMAL.fullmatch(value):
+        return float(value)
+    raise InvalidParameter(
+        f'The "{name}" parameter is invalid. The value must be a number of seconds.'
+    )
 
 
 def boolean(params: Params, name: str) -> bool:

@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 
-from tidings.admission.params import Params, boolean, id_list, integer, text
+from tidings.admission.params import Params, boolean, id_list, integer, seconds, text
 from tidings.errors import BadRequest
 
 # The queue listing's own parameters; any other one filters on a metadata key.
@@ -28,6 +28,8 @@ class MessageListing(msgspec.Struct, frozen=True, kw_only=True):
     echo: bool
     include_claimed: bool
     include_delayed: bool
+    # Long polling: seconds to wait for messages when there are none (None: answer now).
+    wait: float | None = None
 
 
 class MessageSelection(msgspec.Struct, frozen=True, kw_only=True):
@@ -98,6 +100,7 @@ def message_reading(params: Params) -> MessageSelection | MessageListing:
         echo=boolean(params, "echo"),
         include_claimed=boolean(params, "include_claimed"),
         include_delayed=boolean(params, "include_delayed"),
+        wait=wait(params),
     )
 
 
@@ -124,6 +127,12 @@ def claim_id(params: Params) -> str | None:
 
 def limit(params: Params) -> int | None:
     return integer(params, "limit")
+
+
+def wait(params: Params) -> float | None:
+    """Long polling's ``wait`` (claims and listings); its range is checked by the
+    operation (``ops.waiting.check_wait``)."""
+    return seconds(params, "wait")
 
 
 def page(params: Params) -> Page:

@@ -9,6 +9,7 @@ from tidings import views
 from tidings.admission import requests
 from tidings.admission.actions import Action
 from tidings.http.base import Resource, methods, send_json
+from tidings.http.longpoll import ClientGone, answer_nobody, unless_client_leaves
 from tidings.ops import claims as ops
 
 
@@ -19,9 +20,20 @@ class ClaimCollection(Resource):
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, queue: str
     ) -> None:
         document = await self.document(req)
-        result, now = await ops.claim_create(
-            self.svc, self.caller(req), queue, document, requests.limit(req.params)
-        )
+        limit = requests.limit(req.params)
+        wait = requests.wait(req.params)
+        if wait is None:
+            result, now = await ops.claim_create(
+                self.svc, self.caller(req), queue, document, limit
+            )
+        else:
+            try:
+                result, now = await unless_client_leaves(
+                    req, ops.claim_create(self.svc, self.caller(req), queue, document, limit, wait)
+                )
+            except ClientGone:
+                answer_nobody(resp)
+                return
         if result is None:
             resp.status = falcon.HTTP_204
             return

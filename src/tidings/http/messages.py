@@ -9,6 +9,7 @@ from tidings import views
 from tidings.admission import requests
 from tidings.admission.actions import Action
 from tidings.http.base import Resource, methods, next_link, send_json
+from tidings.http.longpoll import ClientGone, answer_nobody, unless_client_leaves
 from tidings.ops import messages as ops
 
 
@@ -41,7 +42,7 @@ class MessageCollection(Resource):
             items = [self.message_view(m, queue, now) for m in found]
             send_json(resp, {"messages": items})
             return
-        page = await ops.message_list(
+        listing = ops.message_list(
             self.svc,
             self.caller(req),
             queue,
@@ -50,7 +51,16 @@ class MessageCollection(Resource):
             echo=query.echo,
             include_claimed=query.include_claimed,
             include_delayed=query.include_delayed,
+            wait=query.wait,
         )
+        if query.wait is None:
+            page = await listing
+        else:
+            try:
+                page = await unless_client_leaves(req, listing)
+            except ClientGone:
+                answer_nobody(resp)
+                return
         items = [self.message_view(m, queue, page.now) for m in page.messages]
         links: list[dict[str, str]] = []
         if page.next_marker is not None:

@@ -10,6 +10,7 @@ from tidings import encryption
 from tidings.errors import InvalidBody, NotFound
 from tidings.model import Claim, ClaimRequest, ClaimResult
 from tidings.ops import metadata as reserved
+from tidings.ops import waiting
 from tidings.ops.context import Caller, Services, client_project, unavailable_as
 from tidings.ops.validation import (
     EMPTY_BODY,
@@ -45,9 +46,17 @@ def claim_not_found(queue: str, claim_id: str, caller: Caller) -> NotFound:
 
 @unavailable_as("Claim could not be created.")
 async def claim_create(
-    svc: Services, caller: Caller, queue: str, document: Any, limit: int | None = None
+    svc: Services,
+    caller: Caller,
+    queue: str,
+    document: Any,
+    limit: int | None = None,
+    wait: float | None = None,
 ) -> tuple[ClaimResult | None, float]:
-    """Claim the oldest claimable messages; (None, now) when there were none."""
+    """Claim the oldest claimable messages; (None, now) when there were none.
+
+    With ``wait`` (seconds), none found waits for some, up to then (``ops.waiting``).
+    """
     check_queue_name(caller.project, queue)
     limits = svc.settings.transport
     if limit is None:
@@ -56,18 +65,41 @@ async def claim_create(
     ttl, grace = _lifetimes(svc, document)
     check_claim_ttl(ttl, limits)
     check_claim_grace(grace, limits)
-    metadata = await svc.storage.queues.get_metadata(caller.project, queue)
-    if metadata is None:
-        return None, svc.clock()
-    request = ClaimRequest(
-        ttl=ttl, grace=grace, limit=limit, dead_letter=reserved.dead_letter_policy(metadata)
+    waiting.check_wait(wait)
+    request = ClaimRequest(ttl=ttl, grace=grace, limit=limit)
+
+    async def attempt() -> tuple[ClaimResult | None, float]:
+        now = svc.clock()
+        # The store applies the dead-letter policy in force at the claim (None for a queue
+        # that does not exist), without a metadata read of its own where it can.
+        result = await svc.storage.claims.create(
+            caller.project, queue, request, now, reserved.dead_letter_policy
+        )
+        if result is None:
+            return None, now
+        opened = _keyring(svc).open_messages(result.messages, caller.project)
+        return msgspec.structs.replace(result, messages=opened), now
+
+    if wait is None:
+        return await attempt()
+
+    async def release(claimed: tuple[ClaimResult | None, float]) -> None:
+        if claimed[0] is not None:
+            await svc.storage.claims.release(caller.project, queue, claimed[0].id, svc.clock())
+
+    return await waiting.wait_for(
+        waiting.registry(svc.settings, svc.storage, svc.storage.feed),
+        svc.clock,
+        caller.project,
+        queue,
+        waiting.Kind.CLAIM,
+        wait,
+        attempt,
+        found=lambda claimed: claimed[0] is not None,
+        undo=release,
+        # Fewer than asked for: the queue had no more claimable then.
+        full=lambda claimed: claimed[0] is not None and len(claimed[0].messages) >= limit,
     )
-    now = svc.clock()
-    result = await svc.storage.claims.create(caller.project, queue, request, now)
-    if result is None:
-        return None, now
-    opened = _keyring(svc).open_messages(result.messages, caller.project)
-    return msgspec.structs.replace(result, messages=opened), now
 
 
 @unavailable_as("Claim could not be queried.")

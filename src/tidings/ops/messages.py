@@ -12,6 +12,7 @@ from tidings.config import TransportSettings
 from tidings.errors import BadRequest, InvalidBody, NotFound, TidingsError
 from tidings.model import Message, NewMessage
 from tidings.ops import metadata as reserved
+from tidings.ops import waiting
 from tidings.ops.context import (
     Caller,
     Services,
@@ -187,12 +188,11 @@ async def message_post(
     audience = (
         Audience.CONFIRMED if svc.settings.notification.require_confirmation else Audience.ALL
     )
-    ids = await svc.storage.messages.post(
-        caller.project, queue, prepare, caller.client_id, svc.clock(), audience
-    )
-    if svc.wake_dispatcher is not None:
-        svc.wake_dispatcher()
-    return ids
+    # The dispatcher is woken only when the post owed notifications.
+    return await svc.storage.messages.post(
+        caller.project, queue, prepare, caller.client_id, svc.clock(), audience,
+        svc.wake_dispatcher,
+    )  # fmt: skip
 
 
 class MessagePage(msgspec.Struct, frozen=True, kw_only=True):
@@ -216,28 +216,52 @@ async def message_list(
     echo: bool = False,
     include_claimed: bool = False,
     include_delayed: bool = False,
+    wait: float | None = None,
 ) -> MessagePage:
+    """A page of messages. With ``wait`` (seconds), an empty page waits for messages to
+    list, up to then (``ops.waiting``)."""
     check_queue_name(caller.project, queue)
     limits = svc.settings.transport
     if limit is None:
         limit = min(10, limits.max_messages_per_page)
     check_page_limit(limit, limits.max_messages_per_page)
-    delays_off = not reserved.delay_default(await _queue_metadata(svc, caller, queue), limits)
-    now = svc.clock()
-    listing = await svc.storage.messages.page(
+    waiting.check_wait(wait)
+    page_limit = limit
+
+    async def attempt() -> MessagePage:
+        metadata = await _queue_metadata(svc, caller, queue)
+        delays_off = not reserved.delay_default(metadata, limits)
+        now = svc.clock()
+        listing = await svc.storage.messages.page(
+            caller.project,
+            queue,
+            marker=marker,
+            limit=page_limit,
+            exclude_client=None if echo else caller.client_id,
+            include_claimed=include_claimed,
+            include_delayed=include_delayed or delays_off,
+            now=now,
+        )
+        messages = _keyring(svc).open_messages(listing.messages, caller.project)
+        # As in Zaqar, any non-empty page links onward (the next one may be empty).
+        next_marker = listing.resume_after or (messages[-1].marker if messages else None)
+        return MessagePage(
+            messages=messages, now=now, delays_off=delays_off, next_marker=next_marker
+        )
+
+    if wait is None:
+        return await attempt()
+    # An empty page with a marker (the scan budget ran out) is an answer: page on.
+    return await waiting.wait_for(
+        waiting.registry(svc.settings, svc.storage, svc.storage.feed),
+        svc.clock,
         caller.project,
         queue,
-        marker=marker,
-        limit=limit,
-        exclude_client=None if echo else caller.client_id,
-        include_claimed=include_claimed,
-        include_delayed=include_delayed or delays_off,
-        now=now,
+        waiting.Kind.LIST,
+        wait,
+        attempt,
+        found=lambda page: bool(page.messages) or page.next_marker is not None,
     )
-    messages = _keyring(svc).open_messages(listing.messages, caller.project)
-    # As in Zaqar, any non-empty page links onward (the next one may be empty).
-    next_marker = listing.resume_after or (messages[-1].marker if messages else None)
-    return MessagePage(messages=messages, now=now, delays_off=delays_off, next_marker=next_marker)
 
 
 @unavailable_as("Message could not be retrieved.")

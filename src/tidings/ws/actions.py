@@ -18,6 +18,11 @@ Beyond Zaqar's actions: ``subscription_update``, ``subscription_confirm``,
 answer 404 unless the server runs with ``admin_mode`` and ``pooling`` (as their HTTP
 routes exist only then); only after that is a missing ``pool_name`` or ``flavor_name``
 refused as a schema failure.
+
+Long polling (beyond Zaqar): ``claim_create`` and ``message_list`` take ``"wait": N``
+(seconds, 0 < N <= 20), as HTTP's ``?wait=N`` (``ops.waiting``). The session answers
+such a frame in a task of its own, so that its wait does not hold up the connection's
+other frames (``ws.session.MAX_WAITING_FRAMES``).
 """
 
 from __future__ import annotations
@@ -37,7 +42,16 @@ from tidings.admission.params import Params
 from tidings.errors import InvalidBody, ServiceUnavailable
 from tidings.http.system import home_document
 from tidings.notify.push import PushTarget, subscribe_connection
-from tidings.ops import claims, flavors, health, messages, pools, queues, subscriptions
+from tidings.ops import (
+    claims,
+    flavors,
+    health,
+    messages,
+    pools,
+    queues,
+    subscriptions,
+    waiting,
+)
 from tidings.ops.context import Caller, Services, noun, split_namespace
 from tidings.ops.validation import UNPARSABLE_BODY
 from tidings.ws import frames, render
@@ -45,6 +59,8 @@ from tidings.ws import frames, render
 POOLS_NOT_CONFIGURED = pools.POOLS_NOT_CONFIGURED
 # Body fields that hold documents, not parameters: admission does not look into them.
 DOCUMENT_FIELDS = frozenset({"messages", "metadata", "options"})
+# Long polling's field (claim_create, message_list): seconds to wait for messages.
+WAIT = "wait"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +73,9 @@ class ActionContext:
     target: PushTarget
     # Whether the request frame was MessagePack (its answer and pushes are too).
     binary: bool
+    # Whether a "wait" in the body may wait (False: the connection has as many waiting
+    # frames as it may, so this one is answered at once).
+    may_wait: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +98,7 @@ class Kind(enum.Enum):
 
     STRING = "string"
     INTEGER = "integer"
+    NUMBER = "number"
     BOOLEAN = "boolean"
     ARRAY = "array"
     OBJECT = "object"
@@ -90,6 +110,8 @@ class Kind(enum.Enum):
                 return isinstance(value, str)
             case Kind.INTEGER:
                 return isinstance(value, int) and not isinstance(value, bool)
+            case Kind.NUMBER:
+                return isinstance(value, int | float) and not isinstance(value, bool)
             case Kind.BOOLEAN:
                 return isinstance(value, bool)
             case Kind.ARRAY:
@@ -116,6 +138,11 @@ class WsAction:
     def schema_ok(self, body: object) -> bool:
         """Whether ``body`` (the frame's ``body``) fits this action's schema."""
         return _fits(body, self.fields, self.required, self.names_source, self.collection)
+
+    def waits(self, body: object) -> bool:
+        """Whether the frame asks to wait (long polling: ``"wait"`` on claim_create and
+        message_list), so its answer may take up to that long."""
+        return WAIT in self.fields and isinstance(body, dict) and body.get(WAIT) is not None
 
 
 def _fits(
@@ -178,6 +205,12 @@ def _collection(ctx: ActionContext) -> str:
 
 def _checksums(ctx: ActionContext) -> bool:
     return ctx.svc.settings.enable_checksum
+
+
+def _wait(ctx: ActionContext, wait: float | None) -> float | None:
+    """The frame's wait, checked; None when the connection may not wait more now."""
+    waiting.check_wait(wait)
+    return wait if ctx.may_wait else None
 
 
 def _source(ctx: ActionContext, body: Mapping[str, Any]) -> str:
@@ -249,7 +282,7 @@ async def _queue_purge(ctx: ActionContext, body: dict[str, Any]) -> Reply:
 async def _message_list(ctx: ActionContext, body: dict[str, Any]) -> Reply:
     name = _source(ctx, body)
     query = requests.message_reading(
-        _pick(body, "marker", "limit", "echo", "include_claimed", "include_delayed")
+        _pick(body, "marker", "limit", "echo", "include_claimed", "include_delayed", WAIT)
     )
     assert isinstance(query, requests.MessageListing)  # no "ids" were given
     page = await messages.message_list(
@@ -261,6 +294,7 @@ async def _message_list(ctx: ActionContext, body: dict[str, Any]) -> Reply:
         echo=query.echo,
         include_claimed=query.include_claimed,
         include_delayed=query.include_delayed,
+        wait=_wait(ctx, query.wait),
     )
     items = [
         render.message(m, page.now, binary=ctx.binary, with_checksum=_checksums(ctx))
@@ -328,12 +362,15 @@ async def _message_delete_many(ctx: ActionContext, body: dict[str, Any]) -> Repl
 
 
 async def _claim_create(ctx: ActionContext, body: dict[str, Any]) -> Reply:
+    limit = requests.limit(_pick(body, "limit"))
+    wait = requests.wait(_pick(body, WAIT))
     result, now = await claims.claim_create(
         ctx.svc,
         ctx.caller,
         _source(ctx, body),
         _pick(body, "ttl", "grace"),
-        requests.limit(_pick(body, "limit")),
+        limit,
+        _wait(ctx, wait),
     )
     if result is None:
         return Reply(204, {"claim_id": None})
@@ -573,9 +610,10 @@ async def _flavor_delete(ctx: ActionContext, body: dict[str, Any], name: str) ->
 
 # -- the table -------------------------------------------------------------------------
 
-_STR, _INT, _BOOL, _ARRAY, _OBJECT = (
+_STR, _INT, _NUMBER, _BOOL, _ARRAY, _OBJECT = (
     Kind.STRING,
     Kind.INTEGER,
+    Kind.NUMBER,
     Kind.BOOLEAN,
     Kind.ARRAY,
     Kind.OBJECT,
@@ -635,6 +673,7 @@ _QUEUE_FAMILY = (
             "echo": _BOOL,
             "include_claimed": _BOOL,
             "include_delayed": _BOOL,
+            WAIT: _NUMBER,
         },
         signed_method="GET",
     ),
@@ -681,7 +720,7 @@ _QUEUE_FAMILY = (
         "claim_create",
         Action.CLAIM_CREATE,
         _claim_create,
-        {"limit": _INT, "ttl": _INT, "grace": _INT},
+        {"limit": _INT, "ttl": _INT, "grace": _INT, WAIT: _NUMBER},
         queues_only=True,
     ),
     _Spec(

@@ -52,6 +52,10 @@ AUTH_EXPIRED = 4003
 AUTH_EXPIRED_REASON = "Authentication expired."
 OVERFLOW_REASON = "Send queue overflow: the client reads too slowly."
 
+# Frames with a long-poll "wait" answered apart from the others (in tasks of their own)
+# at once per connection; past it, such a frame is answered at once, without waiting.
+MAX_WAITING_FRAMES = 8
+
 AUTHENTIFIED = {"message": "Authentified."}
 AUTH_FAILED = {"error": "Authentication failed."}
 NOT_AUTHENTIFIED = {"error": "Not authentified."}
@@ -126,6 +130,9 @@ class Session:
         self._wake = asyncio.Event()
         self._closing: tuple[int, str] | None = None
         self._ended = False
+        # Frames waiting for messages (long polling), each in its own task: a wait does
+        # not hold up the connection's other frames, whose answers may come first.
+        self._waiting: set[asyncio.Task[None]] = set()
 
     # PushTarget ----------------------------------------------------------------------
 
@@ -185,6 +192,8 @@ class Session:
                 self._expiry.cancel()
             if pushes is not None:
                 pushes.connection_closed(self.connection_id)
+            for task in self._waiting:  # nobody is left to answer
+                task.cancel()
             writer.cancel()
             await asyncio.wait([writer])  # (a cancellation of this task still propagates)
 
@@ -259,7 +268,23 @@ class Session:
             echo = {"action": AUTHENTICATE, "body": {}, "headers": {}, "api": frames.API_VERSION}
             status, body = await self._authenticate(frame)
         else:
-            status, body = await self._dispatch(frame)
+            entry = ACTIONS.get(frame.action)
+            if entry is not None and entry.waits(frame.body):
+                if len(self._waiting) < MAX_WAITING_FRAMES:
+                    task = asyncio.create_task(self._answer_waiting(frame, echo))
+                    self._waiting.add(task)
+                    task.add_done_callback(self._waiting.discard)
+                    return
+                status, body = await self._dispatch(frame, may_wait=False)
+            else:
+                status, body = await self._dispatch(frame)
+        self._answer(frame, echo, status, body)
+
+    async def _answer_waiting(self, frame: frames.Frame, echo: dict[str, Any]) -> None:
+        status, body = await self._dispatch(frame)
+        self._answer(frame, echo, status, body)
+
+    def _answer(self, frame: frames.Frame, echo: dict[str, Any], status: int, body: Any) -> None:
         try:
             answer = frames.encode(echo, status, body, frame.binary)
         except Exception as exc:  # a body that cannot be encoded: a bug, not the client's
@@ -300,7 +325,7 @@ class Session:
         self._token = None
         self._close(AUTH_EXPIRED, AUTH_EXPIRED_REASON)
 
-    async def _dispatch(self, frame: frames.Frame) -> tuple[int, Any]:
+    async def _dispatch(self, frame: frames.Frame, *, may_wait: bool = True) -> tuple[int, Any]:
         entry = ACTIONS.get(frame.action)
         if entry is None:
             return 400, {"error": f"{frame.action} is not a valid action"}
@@ -337,6 +362,7 @@ class Session:
                 caller=in_collection(caller, entry.collection),
                 target=self,
                 binary=frame.binary,
+                may_wait=may_wait,
             )
             reply = await entry.handler(context, frame.body)
         except Unauthorized as exc:

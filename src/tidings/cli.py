@@ -132,6 +132,9 @@ def serve(args: argparse.Namespace) -> int:
         log_level=server.log_level,
         access_log=False,
         server_header=False,
+        # Nothing reads the client's address or scheme: no X-Forwarded-* rewriting
+        # wrapped around every request.
+        proxy_headers=False,
         lifespan="on",
         **uvicorn_ws_options(settings),
         **ssl_options(settings),

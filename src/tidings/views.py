@@ -77,12 +77,17 @@ def checksum(body: bytes) -> str:
 def message(
     m: Message, queue: str, now: float, *, with_checksum: bool = False, collection: str = "queues"
 ) -> dict[str, Any]:
-    claim_id = m.claim_id if m.claimed(now) else None
+    # message_href, Message.claimed and age inlined: this runs for every message of
+    # every claim and listing.
+    href = f"{API_PREFIX}/{collection}/{queue}/messages/{m.id}"
+    if m.claim_id and m.claim_expires > now:
+        href = f"{href}?claim_id={m.claim_id}"
+    created = m.created
     view: dict[str, Any] = {
         "id": m.id,
-        "href": message_href(queue, m.id, claim_id, collection),
+        "href": href,
         "ttl": m.ttl,
-        "age": age(m.created, now),
+        "age": int(now - created) if now > created else 0,
         "body": msgspec.Raw(m.body),
     }
     if with_checksum:

@@ -7,6 +7,7 @@ headers, the ``headers`` object of a WebSocket request). The auth strategy
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -19,17 +20,33 @@ from tidings.signing import verify_headers
 
 Headers = Mapping[str, str]
 
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f]")
+# Client-IDs already checked in strict mode, and their canonical form: a client sends
+# the same one on every request, and parsing a UUID costs more than the rest of the
+# caller's checks. Bounded: cleared when full.
+_CANONICAL_CLIENT_IDS: dict[str, str] = {}
+_CANONICAL_CLIENT_IDS_MAX = 4096
+_CACHED_CLIENT_ID_LENGTH = 64  # a UUID in any usual spelling ("urn:uuid:", braces)
+
 
 def client_id(raw: str | None, limits: TransportSettings) -> str:
     """The Client-ID, canonical when it must be a UUID."""
     if not raw:
         raise HeaderError('The "Client-Id" header is required.', title="Missing header value")
     if limits.client_id_uuid_safe == "strict":
+        known = _CANONICAL_CLIENT_IDS.get(raw)
+        if known is not None:
+            return known
         try:
             # Canonical form, so the echo filter matches however the client spells it.
-            return str(uuid.UUID(raw))
+            canonical = str(uuid.UUID(raw))
         except ValueError:
             raise HeaderError("Malformed hexadecimal UUID.", title="Wrong UUID value") from None
+        if len(raw) <= _CACHED_CLIENT_ID_LENGTH:
+            if len(_CANONICAL_CLIENT_IDS) >= _CANONICAL_CLIENT_IDS_MAX:
+                _CANONICAL_CLIENT_IDS.clear()
+            _CANONICAL_CLIENT_IDS[raw] = canonical
+        return canonical
     if not limits.min_length_client_id <= len(raw) <= limits.max_length_client_id:
         raise HeaderError(
             title=(
@@ -52,7 +69,7 @@ def project(raw: str | None) -> str:
         )
     # No store keeps NUL in text (PostgreSQL refuses it), and control characters keep
     # client projects apart from the topics' namespace (tidings.namespace).
-    if any(ord(c) < 0x20 for c in raw):
+    if _CONTROL_CHARACTER.search(raw) is not None:
         raise InvalidQueueIdentification()
     return raw
 

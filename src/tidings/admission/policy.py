@@ -189,15 +189,72 @@ def authorize(action: Action, caller: Caller, settings: Settings) -> None:
     # Without a file the rules never change; oslo.policy would spend ~15 µs on "".
     if rule is None or (policy_file is None and rule in OPEN_BY_DEFAULT):
         return
-    target = {"project_id": project}
-    credentials: dict[str, Any] = {
-        "roles": sorted(caller.roles),
-        "project_id": project,
-        "user_id": caller.user_id,
-        "is_admin": ADMIN_ROLE in caller.roles,
-    }
-    if not _decide(enforcer(policy_file), rule, target, credentials):
+    decisions = _decisions(policy_file)
+    key = (rule, project, caller.roles, caller.user_id)
+    allowed = decisions.get(key)
+    if allowed is None:
+        # The target and the credentials below are functions of the key alone.
+        target = {"project_id": project}
+        credentials: dict[str, Any] = {
+            "roles": sorted(caller.roles),
+            "project_id": project,
+            "user_id": caller.user_id,
+            "is_admin": ADMIN_ROLE in caller.roles,
+        }
+        allowed = _decide(enforcer(policy_file), rule, target, credentials)
+        decisions.put(key, allowed)
+    if not allowed:
         raise Forbidden()
+
+
+class Decisions:
+    """Recent decisions of one enforcer, kept while its policy file is unchanged.
+
+    oslo.policy spends tens of microseconds per call; a decision is a function of the
+    rule, the project, the roles and the user (what ``authorize`` hands it) and of the
+    rules, which change only when the file does. So the file is looked at (one
+    ``stat``, as oslo.policy does per call) and any change to it forgets every
+    decision; the next call lets oslo.policy reload it. Bounded: cleared when full.
+    """
+
+    MAX_ENTRIES = 4096
+    # Longer keys (long project ids, many roles) are decided afresh each time.
+    MAX_KEY_CHARS = 1024
+
+    def __init__(self, policy_file: str | None) -> None:
+        self._path = os.path.abspath(policy_file) if policy_file else None
+        self._stamp: tuple[int, int, int] | None = None
+        self._known: dict[tuple[str, str, frozenset[str], str | None], bool] = {}
+
+    def _file_stamp(self) -> tuple[int, int, int] | None:
+        if self._path is None:
+            return None  # the defaults never change
+        try:
+            found = os.stat(self._path)
+        except OSError:
+            return None
+        return (found.st_mtime_ns, found.st_size, found.st_ino)
+
+    def get(self, key: tuple[str, str, frozenset[str], str | None]) -> bool | None:
+        stamp = self._file_stamp()
+        if stamp != self._stamp:
+            self._known.clear()
+            self._stamp = stamp
+            return None
+        return self._known.get(key)
+
+    def put(self, key: tuple[str, str, frozenset[str], str | None], allowed: bool) -> None:
+        size = len(key[1]) + sum(len(role) for role in key[2]) + len(key[3] or "")
+        if size > self.MAX_KEY_CHARS:
+            return
+        if len(self._known) >= self.MAX_ENTRIES:
+            self._known.clear()
+        self._known[key] = allowed
+
+
+@functools.cache
+def _decisions(policy_file: str | None) -> Decisions:
+    return Decisions(policy_file)
 
 
 def _decide(

@@ -92,8 +92,15 @@ async def read_body(req: falcon.asgi.Request, limit: int) -> tuple[bytes, int]:
     else what was read; either way an oversize body is never held in memory whole.
     """
     declared = req.content_length
-    if declared is not None and declared > limit:
-        return b"", declared
+    if declared is not None:
+        if declared > limit:
+            return b"", declared
+        # Falcon's stream stops at the declared length: read it in one go.
+        body = await req.stream.readall()
+        if len(body) < declared:
+            # The client went away or was timed out mid-body: never act on part of it.
+            raise InvalidBody(f"The request body ended after {len(body)} of {declared} bytes.")
+        return body, declared
     chunks: list[bytes] = []
     received = 0
     async for chunk in req.stream:
@@ -101,10 +108,7 @@ async def read_body(req: falcon.asgi.Request, limit: int) -> tuple[bytes, int]:
         received += len(chunk)
         if received > limit:
             break
-    if declared is not None and received < declared:
-        # The client went away or was timed out mid-body: never act on part of a request.
-        raise InvalidBody(f"The request body ended after {received} of {declared} bytes.")
-    return b"".join(chunks), declared if declared is not None else received
+    return b"".join(chunks), received
 
 
 def send_json(resp: falcon.asgi.Response, body: Any, status: int = 200) -> None:

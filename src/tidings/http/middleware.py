@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import falcon.asgi
@@ -21,6 +22,7 @@ from tidings.ops.context import Services
 
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 REQUEST_ID_HEADER = "x-openstack-request-id"
+_REQUEST_ID_KEY = REQUEST_ID_HEADER.encode()
 # oslo.middleware's form: a client's id is adopted only when it has exactly this shape,
 # so nothing else it sends reaches a response header or a log line.
 CLIENT_REQUEST_ID = re.compile(r"req-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -30,7 +32,9 @@ log = logging.getLogger("tidings.http")
 
 def request_id(req: falcon.asgi.Request) -> str:
     """The client's ``X-OpenStack-Request-ID`` when well formed (logged), else a new id."""
-    offered = req.get_header(REQUEST_ID_HEADER)
+    # Read directly: get_header raises and catches KeyError when, as usual, it is absent.
+    raw = req._asgi_headers.get(_REQUEST_ID_KEY)
+    offered = None if raw is None else raw.decode("latin1")
     if offered is not None and CLIENT_REQUEST_ID.fullmatch(offered):
         # Logged so that an operator can follow the client's id to this request (the
         # path quoted: a decoded path may hold line breaks).
@@ -39,15 +43,87 @@ def request_id(req: falcon.asgi.Request) -> str:
     return f"req-{new_id()}"
 
 
+class RequestHeaders(Mapping[str, str]):
+    """The request's headers as admission reads them, by lower-case name.
+
+    Falcon's ``req.headers`` decodes every header into a new dict, and ``get_header``
+    raises and catches KeyError for each absent one (most requests lack the signature
+    and role headers); this reads the same merged byte headers falcon keeps and decodes
+    only what is asked for.
+    """
+
+    __slots__ = ("_raw", "_req")
+
+    def __init__(self, req: falcon.asgi.Request) -> None:
+        self._req = req
+        # Falcon's parsed request headers (lower-case byte names, repeats joined as
+        # req.headers has them), set in Request.__init__.
+        self._raw: dict[bytes, bytes] = req._asgi_headers
+
+    def get(self, name: str, default: Any = None) -> Any:
+        value = self._raw.get(_header_key(name))
+        return default if value is None else value.decode("latin1")
+
+    def __getitem__(self, name: str) -> str:
+        value = self._raw.get(_header_key(name))
+        if value is None:
+            raise KeyError(name)
+        return value.decode("latin1")
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and _header_key(name) in self._raw
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._req.headers)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+
+_HEADER_KEYS: dict[str, bytes] = {}
+
+
+def _header_key(name: str) -> bytes:
+    key = _HEADER_KEYS.get(name)
+    if key is None:
+        key = name.lower().encode("latin1")
+        if len(_HEADER_KEYS) < 64:  # the names admission asks for, not clients' names
+            _HEADER_KEYS[name] = key
+    return key
+
+
+class _Shape:
+    """What the checks need to know of a resource, read once per resource."""
+
+    __slots__ = ("collection", "methods", "needs_caller")
+
+    def __init__(self, resource: Any) -> None:
+        self.needs_caller: bool = getattr(resource, "needs_caller", True)
+        self.collection: str = getattr(resource, "collection", "queues")
+        # The HTTP methods it answers (others get falcon's 405).
+        self.methods = frozenset(
+            name[3:].upper() for name in dir(resource) if name.startswith("on_")
+        )
+
+
 class RequestChecks:
     """Admits the caller after routing, so unknown paths and methods stay 404/405."""
 
     def __init__(self, services: Services, authenticator: Authenticator) -> None:
         self._svc = services
         self._authenticator = authenticator
+        # Routed resources live as long as the app: a handful of entries.
+        self._shapes: dict[int, tuple[Any, _Shape]] = {}
 
     async def process_request(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         resp.set_header(REQUEST_ID_HEADER, request_id(req))
+
+    def _shape(self, resource: Any) -> _Shape:
+        # Keyed by id, holding the resource so that the id cannot be reused.
+        found = self._shapes.get(id(resource))
+        if found is None or found[0] is not resource:
+            found = self._shapes[id(resource)] = (resource, _Shape(resource))
+        return found[1]
 
     async def process_resource(
         self,
@@ -56,18 +132,22 @@ class RequestChecks:
         resource: Any,
         params: dict[str, Any],
     ) -> None:
-        if resource is None or not getattr(resource, "needs_caller", True):
+        if resource is None:
+            return
+        shape = self._shape(resource)
+        if not shape.needs_caller:
             return
         settings = self._svc.settings
+        headers = RequestHeaders(req)
         # First, as in Zaqar; before the 405 too, so a signed probe of any method is a 404.
         signed_project = identity.check_signature(
-            req.headers,
+            headers,
             method=req.method,
             path=req.path,
             secret_key=settings.signed_url.secret_key,
             now=self._svc.clock(),
         )
-        if not hasattr(resource, f"on_{req.method.lower()}"):
+        if req.method not in shape.methods:
             return  # falcon answers 405
         content_type = req.content_type or ""
         if content_type.startswith(FORM_MEDIA_TYPE) and (req.content_length or 0) > 0:
@@ -77,14 +157,14 @@ class RequestChecks:
                 'client-side media type with the "Content-Type" header.',
                 title="Invalid Content-Type",
             )
-        if req.get_header("Accept") is not None and not req.client_accepts_json:
+        if "accept" in headers and not req.client_accepts_json:
             raise NotAcceptable()
         req.context.caller = await admit(
             settings,
             self._authenticator,
             resource.action(req),
-            req.headers,
+            headers,
             req.params,
             signed_project=signed_project,
-            collection=getattr(resource, "collection", "queues"),
+            collection=shape.collection,
         )

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from functools import wraps
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
+
+import msgspec
 
 from tidings.config import Settings
 from tidings.errors import NotFound, ServiceUnavailable, StorageError
@@ -36,13 +38,14 @@ class Services:
     catalog: CatalogStore | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Caller:
+class Caller(msgspec.Struct, frozen=True):
     """The authenticated project and the client's id (used by the echo filter)."""
 
+    # A Struct: built once or twice per request, ~15 times cheaper than a frozen
+    # dataclass.
     project: str
     client_id: str
-    roles: frozenset[str] = field(default_factory=frozenset)
+    roles: frozenset[str] = frozenset()
     # Set when the auth strategy knows the user (keystone, tokens); policy may use it.
     user_id: str | None = None
 
@@ -50,7 +53,7 @@ class Caller:
 def in_collection(caller: Caller, collection: str) -> Caller:
     """The caller as seen by storage for ``queues`` or ``topics``."""
     if collection == "topics":
-        return replace(caller, project=caller.project + TOPIC_NAMESPACE)
+        return msgspec.structs.replace(caller, project=caller.project + TOPIC_NAMESPACE)
     return caller
 
 

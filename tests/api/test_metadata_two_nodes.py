@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.backends import StoreNamespace
@@ -21,7 +22,8 @@ JSON_PATCH = {"Content-Type": "application/openstack-messaging-v2.0-json-patch"}
 def set_metadata(node: TidingsServer, client_id: str, **values: object) -> None:
     """Add or replace reserved keys of queue ``q`` through ``node`` (JSON patch)."""
     ops = [{"op": "add", "path": f"/metadata/{k}", "value": v} for k, v in values.items()]
-    resp = node.client("fresh", client_id).patch("/queues/q", json=ops, headers=JSON_PATCH)
+    with node.client("fresh", client_id) as client:
+        resp = client.patch("/queues/q", json=ops, headers=JSON_PATCH)
     assert resp.status_code == 200, resp.text
 
 
@@ -45,7 +47,11 @@ def test_metadata_set_on_one_node_governs_the_next_post_and_claim_on_the_other(
 ) -> None:
     first, second = nodes
     client_id = str(uuid.uuid4())
-    a, b = first.client("fresh", client_id), second.client("fresh", client_id)
+    with first.client("fresh", client_id) as a, second.client("fresh", client_id) as b:
+        _check(first, a, b, client_id)
+
+
+def _check(first: TidingsServer, a: httpx.Client, b: httpx.Client, client_id: str) -> None:
     one = {"messages": [{"body": {"n": 1}}]}
     assert a.put("/queues/q", json={}).status_code == 201
     # The second node reads (and keeps) the metadata in force: no limit of the queue's.

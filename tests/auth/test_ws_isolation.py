@@ -104,6 +104,8 @@ FILL: dict[str, Any] = {
     "flavor": "{queue}",
     "pool_list": ["{queue}"],
     "capabilities": {"b": 1},
+    # Long polling: B waits a little in its own namespace, never on A's queue.
+    "wait": 0.2,
 }
 
 

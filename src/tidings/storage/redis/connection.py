@@ -176,12 +176,16 @@ class Backend:
         except (RedisError, RedisClusterException, OSError) as exc:
             raise StorageError(f"Redis failed: {exc}") from exc
 
-    async def script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    async def script(
+        self, name: str, keys: Sequence[str] | Sequence[bytes], args: Sequence[Any]
+    ) -> Any:
         """Run a Lua script by name (EVALSHA; reloaded by itself after a restart)."""
         script = self._scripts[name]
         return await self.call(lambda: self._evalsha(script, keys, args))
 
-    async def _evalsha(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    async def _evalsha(
+        self, script: AsyncScript, keys: Sequence[str] | Sequence[bytes], args: Sequence[Any]
+    ) -> Any:
         # What AsyncScript.__call__ does, without copying keys and arguments twice first.
         client = self.client
         try:

@@ -18,6 +18,7 @@ tag, ``{<prefix>:catalog}``, so its scripts check and change it in one step.
 from __future__ import annotations
 
 import hashlib
+from typing import TypeVar
 
 # Order matters: lua/queue_lib.lua names them by position, and the quarantine stays last.
 QUEUE_KINDS = (
@@ -36,6 +37,9 @@ POOL_KINDS = ("pools", "pool-names", "pool-uris", "pool-flavors", "pool-queues")
 # building them costs a digest and a dozen strings). Bounded: forgotten wholesale when full.
 KEY_CACHE_SIZE = 4096
 _META_TOKEN = QUEUE_KINDS.index("meta-token")
+
+
+K = TypeVar("K", str, bytes)
 
 
 def _digest(text: str) -> str:
@@ -81,7 +85,7 @@ class KeySpace:
         self.outbox_projects = f"{prefix}:{{outbox}}:projects"
         self.marker = f"{prefix}:marker"
         self._queue_keys: dict[tuple[str, str], list[str]] = {}
-        self._post_keys: dict[tuple[str, str], list[str]] = {}
+        self._post_keys: dict[tuple[str, str], list[bytes]] = {}
 
     def outbox_sources(self, project: str) -> str:
         """Slot ids of the project's sources owing notifications, scored likewise."""
@@ -102,11 +106,12 @@ class KeySpace:
             _remember(self._queue_keys, (project, name), found)
         return found
 
-    def queue_and_source(self, project: str, name: str) -> list[str]:
-        """``queue`` then ``source`` (what post.lua takes); shared, like ``queue``."""
+    def queue_and_source(self, project: str, name: str) -> list[bytes]:
+        """``queue`` then ``source`` (what post.lua takes), encoded once: the client
+        encodes every key of every call, and a post names 24. Shared, like ``queue``."""
         found = self._post_keys.get((project, name))
         if found is None:
-            found = self.queue(project, name) + self.source(project, name)
+            found = [k.encode() for k in (*self.queue(project, name), *self.source(project, name))]
             _remember(self._post_keys, (project, name), found)
         return found
 
@@ -159,9 +164,7 @@ class KeySpace:
         return [f"{base}:names", f"{base}:metadata"]
 
 
-def _remember(
-    cache: dict[tuple[str, str], list[str]], key: tuple[str, str], keys: list[str]
-) -> None:
+def _remember(cache: dict[tuple[str, str], list[K]], key: tuple[str, str], keys: list[K]) -> None:
     if len(cache) >= KEY_CACHE_SIZE:
         cache.clear()
     cache[key] = keys

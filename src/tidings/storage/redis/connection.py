@@ -139,11 +139,14 @@ def make_client(target: Target, settings: StorageSettings) -> Client:
             password=target.password,
             retry=retry,
         )
+    # No socket timeout: Backend.call bounds every call with one deadline, and redis-py
+    # drops a connection whose command was cancelled mid-way. A socket timeout would add
+    # a timer per read and a task per write (wait_for) to every command.
     pool = BlockingConnectionPool.from_url(
         target.url,
         max_connections=settings.pool_size,
         timeout=timeout,
-        socket_timeout=timeout,
+        socket_timeout=None,
         socket_connect_timeout=timeout,
         retry=retry,
     )

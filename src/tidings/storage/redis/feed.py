@@ -245,6 +245,8 @@ class _Session:
             decode_responses=False,
             health_check_interval=0,
             maint_notifications_config=None,
+            # Writes bounded as before (reads wait for HEARTBEAT each; see _read).
+            socket_timeout=self._b.timeout,
         )
         link = self._links[name] = _Link(name, kind(**options))
         async with asyncio.timeout(self._b.timeout):

@@ -16,7 +16,11 @@ import asyncpg
 import redis.asyncio as aioredis
 
 REDIS_URL = os.environ.get("TIDINGS_TEST_REDIS", "redis://127.0.0.1:6379/0")
-POSTGRES_DSN = os.environ.get("TIDINGS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+# sslmode=disable: loopback needs no TLS, and asyncpg's TLS probe of a connection still
+# being made when a store closes leaves an unretrieved future error behind.
+POSTGRES_DSN = os.environ.get(
+    "TIDINGS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test?sslmode=disable"
+)
 
 
 def unique_name(kind: str) -> str:
@@ -43,7 +47,8 @@ async def drop_redis_prefix(prefix: str, base: str = REDIS_URL) -> None:
 
 
 def postgres_store_uri(schema: str, base: str = POSTGRES_DSN) -> str:
-    return f"{base}?{urlencode({'schema': schema})}"
+    joiner = "&" if "?" in base else "?"
+    return f"{base}{joiner}{urlencode({'schema': schema})}"
 
 
 async def drop_postgres_schema(schema: str, base: str = POSTGRES_DSN) -> None:

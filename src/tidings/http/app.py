@@ -15,6 +15,7 @@ from tidings.errors import TidingsError
 from tidings.http import claims, messages, pools, queues, share, subscriptions, system
 from tidings.http.cors import Cors
 from tidings.http.errors import handle_tidings_error, handle_unexpected
+from tidings.http.longpoll import ClientGone, answer_nobody
 from tidings.http.middleware import RequestChecks
 from tidings.ops.context import Services
 from tidings.ws.endpoint import Endpoint, Listener, Router
@@ -55,6 +56,7 @@ def build_http_app(
     app.resp_options.secure_cookies_by_default = False
     app.add_error_handler(Exception, handle_unexpected)
     app.add_error_handler(TidingsError, handle_tidings_error)
+    app.add_error_handler(ClientGone, answer_nobody)
 
     app.add_route("/", system.Versions())
     app.add_route("/v2/", system.Home(services))

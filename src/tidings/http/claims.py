@@ -9,7 +9,7 @@ from tidings import views
 from tidings.admission import requests
 from tidings.admission.actions import Action
 from tidings.http.base import Resource, methods, send_json
-from tidings.http.longpoll import ClientGone, answer_nobody, unless_client_leaves
+from tidings.http.longpoll import unless_client_leaves
 from tidings.ops import claims as ops
 
 
@@ -22,18 +22,9 @@ class ClaimCollection(Resource):
         document = await self.document(req)
         limit = requests.limit(req.params)
         wait = requests.wait(req.params)
-        if wait is None:
-            result, now = await ops.claim_create(
-                self.svc, self.caller(req), queue, document, limit
-            )
-        else:
-            try:
-                result, now = await unless_client_leaves(
-                    req, ops.claim_create(self.svc, self.caller(req), queue, document, limit, wait)
-                )
-            except ClientGone:
-                answer_nobody(resp)
-                return
+        result, now = await unless_client_leaves(
+            req, ops.claim_create(self.svc, self.caller(req), queue, document, limit, wait), wait
+        )
         if result is None:
             resp.status = falcon.HTTP_204
             return

@@ -34,10 +34,13 @@ async def _disconnected(receive: Receive) -> None:
 
 
 async def unless_client_leaves(
-    req: falcon.asgi.Request, operation: Awaitable[T]
+    req: falcon.asgi.Request, operation: Awaitable[T], wait: float | None
 ) -> T:
-    """``operation``'s result; cancels it and raises ``ClientGone`` if the client leaves
+    """``operation``'s result. With a ``wait`` it may take that long, so it is raced
+    against the connection: cancelled, and ``ClientGone`` raised, if the client leaves
     first. Only for operations whose request body has been read (or has none)."""
+    if wait is None:
+        return await operation
     receive: Receive = req._receive
     work = asyncio.ensure_future(operation)
     watch = asyncio.ensure_future(_disconnected(receive))
@@ -45,9 +48,6 @@ async def unless_client_leaves(
         await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
         if work.done():
             return work.result()
-        work.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await work
         raise ClientGone
     finally:
         for task in (work, watch):
@@ -59,7 +59,9 @@ async def unless_client_leaves(
             await asyncio.gather(work, watch, return_exceptions=True)
 
 
-def answer_nobody(resp: falcon.asgi.Response) -> None:
-    """What a request whose client left answers: nothing reaches anyone (the server drops
-    it), so the cheapest response."""
+async def answer_nobody(
+    req: falcon.asgi.Request, resp: falcon.asgi.Response, error: ClientGone, params: Any
+) -> None:
+    """What a request whose client left answers (its error handler): nothing reaches
+    anyone (the server drops it), so the cheapest response."""
     resp.status = falcon.HTTP_204

@@ -9,7 +9,7 @@ from tidings import views
 from tidings.admission import requests
 from tidings.admission.actions import Action
 from tidings.http.base import Resource, methods, next_link, send_json
-from tidings.http.longpoll import ClientGone, answer_nobody, unless_client_leaves
+from tidings.http.longpoll import unless_client_leaves
 from tidings.ops import messages as ops
 
 
@@ -53,14 +53,7 @@ class MessageCollection(Resource):
             include_delayed=query.include_delayed,
             wait=query.wait,
         )
-        if query.wait is None:
-            page = await listing
-        else:
-            try:
-                page = await unless_client_leaves(req, listing)
-            except ClientGone:
-                answer_nobody(resp)
-                return
+        page = await unless_client_leaves(req, listing, query.wait)
         items = [self.message_view(m, queue, page.now) for m in page.messages]
         links: list[dict[str, str]] = []
         if page.next_marker is not None:

@@ -80,16 +80,12 @@ async def claim_create(
         opened = _keyring(svc).open_messages(result.messages, caller.project)
         return msgspec.structs.replace(result, messages=opened), now
 
-    if wait is None:
-        return await attempt()
-
     async def release(claimed: tuple[ClaimResult | None, float]) -> None:
         if claimed[0] is not None:
             await svc.storage.claims.release(caller.project, queue, claimed[0].id, svc.clock())
 
     return await waiting.wait_for(
-        waiting.registry(svc.settings, svc.storage, svc.storage.feed),
-        svc.clock,
+        svc,
         caller.project,
         queue,
         waiting.Kind.CLAIM,

@@ -249,12 +249,9 @@ async def message_list(
             messages=messages, now=now, delays_off=delays_off, next_marker=next_marker
         )
 
-    if wait is None:
-        return await attempt()
     # An empty page with a marker (the scan budget ran out) is an answer: page on.
     return await waiting.wait_for(
-        waiting.registry(svc.settings, svc.storage, svc.storage.feed),
-        svc.clock,
+        svc,
         caller.project,
         queue,
         waiting.Kind.LIST,

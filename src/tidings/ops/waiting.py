@@ -37,6 +37,7 @@ from typing import TypeVar
 from tidings.config import Settings
 from tidings.errors import InvalidParameter, StorageError
 from tidings.namespace import split_namespace
+from tidings.ops.context import Services
 from tidings.storage.feed import ChangeFeed, Watch
 
 log = logging.getLogger("tidings.waiting")
@@ -298,30 +299,32 @@ def stop_all() -> None:
         waiting.stop()
 
 
-def registry(settings: Settings, storage: object, feed: ChangeFeed) -> Waiting:
-    found = _registries.get(storage)
+def _registry(svc: Services) -> Waiting:
+    found = _registries.get(svc.storage)
     if found is None:
-        found = _registries[storage] = Waiting(settings, feed)
+        found = _registries[svc.storage] = Waiting(svc.settings, svc.storage.feed)
     return found
 
 
 async def wait_for(
-    waiting: Waiting,
-    clock: Callable[[], float],
+    svc: Services,
     project: str,
     queue: str,
     kind: Kind,
-    wait: float,
+    wait: float | None,
     attempt: Callable[[], Awaitable[R]],
     found: Callable[[R], bool],
     undo: Callable[[R], Awaitable[None]] | None = None,
     full: Callable[[R], bool] | None = None,
 ) -> R:
     """Run ``attempt`` until ``found`` says it got something or ``wait`` seconds pass;
-    the last result either way. ``undo`` gives back what an attempt got for a caller
-    that was cancelled meanwhile (a claim is released). ``full`` tells whether a result
-    got all it asked for (so more may be left for the next in line); by default any
-    result that ``found`` something."""
+    the last result either way (without ``wait``, one attempt). ``undo`` gives back what
+    an attempt got for a caller that was cancelled meanwhile (a claim is released).
+    ``full`` tells whether a result got all it asked for (so more may be left for the
+    next in line); by default any result that ``found`` something."""
+    if wait is None:
+        return await attempt()
+    waiting, clock = _registry(svc), svc.clock
     if not waiting.admit(project):
         log.debug("long poll on %r answered without waiting: %d waiting (the cap)",
                   queue, waiting.count)

@@ -45,20 +45,25 @@ STEPS = (
 HEALTH_REUSE_SECONDS = 5.0
 
 
+# A store's checks (self-test and message volume) as health reports them, and the
+# problems they found.
+Checks = tuple[dict[str, Any], list[str]]
+
+
 class _SelfTestGate:
     """One self-test at a time per process and store, and a recent report reused."""
 
     def __init__(self) -> None:
         self.lock = asyncio.Lock()
-        self.report: dict[str, Any] | None = None  # the store's entry, as last run
+        self.report: Checks | None = None  # as last run
         self.taken = 0.0
 
-    def recent(self) -> dict[str, Any] | None:
+    def recent(self) -> Checks | None:
         if self.report is not None and time.monotonic() - self.taken < HEALTH_REUSE_SECONDS:
             return self.report
         return None
 
-    def keep(self, report: dict[str, Any]) -> None:
+    def keep(self, report: Checks) -> None:
         self.report, self.taken = report, time.monotonic()
 
 
@@ -80,10 +85,9 @@ async def health(svc: Services, caller: Caller) -> dict[str, Any]:
     store = await svc.storage.status()
     if not store.reachable:
         raise ServiceUnavailable("Health status could not be read.")
-    report = {"storage_reachable": True, **await _reused_checks("", svc, caller, queue)}
+    checks, problems = await _reused_checks("", svc, caller, queue)
     # "problems" is ours: e.g. a Redis that came back empty, which Zaqar never notices.
-    report["problems"] = store.problems + report.pop("volume_problems")
-    return report
+    return {"storage_reachable": True, **checks, "problems": store.problems + problems}
 
 
 async def _pooled_health(
@@ -104,8 +108,9 @@ async def _pooled_health(
         problems = list(status.problems)
         if status.reachable and store is not None:
             on_pool = replace(svc, storage=store)
-            entry.update(await _reused_checks(name, on_pool, caller, queue))
-            problems.extend(entry.pop("volume_problems"))
+            checks, found = await _reused_checks(name, on_pool, caller, queue)
+            entry.update(checks)
+            problems.extend(found)
         entry["problems"] = problems
         return entry
 
@@ -115,37 +120,29 @@ async def _pooled_health(
     return report
 
 
-async def _reused_checks(
-    key: str, svc: Services, caller: Caller, queue: str
-) -> dict[str, Any]:
+async def _reused_checks(key: str, svc: Services, caller: Caller, queue: str) -> Checks:
     """The store's self-test and message volume, reused while recent."""
     gate = _gates.setdefault(key, _SelfTestGate())
     async with gate.lock:
         report = gate.recent()
         if report is None:
-            report = {"operation_status": await _self_test(svc, caller, queue)}
-            report.update(await _volume(svc))
+            status = await _self_test(svc, caller, queue)
+            volume, problems = await _volume(svc)  # after: the test's queue is gone
+            report = ({"operation_status": status, **volume}, problems)
             gate.keep(report)
-    return dict(report)
+    return dict(report[0]), list(report[1])
 
 
-async def _volume(svc: Services) -> dict[str, Any]:
+async def _volume(svc: Services) -> Checks:
     """Zaqar's ``message_volume`` (free, claimed, total), with whether every queue was
     counted (the count is bounded: see ``Storage.message_volume``)."""
     try:
         volume = await svc.storage.message_volume(svc.clock())
     except TidingsError as exc:
         log.warning("health could not count messages: %s", cause_chain(exc))
-        return {"volume_problems": [f"the messages could not be counted: {exc}"]}
-    return {
-        "message_volume": {
-            "free": volume.free,
-            "claimed": volume.claimed,
-            "total": volume.total,
-        },
-        "message_volume_complete": volume.complete,
-        "volume_problems": [],
-    }
+        return {}, [f"the messages could not be counted: {exc}"]
+    counts = {"free": volume.free, "claimed": volume.claimed, "total": volume.total}
+    return {"message_volume": counts, "message_volume_complete": volume.complete}, []
 
 
 class _Run:

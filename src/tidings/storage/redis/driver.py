@@ -154,6 +154,13 @@ class _Known(NamedTuple):
     read_at: float  # time.monotonic()
 
 
+async def _catalog_metadata(backend: Backend, project: str, queue: str) -> dict[str, Any] | None:
+    """The queue's metadata as its project's catalog holds it (None: no such queue)."""
+    key = backend.keys.catalog(project)[1]
+    raw = await backend.call(lambda: backend.client.hget(key, queue))
+    return None if raw is None else dict(_json_decode(raw))
+
+
 class MetadataCache:
     """Queue metadata read by this process, each with the queue's token at that read.
 
@@ -186,9 +193,7 @@ class MetadataCache:
 
     async def read_after(self, project: str, queue: str, token: str) -> _Known:
         """The metadata, read after ``token`` was seen in the queue's slot; remembered."""
-        key = self._b.keys.catalog(project)[1]
-        raw = await self._b.call(lambda: self._b.client.hget(key, queue))
-        known = _Known(None if raw is None else dict(_json_decode(raw)), token, time.monotonic())
+        known = _Known(await _catalog_metadata(self._b, project, queue), token, time.monotonic())
         if len(self._known) >= METADATA_CACHE_SIZE:
             self._known.clear()
         self._known[(project, queue)] = known
@@ -232,9 +237,7 @@ class RedisQueues:
         return token
 
     async def get_metadata(self, project: str, name: str) -> dict[str, Any] | None:
-        key = self._b.keys.catalog(project)[1]
-        raw = await self._b.call(lambda: self._b.client.hget(key, name))
-        return None if raw is None else dict(_json_decode(raw))
+        return await _catalog_metadata(self._b, project, name)
 
     async def set_metadata(self, project: str, name: str, metadata: dict[str, Any]) -> bool:
         keys = self._b.keys.catalog(project)

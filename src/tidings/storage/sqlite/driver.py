@@ -345,6 +345,16 @@ class SQLiteQueues(_Base):
 
         return await self._read(work)
 
+    async def volume(self) -> MessageVolume:
+        """Every queue's messages, for health (``Storage.message_volume``)."""
+        budget = self._scan_budget
+
+        def work(db: sqlite3.Connection) -> MessageVolume:
+            row = db.execute(Q["message_volume"], {"budget": budget}).fetchone()
+            return volume_from_row(row, budget)
+
+        return await self._read(work)
+
     async def stats(self, project: str, name: str, now: float) -> QueueStats:
         def work(db: sqlite3.Connection, key: str) -> QueueStats:
             params = {"project": project, "queue": key, "now": now, "budget": self._scan_budget}
@@ -1151,16 +1161,7 @@ class SQLiteStorage:
         return StoreStatus(reachable=await self.ping())
 
     async def message_volume(self, now: float) -> MessageVolume:
-        budget = self._scan_budget
-
-        def work(db: sqlite3.Connection) -> MessageVolume:
-            row = db.execute(Q["message_volume"], {"budget": budget}).fetchone()
-            return volume_from_row(row, budget)
-
-        try:
-            return await self._executor.read(work)
-        except sqlite3.Error as exc:
-            raise StorageError(str(exc)) from exc
+        return await self.queues.volume()
 
     async def collect_garbage(self, now: float) -> int:
         removed = 0

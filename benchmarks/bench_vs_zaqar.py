@@ -6,9 +6,11 @@ What it does:
   outside the repository, cached under ``~/.cache/tidings-bench/zaqar-venv`` and reused;
 * runs Zaqar's WSGI app under gunicorn (2 sync workers) over a private redis-server with
   no persistence (Zaqar's default there), a SQLite management store, no auth;
-* runs ``tidings serve`` (2 workers) over Redis (private redis-server, AOF ``appendfsync
-  always``: what the README recommends, every acknowledged message on disk), SQLite (a
-  fresh file) and PostgreSQL (a schema of its own on the machine's server, dropped after);
+* runs ``tidings serve`` (2 workers) over Redis configured as Zaqar's (``redis-volatile``:
+  no persistence, the like-for-like comparison), over Redis with AOF ``appendfsync
+  always`` (``redis``: what the README recommends, every acknowledged message on disk),
+  SQLite (a fresh file) and PostgreSQL (a schema of its own on the machine's server,
+  dropped after);
 * drives the same load against each with the same client, in this order:
 
   - ``post-1``   single-message posts at concurrency 32 (server CPU per post measured here);
@@ -31,7 +33,8 @@ exact command. Server CPU is the user+system time of the server's whole process 
 (master and workers; not the redis-server or PostgreSQL behind it) over the phase,
 divided by its requests.
 
-Run:  .venv/bin/python benchmarks/bench_vs_zaqar.py [--quick] [--stores zaqar,redis,sqlite,postgres]
+Run:  .venv/bin/python benchmarks/bench_vs_zaqar.py [--quick]
+      [--stores zaqar,redis-volatile,redis,sqlite,postgres]
       [--json out.json] [--client auto|tidings|loadgen]
 """
 
@@ -72,9 +75,11 @@ ZAQAR_SPEC = [f"zaqar=={ZAQAR_VERSION}", "gunicorn", "redis"]
 DEFAULT_VENV = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / (
     "tidings-bench/zaqar-venv"
 )
-SERVERS = ("zaqar", "redis", "sqlite", "postgres")
+SERVERS = ("zaqar", "redis-volatile", "redis", "sqlite", "postgres")
 LABELS = {
     "zaqar": "Zaqar (Redis)",
+    # The like-for-like comparison: Redis configured as Zaqar's here (no persistence).
+    "redis-volatile": "Tidings Redis, no AOF",
     "redis": "Tidings Redis",
     "sqlite": "Tidings SQLite",
     "postgres": "Tidings PostgreSQL",
@@ -524,7 +529,7 @@ def measure_server(
             result = client.phase(server.url, target, phase, sampler)
         figures.phases[phase.name] = result
         errors = sum(result.errors.values())
-        print(f"  {LABELS[kind]:<19} {phase.name:<8} c={phase.concurrency:<3} "
+        print(f"  {LABELS[kind]:<21} {phase.name:<8} c={phase.concurrency:<3} "
               f"{result.msgs_per_s:8,.0f} msg/s {result.req_per_s:8,.0f} req/s  "
               f"p50 {result.p50_ms:6.1f} ms p99 {result.p99_ms:6.1f} ms  "
               f"server {result.server_cpu_ms_per_req:.3f} ms CPU/req  errors {errors}"
@@ -667,7 +672,8 @@ def report(results: dict[str, ServerFigures], meta: dict[str, Any]) -> str:
         "workers, Redis message store without persistence (Zaqar's default), SQLite "
         "management store, no auth"
         + (", notifier pipeline on" if meta["zaqar_notifier"] else "")
-        + ". Tidings Redis: AOF appendfsync always; SQLite: one file; PostgreSQL: the "
+        + ". Tidings Redis, no AOF: Redis as Zaqar's; Tidings Redis: AOF appendfsync "
+        "always; SQLite: one file; PostgreSQL: the "
         "machine's server, own schema.",
         "Server CPU: user+sys of the server's process tree (not its Redis/PostgreSQL) over "
         "the post-1 phase / requests. Bench CPU share: post-1/post-10/consume/post-64, "

@@ -19,6 +19,9 @@ from tidings.http.app import build_asgi_app
 from tidings.notify.destinations import deny_list
 from tidings.notify.dispatcher import Dispatcher, Doorbell
 from tidings.notify.push import SCHEME, PushRegistry, PushSender
+from tidings.observe import logs, metrics, stores
+from tidings.observe import requests as observed_requests
+from tidings.observe.metrics_port import MetricsListener
 from tidings.ops.context import Services
 from tidings.pooling.router import PooledStorage
 from tidings.storage import create_storage
@@ -57,6 +60,10 @@ class Lifecycle:
             asyncio.create_task(self._collect_garbage(), name="tidings-gc"),
             asyncio.create_task(self._dispatcher.run(), name="tidings-dispatcher"),
         ]
+        if metrics.enabled():
+            self._tasks.append(
+                asyncio.create_task(metrics.flush_forever(), name="tidings-metrics")
+            )
 
     async def process_shutdown(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
         for task in self._tasks:
@@ -69,6 +76,7 @@ class Lifecycle:
             await self._push.close()  # deletes what open connections still hold
         await self._authenticator.close()
         await self._services.storage.close()
+        metrics.stop()  # this worker's last counts out; its gauges stop counting
 
     async def _collect_garbage(self) -> None:
         """Sweep every ``gc_interval`` seconds, forever: a failed sweep, whatever the
@@ -78,18 +86,40 @@ class Lifecycle:
         failures = 0
         while True:
             await asyncio.sleep(gc_delay(interval, failures))
+            started = time.perf_counter()
             try:
                 removed = await self._services.storage.collect_garbage(self._services.clock())
             except StorageError as exc:
                 failures += 1
-                log.warning("garbage collection failed, will retry: %s", exc)
+                log.warning(
+                    "garbage collection failed (%d in a row), will retry in %gs: %s",
+                    failures,
+                    gc_delay(interval, failures),
+                    exc,
+                    extra={"failures": failures},
+                )
             except Exception:
                 failures += 1
-                log.exception("garbage collection failed unexpectedly, will retry")
+                log.exception(
+                    "garbage collection failed unexpectedly (%d in a row), will retry in %gs",
+                    failures,
+                    gc_delay(interval, failures),
+                    extra={"failures": failures},
+                )
             else:
+                if failures:
+                    log.info("garbage collection works again after %d failure(s)", failures)
                 failures = 0
                 if removed:
-                    log.debug("garbage collection removed %d expired rows", removed)
+                    # Rows, not only messages: see metrics.messages_expired.
+                    metrics.messages_expired(removed)
+                seconds = time.perf_counter() - started
+                log.debug(
+                    "garbage collection removed %d expired rows in %.3fs",
+                    removed,
+                    seconds,
+                    extra={"removed": removed, "duration_ms": round(seconds * 1000.0, 3)},
+                )
 
 
 def gc_delay(interval: float, failures: int) -> float:
@@ -108,12 +138,18 @@ def build_app(settings: Settings) -> falcon.asgi.App[falcon.asgi.Request, falcon
 
 def build_server(settings: Settings) -> Router:
     """The server's ASGI application: the HTTP API and the WebSocket API."""
+    observed_requests.configure(settings)  # before the transports are built
     doorbell = Doorbell()
     # Pooled: the management store (catalog and queue registry) and the pools it names;
     # [drivers] message_store is the virtual pool when enable_virtual_pool is on.
-    storage: Storage = (
-        PooledStorage.from_settings(settings) if settings.pooling else create_storage(settings)
-    )
+    storage: Storage
+    if settings.metrics.enabled:
+        metrics.enable(settings.metrics)
+        storage = stores.build_storage(settings)  # the same, with its calls timed
+    elif settings.pooling:
+        storage = PooledStorage.from_settings(settings)
+    else:
+        storage = create_storage(settings)
     push = PushRegistry(storage, settings.websocket.push_lease, time.time)
     services = Services(
         settings=settings,
@@ -133,25 +169,20 @@ def build_server(settings: Settings) -> Router:
         extra_senders={SCHEME: PushSender(push, storage)},
     )
     authenticator = create_authenticator(settings)
-    return build_asgi_app(
-        services,
-        authenticator,
-        extra_middleware=[Lifecycle(services, dispatcher, authenticator, push)],
-    )
+    middleware: list[Any] = [Lifecycle(services, dispatcher, authenticator, push)]
+    if settings.metrics.enabled and settings.metrics.port is not None:
+        middleware.append(MetricsListener(services))  # after the store opened
+    return build_asgi_app(services, authenticator, extra_middleware=middleware)
 
 
-def configure_logging(level: str) -> None:
-    """Our own loggers print with their level and name (uvicorn configures only its own)."""
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger("tidings")
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    root.propagate = False
+def configure_logging(level: str, log_format: str = "text") -> None:
+    """Every log line (ours, uvicorn's, other libraries') to stderr, as text or JSON
+    (``[server] log_format``): ``tidings.observe.logs``."""
+    logs.configure(level, log_format)
 
 
 def create_app() -> Router:
     """Factory for ASGI servers: settings come from TIDINGS_CONFIG and TIDINGS_* variables."""
     settings = load_settings()
-    configure_logging(settings.server.log_level)
+    configure_logging(settings.server.log_level, settings.server.log_format)
     return build_server(settings)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import math
 import os
 import secrets
@@ -75,6 +76,7 @@ def serve(args: argparse.Namespace) -> int:
     from tidings.admission.auth.noauth import warn_if_exposed
     from tidings.admission.policy import enforcer as policy_enforcer
     from tidings.app import configure_logging
+    from tidings.observe.logs import STARTUP_LOGGER, redact
     from tidings.ws.endpoint import ssl_options, uvicorn_ws_options
 
     try:
@@ -89,7 +91,7 @@ def serve(args: argparse.Namespace) -> int:
         print(f"tidings: {exc}", file=sys.stderr)
         return 2
     server = settings.server
-    configure_logging(server.log_level)
+    configure_logging(server.log_level, server.log_format)
     warn_if_exposed(settings, args.host or server.host)
     workers = args.workers or server.workers
     if workers < 1:
@@ -100,6 +102,20 @@ def serve(args: argparse.Namespace) -> int:
     ):
         print("tidings: [websocket] port must differ from the HTTP port", file=sys.stderr)
         return 2
+    metrics_port = settings.metrics.port if settings.metrics.enabled else None
+    if metrics_port is not None and metrics_port in (
+        args.port if args.port is not None else server.port,
+        settings.websocket.port,
+    ):
+        print("tidings: [metrics] port must differ from the HTTP and WebSocket ports",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    if settings.metrics.enabled:
+        try:
+            _share_metrics_directory()
+        except OSError as exc:
+            print(f"tidings: cannot prepare the metrics directory: {exc}", file=sys.stderr)
+            return 2
     # Workers read settings from the environment; they must know where they listen so
     # that no subscriber can point back at this server (notify/destinations.py).
     os.environ["TIDINGS_SERVER__HOST"] = args.host or server.host
@@ -107,17 +123,17 @@ def serve(args: argparse.Namespace) -> int:
     raise_descriptor_limit(server.max_connections)
     scheme = "https" if server.ssl_certfile else "http"
     ws_port = settings.websocket.port
-    print(
+    # A log line (JSON with log_format = "json"), shown at every log level.
+    logging.getLogger(STARTUP_LOGGER).info(
         f"tidings {__version__}: serving on {scheme}://{args.host or server.host}:"
         f"{args.port if args.port is not None else server.port} "
         + (f"(WebSocket also on port {ws_port}) " if ws_port else "")
         + (
-            f"pooled, with the catalog in {settings.drivers.management_uri()}"
+            f"pooled, with the catalog in {redact(settings.drivers.management_uri())}"
             if settings.pooling
-            else f"with {settings.drivers.message_store}"
+            else f"with {redact(settings.drivers.message_store)}"
         )
         + f" ({workers} worker(s))",
-        file=sys.stderr,
     )
     uvicorn.run(
         "tidings.app:create_app",
@@ -130,6 +146,9 @@ def serve(args: argparse.Namespace) -> int:
         # httptools with the [server] connection limits (sizes, timeouts, caps).
         http=GuardedHttpToolsProtocol.factory(server),
         log_level=server.log_level,
+        # Logging is configure_logging's, in every process (uvicorn's own format would
+        # break JSON logs).
+        log_config=None,
         access_log=False,
         server_header=False,
         # Nothing reads the client's address or scheme: no X-Forwarded-* rewriting
@@ -140,6 +159,57 @@ def serve(args: argparse.Namespace) -> int:
         **ssl_options(settings),
     )
     return 0
+
+
+def _share_metrics_directory() -> None:
+    """Point ``PROMETHEUS_MULTIPROC_DIR`` (inherited by the workers) at a fresh private
+    directory, removed at exit, unless the operator named one: every worker writes its
+    metrics there and a scrape adds them up (``tidings.observe.metrics``).
+
+    prometheus_client chooses between per-process and shared values when it is first
+    imported, so this runs before anything in this process imports it.
+    """
+    import atexit
+    import shutil
+    import tempfile
+
+    from tidings.observe.metrics import DIRECTORY_PREFIX, MULTIPROC_ENV
+
+    assert "prometheus_client" not in sys.modules, "imported before its directory was set"
+    named = os.environ.get(MULTIPROC_ENV)
+    if named:
+        if not os.path.isdir(named):
+            raise OSError(f"{MULTIPROC_ENV}={named} is not a directory")
+        return  # the operator's: kept, and emptied between runs by them
+    _remove_orphaned_metrics_directories()
+    # Named after this process: one killed before its exit hook ran is found above later.
+    directory = tempfile.mkdtemp(prefix=f"{DIRECTORY_PREFIX}{os.getpid()}-")  # mode 0700
+    os.environ[MULTIPROC_ENV] = directory
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+
+
+def _remove_orphaned_metrics_directories() -> None:
+    """Remove the metrics directories of this user's ``tidings serve`` processes that are
+    gone (killed: no exit hook ran)."""
+    import shutil
+    import tempfile
+
+    from tidings.observe.metrics import DIRECTORY_PREFIX
+
+    root = tempfile.gettempdir()
+    for name in os.listdir(root):
+        pid = name.removeprefix(DIRECTORY_PREFIX).partition("-")[0]
+        if not name.startswith(DIRECTORY_PREFIX) or not pid.isdigit():
+            continue
+        path = os.path.join(root, name)
+        try:
+            if os.stat(path).st_uid != os.getuid():
+                continue
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except OSError:  # alive (another user's, or permission denied), or gone already
+            continue
 
 
 def _check_tls(settings: Settings) -> None:

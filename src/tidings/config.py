@@ -189,6 +189,8 @@ class ServerSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
     # default of 5 s kills workers that a loaded machine merely left unscheduled).
     worker_healthcheck_timeout: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 30
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # "json": every log line a JSON object, plus one line per request (tidings.observe.logs).
+    log_format: Literal["text", "json"] = "text"
     # Connection limits, per worker process (see http/server_protocol.py).
     max_header_size: Annotated[int, msgspec.Meta(ge=1024)] = 65536  # request line + headers
     max_url_length: Annotated[int, msgspec.Meta(ge=256)] = 8192
@@ -399,6 +401,19 @@ class WebsocketSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknow
     push_lease: Annotated[int, msgspec.Meta(ge=1, le=86_400)] = 60
 
 
+class MetricsSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Prometheus metrics (issue 13): ``GET /metrics``."""
+
+    enabled: bool = False
+    # Set: /metrics is served on this port instead, without auth (a private scrape network).
+    port: Annotated[int, msgspec.Meta(ge=1, le=65535)] | None = None
+    # Per-queue gauges (depth by state, oldest age) are opt-in per project: label
+    # cardinality stays what the operator chose, and a scrape reads no other project.
+    queue_gauge_projects: list[str] = msgspec.field(default_factory=list)
+    # At most this many queues get gauges, over all those projects (each costs a stats read).
+    max_queue_gauges: Annotated[int, msgspec.Meta(ge=0, le=10000)] = 100
+
+
 class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     # Who may call: "noauth" trusts X-Project-ID and X-Roles (admin only with admin_mode),
     # "keystone" validates X-Auth-Token, "tokens" checks static API tokens.
@@ -423,6 +438,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     pooling_catalog: PoolingCatalogSettings = msgspec.field(
         default_factory=PoolingCatalogSettings
     )
+    metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
 
 
 DEFAULT_WITHIN_MAXIMUM = (

@@ -67,6 +67,9 @@ class MessageSummary(msgspec.Struct, frozen=True, kw_only=True):
 class QueueStats(msgspec.Struct, frozen=True, kw_only=True):
     total: int
     claimed: int
+    # Of total, those still delayed (not shown to clients: Zaqar's stats have no such
+    # field; metrics' queue gauges use it). SQL stores count at most scan_budget of them.
+    delayed: int = 0
     oldest: MessageSummary | None = None
     newest: MessageSummary | None = None
 

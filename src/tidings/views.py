@@ -1,4 +1,10 @@
-"""Wire shapes of domain records, shared by the HTTP and WebSocket transports."""
+"""Wire shapes of domain records, shared by the HTTP and WebSocket transports.
+
+Views that return a Struct of ``tidings.http.schemas`` are what the OpenAPI document
+describes. Those still returning dicts (the WebSocket transport edits some, and
+tests/unit/test_views.py reads them as dicts) encode exactly as their Structs there:
+tests/api/test_openapi.py checks it.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import msgspec
+from msgspec import UNSET
 
+from tidings.http import schemas as wire
 from tidings.model import (
     DeliveryFailure,
     Message,
@@ -40,17 +48,16 @@ def queue_entries(
     limits: TransportSettings,
     collection: str,
     with_href: bool,
-) -> list[dict[str, Any]]:
+) -> list[wire.QueueEntry]:
     """A queue listing's items as both transports render them (WebSocket's carry no href)."""
-    items = []
-    for queue in queues:
-        item: dict[str, Any] = {"name": queue.name}
-        if detailed:
-            item["metadata"] = with_defaults(queue.metadata, limits, collection)
-        if with_href:
-            item["href"] = queue_href(queue.name, collection)
-        items.append(item)
-    return items
+    return [
+        wire.QueueEntry(
+            name=queue.name,
+            metadata=with_defaults(queue.metadata, limits, collection) if detailed else UNSET,
+            href=queue_href(queue.name, collection) if with_href else UNSET,
+        )
+        for queue in queues
+    ]
 
 
 def message_href(
@@ -160,43 +167,34 @@ def flavor_href(name: str) -> str:
     return f"{API_PREFIX}/flavors/{name}"
 
 
-def pool_view(pool: PoolRecord, *, detailed: bool, with_href: bool = True) -> dict[str, Any]:
+def pool_view(pool: PoolRecord, *, detailed: bool, with_href: bool = True) -> wire.Pool:
     """Zaqar's pool: ``options`` only when detailed."""
-    view: dict[str, Any] = {
-        "name": pool.name,
-        "uri": pool.uri,
-        "weight": pool.weight,
-        "flavor": pool.flavor,
-    }
-    if detailed:
-        view["options"] = pool.options
-    if with_href:
-        view["href"] = pool_href(pool.name)
-    return view
+    return wire.Pool(
+        name=pool.name,
+        uri=pool.uri,
+        weight=pool.weight,
+        flavor=pool.flavor,
+        options=pool.options if detailed else UNSET,
+        href=pool_href(pool.name) if with_href else UNSET,
+    )
 
 
-def flavor_view(flavor: FlavorView, *, with_href: bool = True) -> dict[str, Any]:
+def flavor_view(flavor: FlavorView, *, with_href: bool = True) -> wire.Flavor:
     """Zaqar's flavor, as GET shows one."""
-    view: dict[str, Any] = {
-        "name": flavor.name,
-        "capabilities": flavor.capabilities,
-        "pool_list": flavor.pool_list,
-    }
-    if with_href:
-        view["href"] = flavor_href(flavor.name)
-    return view
+    return wire.Flavor(
+        name=flavor.name,
+        capabilities=flavor.capabilities,
+        pool_list=flavor.pool_list,
+        href=flavor_href(flavor.name) if with_href else UNSET,
+    )
 
 
-def flavor_entry(
-    flavor: FlavorView, *, detailed: bool, with_href: bool = True
-) -> dict[str, Any]:
+def flavor_entry(flavor: FlavorView, *, detailed: bool, with_href: bool = True) -> wire.FlavorEntry:
     """Zaqar's flavor in a listing: ``pool_list`` only when not empty, ``capabilities``
     only when detailed."""
-    entry: dict[str, Any] = {"name": flavor.name}
-    if with_href:
-        entry["href"] = flavor_href(flavor.name)
-    if flavor.pool_list:
-        entry["pool_list"] = flavor.pool_list
-    if detailed:
-        entry["capabilities"] = flavor.capabilities
-    return entry
+    return wire.FlavorEntry(
+        name=flavor.name,
+        href=flavor_href(flavor.name) if with_href else UNSET,
+        pool_list=flavor.pool_list if flavor.pool_list else UNSET,
+        capabilities=flavor.capabilities if detailed else UNSET,
+    )

@@ -153,6 +153,7 @@ PINS: dict[str, list[Variant]] = {
     "GET /": [_v(300)],
     "GET /v2/": [_v(200)],
     "GET /v2/ping": [_v(204)],
+    "GET /v2/openapi.json": [_v(200)],
     "HEAD /v2/ping": [_v(204)],
     "GET /v2/health": [_v(200)],  # B is an admin: its own self-test, nothing of A's
     "POST /v2/queues/{queue}/share": [

@@ -46,6 +46,7 @@ ZAQAR_ADMIN_RULES = {
     "flavors:delete": ADMIN,
     "flavors:update": ADMIN,
     "health:get": ADMIN,
+    "metrics:get": ADMIN,
 }
 ZAQAR_OPEN_RULES = [
     *(f"queues:{v}" for v in ("get_all", "create", "get", "delete", "update", "stats")),

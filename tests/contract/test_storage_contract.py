@@ -130,6 +130,15 @@ async def test_stats_count_claimed_free_and_ends(storage: Storage) -> None:
     assert stats.oldest is not None and stats.oldest.id == ids[0]
     assert stats.newest is not None and stats.newest.id == ids[2]
     assert stats.oldest.created == pytest.approx(T0)
+    assert stats.delayed == 0
+
+
+async def test_stats_count_delayed_until_their_delay_ends(storage: Storage) -> None:
+    await storage.messages.post(P, Q, batch(1), CLIENT, T0)
+    await storage.messages.post(P, Q, batch(2, 3, delay=30), CLIENT, T0)
+    stats = await storage.queues.stats(P, Q, T0 + 1)
+    assert (stats.total, stats.claimed, stats.delayed) == (3, 0, 2)
+    assert (await storage.queues.stats(P, Q, T0 + 31)).delayed == 0
 
 
 # --- messages ---------------------------------------------------------------------

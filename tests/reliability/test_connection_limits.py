@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import http.client
 import inspect
+import json
 import os
 import signal
 import socket
@@ -303,7 +304,17 @@ def test_requests_past_the_concurrency_cap_get_503(
             sock.sendall(request)
             # 100 Continue means the app is running this request, waiting for its body.
             assert sock.recv(64).startswith(b"HTTP/1.1 100")
-        assert ping(server) == 503
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=WAIT)
+        try:
+            conn.request("GET", "/v2/ping", headers=client_headers())
+            refused = conn.getresponse()
+            body = json.loads(refused.read())
+        finally:
+            conn.close()
+        # Zaqar's error format and a request id, like every other answer.
+        assert refused.status == 503
+        assert set(body) == {"title", "description"}
+        assert refused.getheader("x-openstack-request-id", "").startswith("req-")
     deadline = time.monotonic() + WAIT
     while time.monotonic() < deadline and ping(server) != 204:
         time.sleep(0.05)  # the held requests end once their clients have gone

@@ -778,6 +778,23 @@ def test_failing_sendmail_command_is_retried_then_listed(
     assert counter.read_text() == "xxxx"
 
 
+def test_sendmail_command_failing_before_reading_is_a_failed_delivery(
+    make_server: type[TidingsServer], tmp_path: Path
+) -> None:
+    # It fails at once, without reading the message (the pipe closes under the write):
+    # a clean, listed failure, not a crashed delivery.
+    srv = make_server(
+        tmp_path, env={**FAST, "TIDINGS_NOTIFICATION__SMTP_COMMAND": "sh -c 'exit 3'"}
+    )
+    srv.start()
+    with srv.client() as c:
+        sid = subscribe(c, "smn", "mailto:fay@example.com", _retry_policy=SHORT_POLICY)
+        post(c, "smn", {"body": "x" * 200_000})  # more than a pipe's buffer
+        (failure,) = wait_failures(c, "smn", sid, 1, timeout=30)
+    assert failure["attempts"] == 4
+    assert "exited with 3" in failure["error"] or "did not read" in failure["error"]
+
+
 def test_email_confirmation_link(
     make_server: type[TidingsServer], tmp_path: Path, smtp_sink: SmtpSink
 ) -> None:

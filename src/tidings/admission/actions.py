@@ -12,6 +12,8 @@ class Action(StrEnum):
     HOME = "get_home_doc"
     PING = "ping_node"
     HEALTH = "check_node_health"
+    # GET /metrics (HTTP only; Zaqar has no such action).
+    METRICS = "get_metrics"
 
     QUEUE_LIST = "queue_list"
     QUEUE_CREATE = "queue_create"

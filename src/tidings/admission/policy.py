@@ -96,6 +96,8 @@ DEFAULT_RULES: tuple[Rule, ...] = (
     Rule("flavors:update", ADMIN_ONLY, "Change a flavor."),
     Rule("ping:get", ANYONE, "Ping the server."),
     Rule("health:get", ADMIN_ONLY, "Check the server's health (also needs admin_mode)."),
+    # Tidings' own: Zaqar has no metrics.
+    Rule("metrics:get", ADMIN_ONLY, "Read the Prometheus metrics (GET /metrics)."),
 )
 
 OPEN_BY_DEFAULT = frozenset(rule.name for rule in DEFAULT_RULES if rule.check == ANYONE)
@@ -108,6 +110,7 @@ ACTION_RULES: Mapping[Action, str | None] = MappingProxyType(
         Action.HOME: None,
         Action.PING: "ping:get",
         Action.HEALTH: "health:get",
+        Action.METRICS: "metrics:get",
         Action.QUEUE_LIST: "queues:get_all",
         Action.QUEUE_CREATE: "queues:create",
         Action.QUEUE_GET: "queues:get",

@@ -16,7 +16,9 @@ from tidings.http import claims, messages, pools, queues, share, subscriptions, 
 from tidings.http.cors import Cors
 from tidings.http.errors import handle_tidings_error, handle_unexpected
 from tidings.http.longpoll import ClientGone, answer_nobody
-from tidings.http.middleware import RequestChecks
+from tidings.http.metrics import Metrics
+from tidings.http.middleware import RequestChecks, RequestObserver
+from tidings.observe import requests as observed
 from tidings.ops.context import Services
 from tidings.ws.endpoint import Endpoint, Listener, Router
 
@@ -41,7 +43,12 @@ def build_http_app(
     authenticator: Authenticator,
     extra_middleware: list[Any] | None = None,
 ) -> falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]:
-    middleware: list[Any] = [*(extra_middleware or []), RequestChecks(services, authenticator)]
+    middleware: list[Any] = [
+        *(extra_middleware or []),
+        # Metrics and access lines: in the list only when asked for (zero cost otherwise).
+        *([RequestObserver()] if observed.ENABLED else []),
+        RequestChecks(services, authenticator),
+    ]
     cors_settings = services.settings.cors
     if cors_settings.allowed_origin:
         # After RequestChecks: a preflight it answers still gets its request id.
@@ -61,8 +68,11 @@ def build_http_app(
     app.add_route("/", system.Versions())
     app.add_route("/v2/", system.Home(services))
     app.add_route("/v2/ping", system.Ping(services))
+    app.add_route("/v2/openapi.json", system.OpenApiDocument(app, services.settings))
     if policy.offered(Action.HEALTH, services.settings):
         app.add_route("/v2/health", system.Health(services))
+    if services.settings.metrics.enabled and services.settings.metrics.port is None:
+        app.add_route("/metrics", Metrics(services))  # else on [metrics] port, or nowhere
     for collection in ("queues", "topics"):
         _add_collection_routes(app, services, collection)
     app.add_route("/v2/queues/{queue}/share", share.QueueShare(services))

@@ -15,6 +15,7 @@ from tidings import views
 from tidings.admission import bodies
 from tidings.admission.actions import Action
 from tidings.errors import InvalidBody, UnsupportedMediaType
+from tidings.http import schemas as wire
 from tidings.model import Message
 from tidings.ops.context import Caller, Services, in_collection
 
@@ -117,9 +118,9 @@ def send_json(resp: falcon.asgi.Response, body: Any, status: int = 200) -> None:
     resp.data = _encode(body)
 
 
-def next_link(req: falcon.asgi.Request, marker: str, **extra: str) -> list[dict[str, str]]:
+def next_link(req: falcon.asgi.Request, marker: str, **extra: str) -> list[wire.Link]:
     """The single ``next`` link: the caller's parameters with the new marker."""
     query = {k: v for k, v in req.params.items() if k != "marker"}
     query.update(extra)
     query["marker"] = marker
-    return [{"rel": "next", "href": f"{req.path}?{urlencode(query, doseq=True)}"}]
+    return [wire.Link(rel="next", href=f"{req.path}?{urlencode(query, doseq=True)}")]

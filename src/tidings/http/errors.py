@@ -14,15 +14,17 @@ from typing import Any
 import falcon
 import falcon.asgi
 import msgspec
+from msgspec import UNSET
 
 from tidings.errors import NotAcceptable, TidingsError, Unauthorized, cause_chain
 from tidings.http.middleware import REQUEST_ID_HEADER
+from tidings.http.schemas import Error
 from tidings.ids import new_id
 
 log = logging.getLogger("tidings.http")
 
 
-def _render(resp: falcon.asgi.Response, status: int, body: dict[str, str] | None) -> None:
+def _render(resp: falcon.asgi.Response, status: int, body: Error | None) -> None:
     resp.status = status
     resp.set_header("Vary", "Accept")
     if body is None:
@@ -58,10 +60,8 @@ async def handle_tidings_error(
     if isinstance(error, NotAcceptable):
         _render(resp, error.status, None)
         return
-    body = {"title": error.title}
-    if error.description is not None:
-        body["description"] = error.description
-    _render(resp, error.status, body)
+    description = UNSET if error.description is None else error.description
+    _render(resp, error.status, Error(title=error.title, description=description))
 
 
 async def handle_unexpected(
@@ -74,8 +74,8 @@ async def handle_unexpected(
     _render(
         resp,
         500,
-        {
-            "title": "Internal server error",
-            "description": f"An unexpected error occurred; the server log has it as {ref}.",
-        },
+        Error(
+            title="Internal server error",
+            description=f"An unexpected error occurred; the server log has it as {ref}.",
+        ),
     )

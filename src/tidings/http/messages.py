@@ -8,6 +8,7 @@ import falcon.asgi
 from tidings import views
 from tidings.admission import requests
 from tidings.admission.actions import Action
+from tidings.http import schemas as wire
 from tidings.http.base import Resource, methods, next_link, send_json
 from tidings.http.longpoll import unless_client_leaves
 from tidings.ops import messages as ops
@@ -27,11 +28,8 @@ class MessageCollection(Resource):
         raw, size = await self.raw_body(req)
         ids = await ops.message_post(self.svc, self.caller(req), queue, raw, size)
         resp.location = f"{views.queue_href(queue, self.collection)}/messages?ids={','.join(ids)}"
-        send_json(
-            resp,
-            {"resources": [views.message_href(queue, i, collection=self.collection) for i in ids]},
-            201,
-        )
+        hrefs = [views.message_href(queue, i, collection=self.collection) for i in ids]
+        send_json(resp, wire.PostedMessages(resources=hrefs), 201)
 
     async def on_get(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, queue: str
@@ -55,7 +53,7 @@ class MessageCollection(Resource):
         )
         page = await unless_client_leaves(req, listing, query.wait)
         items = [self.message_view(m, queue, page.now) for m in page.messages]
-        links: list[dict[str, str]] = []
+        links: list[wire.Link] = []
         if page.next_marker is not None:
             extra = {"include_delayed": "true"} if page.delays_off else {}
             links = next_link(req, page.next_marker, **extra)

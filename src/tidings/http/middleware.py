@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -18,11 +19,13 @@ from tidings.admission.auth import Authenticator
 from tidings.admission.gate import admit
 from tidings.errors import HeaderError, NotAcceptable
 from tidings.ids import new_id
+from tidings.observe import requests as observed
 from tidings.ops.context import Services
 
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 REQUEST_ID_HEADER = "x-openstack-request-id"
 _REQUEST_ID_KEY = REQUEST_ID_HEADER.encode()
+_PROJECT_KEY = b"x-project-id"
 # oslo.middleware's form: a client's id is adopted only when it has exactly this shape,
 # so nothing else it sends reaches a response header or a log line.
 CLIENT_REQUEST_ID = re.compile(r"req-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -168,3 +171,49 @@ class RequestChecks:
             signed_project=signed_project,
             collection=shape.collection,
         )
+
+
+class RequestObserver:
+    """Measures every request, answered by a resource or not (404, 405, errors), for
+    ``tidings.observe.requests``. Only in the middleware when that is enabled: otherwise
+    a request pays for none of it. Before ``RequestChecks``, so it times the whole of
+    falcon's handling, admission included, and sees the response last."""
+
+    async def process_request(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        req.context.observed_since = time.perf_counter()
+
+    async def process_response(
+        self,
+        req: falcon.asgi.Request,
+        resp: falcon.asgi.Response,
+        resource: Any,
+        req_succeeded: bool,
+    ) -> None:
+        since = req.context.get("observed_since")
+        seconds = 0.0 if since is None else time.perf_counter() - since
+        actions = getattr(resource, "actions", None)
+        operation = actions.get(req.method) if actions is not None else None
+        caller = req.context.get("caller")
+        if caller is not None:
+            project: str | None = caller.project
+        else:  # not admitted: what the client named
+            raw = req._asgi_headers.get(_PROJECT_KEY)
+            project = None if raw is None else raw.decode("latin1")
+        observed.request_finished(
+            "http",
+            operation.value if operation is not None else observed.UNKNOWN,
+            resp.status_code,
+            seconds,
+            _body_size(resp),
+            resp.get_header(REQUEST_ID_HEADER),
+            project,
+        )
+
+
+def _body_size(resp: falcon.asgi.Response) -> int:
+    """The response body's bytes (resources and error handlers set ``data``)."""
+    data = resp.data
+    if data is not None:
+        return len(data)
+    text = resp.text
+    return 0 if text is None else len(text.encode())

@@ -7,6 +7,7 @@ import falcon.asgi
 
 from tidings.admission import requests
 from tidings.admission.actions import Action
+from tidings.http import schemas as wire
 from tidings.http.base import Resource, methods, next_link, send_json
 from tidings.ops import flavors, pools
 from tidings.views import flavor_entry, flavor_view, pool_view
@@ -19,13 +20,9 @@ class PoolCollection(Resource):
         query = requests.admin_listing(req.params)
         page = await pools.pool_list(self.svc, marker=query.marker, limit=query.limit)
         resp.content_location = req.relative_uri
-        send_json(
-            resp,
-            {
-                "links": next_link(req, page.next_marker) if page.next_marker else [],
-                "pools": [pool_view(p, detailed=query.detailed) for p in page.pools],
-            },
-        )
+        links = next_link(req, page.next_marker) if page.next_marker else []
+        pools_shown = [pool_view(p, detailed=query.detailed) for p in page.pools]
+        send_json(resp, wire.PoolListing(links=links, pools=pools_shown))
 
 
 class PoolItem(Resource):
@@ -68,13 +65,9 @@ class FlavorCollection(Resource):
         page = await flavors.flavor_list(
             self.svc, self.caller(req), marker=query.marker, limit=query.limit
         )
-        send_json(
-            resp,
-            {
-                "links": next_link(req, page.next_marker) if page.next_marker else [],
-                "flavors": [flavor_entry(f, detailed=query.detailed) for f in page.flavors],
-            },
-        )
+        links = next_link(req, page.next_marker) if page.next_marker else []
+        entries = [flavor_entry(f, detailed=query.detailed) for f in page.flavors]
+        send_json(resp, wire.FlavorListing(links=links, flavors=entries))
 
 
 class FlavorItem(Resource):

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import falcon
 import falcon.asgi
+from msgspec import UNSET
 
 from tidings import views
 from tidings.admission import requests
 from tidings.admission.actions import Action
+from tidings.http import schemas as wire
 from tidings.http.base import Resource, methods, next_link, send_json
 from tidings.ops import queues as ops
 
@@ -37,13 +37,12 @@ class QueueCollection(Resource):
             collection=self.collection,
             with_href=True,
         )
-        body: dict[str, Any] = {
-            self.collection: items,
-            "links": next_link(req, page.next_marker) if page.next_marker else [],
-        }
-        if page.count:
-            body["count"] = page.count
-        send_json(resp, body)
+        links = next_link(req, page.next_marker) if page.next_marker else []
+        count = page.count or UNSET
+        if self.collection == "topics":
+            send_json(resp, wire.TopicListing(topics=items, links=links, count=count))
+        else:
+            send_json(resp, wire.QueueListing(queues=items, links=links, count=count))
 
 
 class QueueItem(Resource):

@@ -14,7 +14,7 @@ counts idle connections as requests. This subclass adds, per connection:
   closed, buffered chunks are dropped and the app's ``receive()`` gets
   ``http.disconnect``;
 * ``max_connections`` per worker: past it a new connection gets a 503 and is closed;
-* ``max_concurrent_requests`` per worker: requests past it get uvicorn's 503 (HTTP
+* ``max_concurrent_requests`` per worker: requests past it get a 503 in Zaqar's format (HTTP
   requests only: a WebSocket connection's long-lived task is not one).
 
 uvicorn's own ``timeout_keep_alive`` closes idle keep-alive connections. This module
@@ -35,12 +35,12 @@ from typing import Any, cast
 import httptools
 import msgspec
 from uvicorn.config import Config
-from uvicorn.protocols.http.flow_control import service_unavailable
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from tidings.config import ServerSettings
 from tidings.ids import new_id
+from tidings.observe import requests as observed
 from tidings.ops import waiting
 
 # After refusing a request head, keep reading (and discarding) for a moment so that a
@@ -171,6 +171,30 @@ class _OneSend:
         return getattr(self._transport, name)
 
 
+async def _too_busy(scope: Any, receive: Any, send: Any) -> None:
+    """The 503 past ``max_concurrent_requests``: Zaqar's error body and a request id,
+    like every other answer (uvicorn's own is a bare text/plain one)."""
+    body = msgspec.json.encode(
+        {
+            "title": "Service Unavailable",
+            "description": "The server is handling as many requests as it may "
+            "([server] max_concurrent_requests); try again shortly.",
+        }
+    )
+    request_id = f"req-{new_id()}"
+    if observed.ENABLED:
+        observed.request_finished("http", observed.UNKNOWN, 503, 0.0, len(body), request_id, None)
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", b"%d" % len(body)),
+        (b"x-openstack-request-id", request_id.encode()),
+        (b"retry-after", b"1"),
+        (b"connection", b"close"),
+    ]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
 class _HeadRefused(Exception):
     """Raised from a parser callback to stop parsing a head that broke a limit."""
 
@@ -178,13 +202,18 @@ class _HeadRefused(Exception):
 def error_response(status: int, title: str, description: str) -> bytes:
     """A complete HTTP/1.1 answer in Zaqar's error format, closing the connection."""
     body = msgspec.json.encode({"title": title, "description": description})
+    # Every response has one, even those refused before the application runs.
+    request_id = f"req-{new_id()}"
+    if observed.ENABLED:  # no operation, no project: the request was not read
+        observed.request_finished(
+            "http", observed.UNKNOWN, status, 0.0, len(body), request_id, None
+        )
     return b"".join(
         [
             STATUS_LINE[status],
             b"content-type: application/json\r\n",
             b"content-length: %d\r\n" % len(body),
-            # Every response has one, even those refused before the application runs.
-            b"x-openstack-request-id: req-%s\r\n" % new_id().encode(),
+            b"x-openstack-request-id: %s\r\n" % request_id.encode(),
             b"connection: close\r\n\r\n",
             body,
         ]
@@ -361,7 +390,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         in_flight = self._in_flight
         if in_flight.count >= self.limits.max_concurrent_requests:
             self.logger.warning("Exceeded [server] max_concurrent_requests.")
-            app = service_unavailable
+            app = _too_busy
         super()._start_asgi_task(cycle, _counted(app, in_flight))
 
     # Limits ---------------------------------------------------------------------------

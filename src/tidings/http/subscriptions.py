@@ -8,6 +8,7 @@ import falcon.asgi
 from tidings import views
 from tidings.admission import requests
 from tidings.admission.actions import Action
+from tidings.http import schemas as wire
 from tidings.http.base import Resource, methods, next_link, send_json
 from tidings.ops import subscriptions as ops
 
@@ -27,7 +28,7 @@ class SubscriptionCollection(Resource):
             resp.location = req.path  # Zaqar points a duplicate at the collection
             raise
         resp.location = req.path
-        send_json(resp, {"subscription_id": subscription_id}, 201)
+        send_json(resp, wire.SubscriptionCreated(subscription_id=subscription_id), 201)
 
     async def on_get(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, queue: str

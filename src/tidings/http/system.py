@@ -1,4 +1,4 @@
-"""Versions, the JSON-Home document, ping and health."""
+"""Versions, the JSON-Home document, the OpenAPI document, ping and health."""
 
 from __future__ import annotations
 
@@ -7,26 +7,31 @@ from typing import Any
 import falcon
 import falcon.asgi
 import msgspec
+from msgspec import UNSET
 
 from tidings.admission import policy
 from tidings.admission.actions import Action
 from tidings.config import Settings
+from tidings.http import openapi
+from tidings.http import schemas as wire
 from tidings.http.base import Resource, caller, methods, send_json
 from tidings.ops import health as ops
 
-VERSIONS = {
-    "versions": [
-        {
-            "id": "2",
-            "status": "CURRENT",
-            "updated": "2014-9-24T04:06:47Z",
-            "media-types": [
-                {"base": "application/json", "type": "application/vnd.openstack.messaging-v2+json"}
+VERSIONS = wire.Versions(
+    versions=[
+        wire.Version(
+            id="2",
+            status="CURRENT",
+            updated="2014-9-24T04:06:47Z",
+            media_types=[
+                wire.MediaTypes(
+                    base="application/json", type="application/vnd.openstack.messaging-v2+json"
+                )
             ],
-            "links": [{"href": "/v2/", "rel": "self"}],
-        }
+            links=[wire.VersionLink(href="/v2/", rel="self")],
+        )
     ]
-}
+)
 
 _Q = "/v2/queues/{queue_name}"
 # (relation, href template, allowed methods, accepts a posted body, template variables)
@@ -131,51 +136,51 @@ _RESOURCES: list[tuple[str, str, list[str], bool, dict[str, str]]] = [
 ]
 
 
+def _hints(allow: list[str], accepts_post: bool = False) -> wire.HomeHints:
+    return wire.HomeHints(
+        allow=allow,
+        formats={"application/json": {}},
+        accept_post=["application/json"] if accepts_post else UNSET,
+    )
+
+
 def home_document(settings: Settings) -> bytes:
-    resources: dict[str, Any] = {}
+    resources: dict[str, wire.HomeResource] = {}
     for rel, template, allow, accepts_post, variables in _RESOURCES:
-        hints: dict[str, Any] = {"allow": allow, "formats": {"application/json": {}}}
-        if accepts_post:
-            hints["accept-post"] = ["application/json"]
-        entry: dict[str, Any] = {"href-template": template}
-        if variables:
-            entry["href-vars"] = {k: f"param/{v}" for k, v in variables.items()}
-        entry["hints"] = hints
-        resources[f"rel/{rel}"] = entry
+        resources[f"rel/{rel}"] = wire.HomeResource(
+            href_template=template,
+            href_vars={k: f"param/{v}" for k, v in variables.items()} if variables else UNSET,
+            hints=_hints(allow, accepts_post),
+        )
     if policy.offered(Action.HEALTH, settings):
-        resources["rel/health"] = {
-            "href": "/v2/health",
-            "hints": {"allow": ["GET"], "formats": {"application/json": {}}},
-        }
+        resources["rel/health"] = wire.HomeResource(href="/v2/health", hints=_hints(["GET"]))
     if settings.admin_mode and settings.pooling:  # where the routes exist
         resources.update(_admin_pooling_resources())
-    encoded = msgspec.json.encode({"resources": resources})
+    encoded = msgspec.json.encode(wire.HomeDocument(resources=resources))
     return msgspec.json.format(encoded, indent=4)
 
 
-def _admin_pooling_resources() -> dict[str, Any]:
-    found: dict[str, Any] = {}
+def _admin_pooling_resources() -> dict[str, wire.HomeResource]:
+    found: dict[str, wire.HomeResource] = {}
     for kind in ("pool", "flavor"):
         listing = {"detailed": "param/detailed", "limit": f"param/{kind}_limit",
                    "marker": "param/marker"}  # fmt: skip
-        found[f"rel/{kind}s"] = {
-            "href-template": f"/v2/{kind}s{{?detailed,limit,marker}}",
-            "href-vars": listing,
-            "hints": {"allow": ["GET"], "formats": {"application/json": {}}},
-        }
-        found[f"rel/{kind}"] = {
-            "href-template": f"/v2/{kind}s/{{{kind}_name}}",
-            "href-vars": {f"{kind}_name": f"param/{kind}_name"},
-            "hints": {
-                "allow": ["GET", "PUT", "PATCH", "DELETE"],
-                "formats": {"application/json": {}},
-            },
-        }
+        found[f"rel/{kind}s"] = wire.HomeResource(
+            href_template=f"/v2/{kind}s{{?detailed,limit,marker}}",
+            href_vars=listing,
+            hints=_hints(["GET"]),
+        )
+        found[f"rel/{kind}"] = wire.HomeResource(
+            href_template=f"/v2/{kind}s/{{{kind}_name}}",
+            href_vars={f"{kind}_name": f"param/{kind}_name"},
+            hints=_hints(["GET", "PUT", "PATCH", "DELETE"]),
+        )
     return found
 
 
 class Versions:
     needs_caller = False
+    openapi_operation = Action.VERSIONS.value  # no caller, so no ``actions``
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         send_json(resp, VERSIONS, 300)
@@ -207,3 +212,23 @@ class Health(Resource):
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         send_json(resp, await ops.health(self.svc, caller(req)))
+
+
+class OpenApiDocument:
+    """``GET /v2/openapi.json``: this server's OpenAPI 3.1 document, for anyone (as the
+    versions are). Built from ``app``'s routes on the first request, once they are all
+    added, and kept."""
+
+    needs_caller = False
+    openapi_operation = "get_openapi"
+
+    def __init__(self, app: falcon.asgi.App[Any, Any], settings: Settings) -> None:
+        self._app = app
+        self._settings = settings
+        self._document: bytes | None = None
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        if self._document is None:
+            self._document = openapi.encoded(self._app, self._settings)
+        resp.content_type = falcon.MEDIA_JSON
+        resp.data = self._document

@@ -48,6 +48,7 @@ from tidings.namespace import TOPIC_NAMESPACE, split_namespace
 from tidings.notify import retry
 from tidings.notify.destinations import DEFAULT_PORTS, DenyList
 from tidings.notify.senders import DeliveryError, EmailSender, Sender, WebhookSender
+from tidings.observe import metrics
 from tidings.storage.base import FAILURE_PRUNE_CHUNK, Storage
 from tidings.storage.fairness import current_tenant
 
@@ -194,6 +195,9 @@ class Dispatcher:
         # not in ``_owes_slow``) when one last brought only its pushes; oldest first.
         self._owes_slow: dict[str, float] = {}
         self._owes_pushes: dict[str, float] = {}
+        # The outbox could not be read last round: an outage is logged when it begins
+        # and when it ends, not every round.
+        self._outbox_unreadable = False
 
     async def run(self) -> None:
         """Take and deliver until cancelled, pruning old failures beside it."""
@@ -234,8 +238,16 @@ class Dispatcher:
                 in_flight=self._in_flight_by_stored_project(slow_free),
             )
         except StorageError as exc:
-            log.warning("cannot read the outbox, will retry: %s", exc)
+            log.log(
+                logging.DEBUG if self._outbox_unreadable else logging.WARNING,
+                "cannot read the outbox, will retry: %s",
+                exc,
+            )
+            self._outbox_unreadable = True
             return True
+        if self._outbox_unreadable:
+            self._outbox_unreadable = False
+            log.info("the outbox is readable again")
         routed = [
             (d, split_namespace(d.project)[0], self._batch_senders.get(_scheme(d))) for d in taken
         ]
@@ -383,11 +395,15 @@ class Dispatcher:
             except Exception as exc:  # a bug must not kill the dispatcher; keep them
                 log.exception("a batch of %d pushes crashed", len(ready))
                 errors = [DeliveryError(repr(exc), retryable=True)] * len(ready)
+            else:
+                if ready:
+                    log.debug("pushed %d of %d deliveries", errors.count(None), len(ready))
             finally:
                 sending.release()
             sent: dict[str, list[str]] = {}
             for delivery, error in zip(ready, errors, strict=True):
                 if error is None:
+                    metrics.delivery_done(self._scheme_label(delivery), metrics.DELIVERED)
                     sent.setdefault(split_namespace(delivery.project)[0], []).append(delivery.id)
                 else:
                     troubles.append((delivery, error))
@@ -423,7 +439,13 @@ class Dispatcher:
         try:
             await self._attempt(delivery, slot)
         except Exception:  # even recording failed unexpectedly: the lease brings it back
-            log.exception("delivery %s to %s went wrong", delivery.id, delivery.subscriber)
+            log.exception(
+                "delivery %s to subscription %s (%s) went wrong",
+                delivery.id,
+                delivery.subscription_id,
+                target(delivery),
+                extra=delivery_fields(delivery),
+            )
 
     async def _attempt(self, delivery: Delivery, slot: _Slot) -> None:
         tries = self._settings.max_delivery_attempts
@@ -441,10 +463,32 @@ class Dispatcher:
         except DeliveryError as exc:
             await self._failed(delivery, exc)
         except Exception as exc:  # a bug must not kill the dispatcher; keep the delivery
-            log.exception("delivery %s to %s crashed", delivery.id, delivery.subscriber)
+            log.exception(
+                "delivery %s to subscription %s (%s) crashed",
+                delivery.id,
+                delivery.subscription_id,
+                target(delivery),
+                extra=delivery_fields(delivery),
+            )
             await self._failed(delivery, DeliveryError(repr(exc), retryable=True))
         else:
+            metrics.delivery_done(self._scheme_label(delivery), metrics.DELIVERED)
+            log.debug(
+                "delivered %s %s to subscription %s (%s), attempt %d",
+                delivery.kind.value,
+                delivery.id,
+                delivery.subscription_id,
+                target(delivery),
+                delivery.attempts,
+                extra=delivery_fields(delivery, outcome="delivered"),
+            )
             await self._record(self._storage.outbox.done(delivery.id), delivery)
+
+    def _scheme_label(self, delivery: Delivery) -> str:
+        """The subscriber's scheme as metrics label it: one this dispatcher has a sender
+        for, else ``other`` (labels stay few whatever a subscriber URL says)."""
+        scheme = _scheme(delivery)
+        return scheme if scheme in self._senders else "other"
 
     def _opened(self, delivery: Delivery) -> Delivery:
         """The delivery with its message body in clear: ciphertext is never sent."""
@@ -458,19 +502,38 @@ class Dispatcher:
         if error.retryable and attempts < self._settings.max_delivery_attempts:
             wait = retry.delay(await self._policy(delivery), attempts)
             if wait is not None:
-                due = self._clock() + max(wait, self._settings.min_retry_delay)
+                pause = max(wait, self._settings.min_retry_delay)
+                due = self._clock() + pause
+                metrics.delivery_done(self._scheme_label(delivery), metrics.RETRIED)
+                log.info(
+                    "%s delivery %s to subscription %s (%s) failed, attempt %d of %d; "
+                    "retrying in %gs: %s",
+                    delivery.kind.value,
+                    delivery.id,
+                    delivery.subscription_id,
+                    target(delivery),
+                    attempts,
+                    self._settings.max_delivery_attempts,
+                    pause,
+                    loggable(error, delivery),
+                    extra=delivery_fields(delivery, outcome="retried"),
+                )
                 await self._record(self._storage.outbox.retry(delivery.id, attempts, due), delivery)
                 return
         await self._give_up(delivery, attempts, error)
 
     async def _give_up(self, delivery: Delivery, attempts: int, error: DeliveryError) -> None:
         log.warning(
-            "giving up on %s delivery to %s after %d attempt(s): %s",
+            "giving up on %s delivery %s to subscription %s (%s) after %d attempt(s): %s",
             delivery.kind.value,
-            delivery.subscriber,
+            delivery.id,
+            delivery.subscription_id,
+            target(delivery),
             attempts,
-            error,
+            loggable(error, delivery),
+            extra=delivery_fields(delivery, outcome="failed"),
         )
+        metrics.delivery_done(self._scheme_label(delivery), metrics.FAILED)
         outcome = self._storage.outbox.fail(delivery, attempts, str(error), self._clock())
         await self._record(outcome, delivery)
 
@@ -515,6 +578,34 @@ class Dispatcher:
 
 def _scheme(delivery: Delivery) -> str:
     return _scheme_of(delivery.subscriber)
+
+
+def target(delivery: Delivery) -> str:
+    """Where a delivery goes, as logs show it: the scheme and host, never the subscriber
+    URL (its credentials, path and query may hold secrets)."""
+    scheme = _scheme(delivery)
+    host = host_of(delivery.subscriber)
+    return host if scheme in ("mailto", "websocket") else f"{scheme}://{host}"
+
+
+def loggable(error: DeliveryError, delivery: Delivery) -> str:
+    """The error's text for a log line, the subscriber URL it may quote replaced."""
+    return str(error).replace(delivery.subscriber, target(delivery))
+
+
+def delivery_fields(delivery: Delivery, outcome: str | None = None) -> dict[str, object]:
+    """A delivery's structured log fields (JSON logs)."""
+    fields: dict[str, object] = {
+        "delivery_id": delivery.id,
+        "subscription_id": delivery.subscription_id,
+        "kind": delivery.kind.value,
+        "scheme": _scheme(delivery),
+        "target": target(delivery),
+        "attempt": delivery.attempts,
+    }
+    if outcome is not None:
+        fields["outcome"] = outcome
+    return fields
 
 
 @functools.lru_cache(maxsize=4096)

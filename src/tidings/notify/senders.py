@@ -269,6 +269,13 @@ class EmailSender:
         )
         try:
             _, errors = await process.communicate(message.as_bytes())
+        except (BrokenPipeError, ConnectionResetError, RuntimeError) as exc:
+            # The command closed its input (or exited) before taking the whole message:
+            # asyncio reports the write to a closed pipe as one of these.
+            raise DeliveryError(
+                f"{self._settings.smtp_command!r} did not read the whole message",
+                retryable=True,
+            ) from exc
         finally:
             if process.returncode is None:
                 process.kill()

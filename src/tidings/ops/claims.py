@@ -9,6 +9,7 @@ import msgspec
 from tidings import encryption
 from tidings.errors import InvalidBody, NotFound
 from tidings.model import Claim, ClaimRequest, ClaimResult
+from tidings.observe import metrics
 from tidings.ops import metadata as reserved
 from tidings.ops import waiting
 from tidings.ops.context import Caller, Services, client_project, unavailable_as
@@ -84,7 +85,7 @@ async def claim_create(
         if claimed[0] is not None:
             await svc.storage.claims.release(caller.project, queue, claimed[0].id, svc.clock())
 
-    return await waiting.wait_for(
+    claimed = await waiting.wait_for(
         svc,
         caller.project,
         queue,
@@ -96,6 +97,9 @@ async def claim_create(
         # Fewer than asked for: the queue had no more claimable then.
         full=lambda claimed: claimed[0] is not None and len(claimed[0].messages) >= limit,
     )
+    if claimed[0] is not None:
+        metrics.messages_claimed(len(claimed[0].messages))
+    return claimed
 
 
 @unavailable_as("Claim could not be queried.")

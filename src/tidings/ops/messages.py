@@ -11,6 +11,7 @@ from tidings import encryption
 from tidings.config import TransportSettings
 from tidings.errors import BadRequest, InvalidBody, NotFound, TidingsError
 from tidings.model import Message, NewMessage
+from tidings.observe import metrics
 from tidings.ops import metadata as reserved
 from tidings.ops import waiting
 from tidings.ops.context import (
@@ -189,10 +190,12 @@ async def message_post(
         Audience.CONFIRMED if svc.settings.notification.require_confirmation else Audience.ALL
     )
     # The dispatcher is woken only when the post owed notifications.
-    return await svc.storage.messages.post(
+    ids = await svc.storage.messages.post(
         caller.project, queue, prepare, caller.client_id, svc.clock(), audience,
         svc.wake_dispatcher,
     )  # fmt: skip
+    metrics.messages_posted(len(ids))
+    return ids
 
 
 class MessagePage(msgspec.Struct, frozen=True, kw_only=True):
@@ -300,6 +303,7 @@ async def message_delete(
 ) -> None:
     check_queue_name(caller.project, queue)
     await svc.storage.messages.delete(caller.project, queue, message_id, claim_id, svc.clock())
+    metrics.messages_deleted(1)
 
 
 @unavailable_as("Messages could not be deleted.")
@@ -326,6 +330,7 @@ async def message_delete_many(
     await svc.storage.messages.delete_many(
         caller.project, queue, ids, claim_ids or None, svc.clock()
     )
+    metrics.messages_deleted(len(ids))
 
 
 @unavailable_as("Messages could not be popped.")
@@ -338,4 +343,5 @@ async def message_pop(
         raise BadRequest(f"Pop value must be at least 1 and may not be greater than {maximum}.")
     now = svc.clock()
     popped = await svc.storage.messages.pop(caller.project, queue, count, now)
+    metrics.messages_deleted(len(popped))
     return _keyring(svc).open_messages(popped, caller.project), now

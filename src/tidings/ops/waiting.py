@@ -37,6 +37,7 @@ from typing import TypeVar
 from tidings.config import Settings
 from tidings.errors import InvalidParameter, StorageError
 from tidings.namespace import split_namespace
+from tidings.observe import metrics
 from tidings.ops.context import Services
 from tidings.storage.feed import ChangeFeed, Watch
 
@@ -261,11 +262,13 @@ class Waiting:
             return False
         self.count += 1
         self._by_project[owner] += 1
+        metrics.longpoll_waiters_changed(1)
         return True
 
     def release(self, project: str) -> None:
         owner = split_namespace(project)[0]
         self.count -= 1
+        metrics.longpoll_waiters_changed(-1)
         self._by_project[owner] -= 1
         if self._by_project[owner] <= 0:
             del self._by_project[owner]

@@ -29,6 +29,9 @@ from tidings.storage.catalog import CatalogStore
 log = logging.getLogger("tidings.pooling")
 
 Opener = Callable[[str, StorageSettings], Storage]
+# Wraps a store as it is opened: (the store, its URI, the pool's name or "(virtual)").
+# Metrics use it to time the calls of each pool (``tidings.observe.stores``).
+Instrument = Callable[[Storage, str, str], Storage]
 
 # Seconds between attempts to open a pool that failed to open.
 REOPEN_INTERVAL = 1.0
@@ -61,7 +64,7 @@ class PoolHandle:
 
     def __init__(
         self, key: str, record: PoolRecord | None, uri: str, settings: StorageSettings,
-        opener: Opener,
+        opener: Opener, instrument: Instrument | None = None,
     ) -> None:  # fmt: skip
         self.key = key  # the pool's name, or VIRTUAL
         self.record = record  # None for the virtual pool
@@ -69,6 +72,7 @@ class PoolHandle:
         self.options: dict[str, Any] = dict(record.options) if record else {}
         self._settings = settings
         self._opener = opener
+        self._instrument = instrument
         self.storage: Storage | None = None
         self.error: str | None = None
         self._failed_at = -math.inf
@@ -91,6 +95,8 @@ class PoolHandle:
     async def _open(self) -> None:
         try:
             store = self._opener(self.uri, pool_settings(self._settings, self.options))
+            if self._instrument is not None:
+                store = self._instrument(store, self.uri, self.name)
         except Exception as exc:  # a bad URI or options: reported on every routed call
             self._failed(exc)
             return
@@ -159,14 +165,18 @@ class PoolSet:
         *,
         virtual_uri: str | None = None,
         opener: Opener,
+        instrument: Instrument | None = None,
     ) -> None:
         self._catalog = catalog
         self._settings = settings
         self._ttl = ttl
         self._opener = opener
+        self._instrument = instrument
         self._handles: dict[str, PoolHandle] = {}
         self.virtual = (
-            PoolHandle(VIRTUAL, None, virtual_uri, settings, opener) if virtual_uri else None
+            PoolHandle(VIRTUAL, None, virtual_uri, settings, opener, instrument)
+            if virtual_uri
+            else None
         )
         self._loaded = -math.inf
         self._lock = asyncio.Lock()
@@ -224,7 +234,9 @@ class PoolSet:
             if handle is not None and handle.uri == record.uri and handle.options == record.options:
                 handle.record = record  # weight and flavor only matter to placing
                 continue
-            fresh = PoolHandle(record.name, record, record.uri, self._settings, self._opener)
+            fresh = PoolHandle(
+                record.name, record, record.uri, self._settings, self._opener, self._instrument
+            )
             fresh.start()
             self._handles[record.name] = fresh
             if handle is not None:

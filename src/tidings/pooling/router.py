@@ -65,7 +65,7 @@ from tidings.pooling.placement import (
     flavor_missing,
     flavor_of,
 )
-from tidings.pooling.poolset import Opener, PoolSet
+from tidings.pooling.poolset import Instrument, Opener, PoolSet
 from tidings.storage import storage_for_uri
 from tidings.storage.base import (
     Audience,
@@ -754,6 +754,7 @@ class PooledStorage:
         opener: Opener = storage_for_uri,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        instrument: Instrument | None = None,
     ) -> None:
         self._management = management
         pools = PoolSet(
@@ -762,6 +763,7 @@ class PooledStorage:
             catalog_settings.cache_ttl,
             virtual_uri=virtual_uri if catalog_settings.enable_virtual_pool else None,
             opener=opener,
+            instrument=instrument,
         )
         self._router = Router(
             management,
@@ -783,16 +785,26 @@ class PooledStorage:
         )
 
     @classmethod
-    def from_settings(cls, settings: Settings, opener: Opener = storage_for_uri) -> PooledStorage:
+    def from_settings(
+        cls,
+        settings: Settings,
+        opener: Opener = storage_for_uri,
+        instrument: Instrument | None = None,
+    ) -> PooledStorage:
         """The pooled store ``settings`` describe (unopened): the management store at
-        ``[drivers] management_store``, the virtual pool at ``message_store`` if on."""
-        management = opener(settings.drivers.management_uri(), settings.storage)
+        ``[drivers] management_store``, the virtual pool at ``message_store`` if on.
+        ``instrument`` wraps each store, the management store as ``(management)``."""
+        uri = settings.drivers.management_uri()
+        management = opener(uri, settings.storage)
+        if instrument is not None:
+            management = instrument(management, uri, "(management)")
         return cls(
             management,
             storage_settings=settings.storage,
             catalog_settings=settings.pooling_catalog,
             virtual_uri=settings.drivers.message_store,
             opener=opener,
+            instrument=instrument,
         )
 
     @property

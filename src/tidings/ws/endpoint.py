@@ -23,6 +23,7 @@ import uvicorn
 from tidings.admission.auth import Authenticator
 from tidings.config import Settings
 from tidings.http.server_protocol import GuardedHttpToolsProtocol
+from tidings.observe import metrics
 from tidings.ops.context import Services
 from tidings.ws.session import Session, max_frame_size
 
@@ -111,7 +112,11 @@ class Endpoint:
                 return
             await send({"type": "websocket.accept"})
             session = Session(self._svc, self._authenticator, send, abort=_aborter(send))
-            await session.run(receive)
+            metrics.websocket_connections_changed(1)
+            try:
+                await session.run(receive)
+            finally:
+                metrics.websocket_connections_changed(-1)
         except OSError:
             pass  # the client went away during the handshake
         finally:

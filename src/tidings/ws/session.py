@@ -31,6 +31,7 @@ from tidings.admission.gate import admit
 from tidings.config import Settings
 from tidings.errors import NotFound, TidingsError, Unauthorized, cause_chain
 from tidings.ids import new_id
+from tidings.observe import requests as observed
 from tidings.ops.context import Services, in_collection
 from tidings.ws import frames
 from tidings.ws.actions import ACTIONS, ActionContext, WsAction, params_of, queue_name_of
@@ -133,6 +134,8 @@ class Session:
         # Frames waiting for messages (long polling), each in its own task: a wait does
         # not hold up the connection's other frames, whose answers may come first.
         self._waiting: set[asyncio.Task[None]] = set()
+        # Each answered frame is measured (tidings.observe.requests) only when asked for.
+        self._observed = observed.ENABLED
 
     # PushTarget ----------------------------------------------------------------------
 
@@ -236,6 +239,7 @@ class Session:
 
     async def _on_frame(self, data: str | bytes) -> None:
         binary = isinstance(data, bytes)
+        started = time.perf_counter() if self._observed else 0.0
         if not self._bucket.take():
             refusal = frames.Refusal(
                 429,
@@ -244,7 +248,7 @@ class Session:
                     "connection ([websocket] max_frames_per_second)."
                 },
             )
-            self.send_frame(frames.refusal_frame(refusal, binary))
+            self._refuse(refusal, binary, started)
             return
         size = _byte_length(data, self._frame_limit)
         if size > self._frame_limit:
@@ -255,12 +259,12 @@ class Session:
                     "accepted ([websocket] max_frame_size)."
                 },
             )
-            self.send_frame(frames.refusal_frame(refusal, binary))
+            self._refuse(refusal, binary, started)
             return
         try:
             frame = frames.decode(data)
         except frames.Refusal as refusal:
-            self.send_frame(frames.refusal_frame(refusal, binary))
+            self._refuse(refusal, binary, started)
             return
         echo = frame.echo
         if frame.action == AUTHENTICATE:
@@ -271,26 +275,63 @@ class Session:
             entry = ACTIONS.get(frame.action)
             if entry is not None and entry.waits(frame.body):
                 if len(self._waiting) < MAX_WAITING_FRAMES:
-                    task = asyncio.create_task(self._answer_waiting(frame, echo))
+                    task = asyncio.create_task(self._answer_waiting(frame, echo, started))
                     self._waiting.add(task)
                     task.add_done_callback(self._waiting.discard)
                     return
                 status, body = await self._dispatch(frame, may_wait=False)
             else:
                 status, body = await self._dispatch(frame)
-        self._answer(frame, echo, status, body)
+        self._answer(frame, echo, status, body, started)
 
-    async def _answer_waiting(self, frame: frames.Frame, echo: dict[str, Any]) -> None:
+    async def _answer_waiting(
+        self, frame: frames.Frame, echo: dict[str, Any], started: float
+    ) -> None:
         status, body = await self._dispatch(frame)
-        self._answer(frame, echo, status, body)
+        self._answer(frame, echo, status, body, started)
 
-    def _answer(self, frame: frames.Frame, echo: dict[str, Any], status: int, body: Any) -> None:
+    def _answer(
+        self, frame: frames.Frame, echo: dict[str, Any], status: int, body: Any, started: float
+    ) -> None:
         try:
             answer = frames.encode(echo, status, body, frame.binary)
         except Exception as exc:  # a body that cannot be encoded: a bug, not the client's
             status, body = frames.error_reply(exc, f"encoding the answer to {frame.action}")
             answer = frames.encode(echo, status, body, frame.binary)
         self.send_frame(answer)
+        if self._observed:
+            self._finished(_operation(frame.action), status, started, answer, frame.headers)
+
+    def _refuse(self, refusal: frames.Refusal, binary: bool, started: float) -> None:
+        """Answer a frame refused before its action (rate, size, unreadable envelope)."""
+        answer = frames.refusal_frame(refusal, binary)
+        self.send_frame(answer)
+        if self._observed:
+            self._finished(observed.UNKNOWN, refusal.status, started, answer, None)
+
+    def _finished(
+        self,
+        operation: str,
+        status: int,
+        started: float,
+        answer: str | bytes,
+        headers: dict[str, str] | None,
+    ) -> None:
+        project = self.project
+        if project is None and headers:  # noauth, or not authenticated: what it named
+            project = next(
+                (value for name, value in headers.items() if name.lower() == "x-project-id"),
+                None,
+            )
+        observed.request_finished(
+            "websocket",
+            operation,
+            status,
+            time.perf_counter() - started,
+            _frame_size(answer),
+            f"req-{new_id()}",
+            project,
+        )
 
     async def _authenticate(self, frame: frames.Frame) -> tuple[int, Any]:
         if not self._auth_required:
@@ -412,6 +453,22 @@ def signed_path(entry: WsAction, body: dict[str, Any]) -> str | None:
             return None
         return f"{path}/{message_id}"
     return path
+
+
+def _operation(action: str) -> str:
+    """The operation a frame's action names: the Action's value, ``authenticate``, or
+    ``unknown`` (never the client's own string: it becomes a metric label)."""
+    if action == AUTHENTICATE:
+        return AUTHENTICATE
+    entry = ACTIONS.get(action)
+    return observed.UNKNOWN if entry is None else entry.action.value
+
+
+def _frame_size(frame: str | bytes) -> int:
+    """A frame's bytes on the wire (text frames travel as UTF-8)."""
+    if isinstance(frame, bytes) or frame.isascii():
+        return len(frame)
+    return len(frame.encode("utf-8"))
 
 
 def _byte_length(data: str | bytes, limit: int) -> int:

@@ -172,8 +172,8 @@ class _HiredisPacking(AbstractConnection):
 
     def pack_command(self, *args: Any) -> list[bytes]:
         head = args[0]
-        if isinstance(head, str | bytes) and (" " if isinstance(head, str) else b" ") in head:
-            # "SCRIPT LOAD": one word per argument, as redis-py sends it
+        # "SCRIPT LOAD": one word per argument, as redis-py sends it (commands are str).
+        if isinstance(head, str) and " " in head:
             args = (*head.split(), *args[1:])
         try:
             return [hiredis.pack_command(args)]

@@ -39,6 +39,7 @@ from tidings.model import (
     QueueRecord,
     QueueStats,
 )
+from tidings.observe import metrics
 from tidings.storage import rules
 from tidings.storage.base import (
     Audience,
@@ -287,12 +288,13 @@ class RedisQueues:
         return int(await self._b.call(lambda: self._b.client.zcard(key)))
 
     async def stats(self, project: str, name: str, now: float) -> QueueStats:
-        total, claimed, oldest, newest = await self._b.script(
+        total, claimed, oldest, newest, delayed = await self._b.script(
             "stats", self._b.keys.queue(project, name), [now, self._b.scan_budget]
         )
         return QueueStats(
             total=int(total),
             claimed=int(claimed),
+            delayed=int(delayed),
             oldest=_summary(oldest),
             newest=_summary(newest),
         )
@@ -481,6 +483,8 @@ class RedisClaims:
             raise StorageError(f"the metadata of queue {queue!r} kept changing under the claim")
         claimed, moved = reply[1], reply[2]
         if moved:
+            # Out of the source queue now; GC finishes a move cut short after this.
+            metrics.messages_dead_lettered(len(moved))
             await deliver_dead_letters(self._b, self._queues, project, queue, moved, now)
         messages = _messages(claimed, "claim")
         if not messages:

@@ -33,6 +33,7 @@ from tidings.model import (
     QueueStats,
     Subscription,
 )
+from tidings.observe import metrics
 from tidings.storage import rules
 from tidings.storage.base import (
     FAILURE_PRUNE_CHUNK,
@@ -364,9 +365,11 @@ class SQLiteQueues(_Base):
                 return QueueStats(total=0, claimed=0)
             oldest = db.execute(Q["queue_oldest"], params).fetchone()
             newest = db.execute(Q["queue_newest"], params).fetchone()
+            (delayed,) = db.execute(Q["queue_delayed"], params).fetchone()
             return QueueStats(
                 total=total,
                 claimed=claimed,
+                delayed=delayed,
                 oldest=MessageSummary(id=oldest[0], created=oldest[1]) if oldest else None,
                 newest=MessageSummary(id=newest[0], created=newest[1]) if newest else None,
             )
@@ -627,8 +630,10 @@ class SQLiteClaims(_Base):
         claim_ttl, grace = rules.bounded_claim(request.ttl, request.grace)
         claim_expires = now + claim_ttl
         moved: list[QueueKey] = []  # the dead-letter queue, once a message went there
+        dead_lettered = 0
 
         def work(db: sqlite3.Connection) -> ClaimResult | None:
+            nonlocal dead_lettered
             dead_letter = request.dead_letter
             if dead_letter_from is not None:  # in force now: read in the claim's transaction
                 row = db.execute(Q["queue_metadata"], {"project": project, "name": queue})
@@ -646,6 +651,7 @@ class SQLiteClaims(_Base):
                     _move_to_dead_letter(
                         db, project, message, dead_letter.queue, dead_letter.message_ttl, now
                     )
+                    dead_lettered += 1
                     if not moved:
                         self._feed.record(db, project, dead_letter.queue)
                         moved.append((project, dead_letter.queue))
@@ -689,7 +695,11 @@ class SQLiteClaims(_Base):
             )
             return ClaimResult(id=claim_id, messages=claimed)
 
-        return await self._write(work, lambda _result: self._feed.signal(moved))
+        def committed(_result: ClaimResult | None) -> None:
+            self._feed.signal(moved)
+            metrics.messages_dead_lettered(dead_lettered)
+
+        return await self._write(work, committed)
 
     async def get(self, project: str, queue: str, claim_id: str, now: float) -> Claim | None:
         def work(db: sqlite3.Connection) -> Claim | None:

@@ -245,6 +245,8 @@ class _Poller:
                 if db is None:
                     db = self._connect()
                 self._look(db)
+                if retry != RETRY_FIRST:
+                    log.info("change feed polling again")
                 retry = RETRY_FIRST
                 pause = self._interval
             except Exception as exc:  # never let the thread die: log, back off, reopen

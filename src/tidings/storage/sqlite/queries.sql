@@ -137,6 +137,15 @@ SELECT
 FROM queue_counters AS c
 WHERE c.project = :project AND c.queue = :queue;
 
+-- Delayed live messages, counted from their index up to :budget (a gauge, not a walk).
+-- name: queue_delayed
+SELECT count(*) FROM (
+    SELECT 1 FROM messages INDEXED BY messages_delay_ends
+    WHERE project = :project AND queue = :queue AND ready = 0
+      AND delay_until > :now AND expires > :now
+    LIMIT :budget
+);
+
 -- The ends pass over at most :budget expired (not yet swept) messages. The window is a
 -- subquery in FROM, which SQLite runs as a co-routine: it stops at the first live one
 -- (an IN list would read the whole window first).

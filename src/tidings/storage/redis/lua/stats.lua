@@ -1,4 +1,4 @@
--- {total, claimed, oldest record or '', newest record or ''} over live messages, in
+-- {total, claimed, oldest record or '', newest record or '', delayed} over live messages, in
 -- bounded work: counts come from the expiry and claimed indexes (a claimed message
 -- always outlives its claim, so every live claim mark is a live message), in O(log n).
 -- Expired messages not settled yet are removed first (as the other stores settle the
@@ -15,7 +15,7 @@ if expired_left then
   expired_left = more
 end
 if total == 0 then
-  return {0, 0, '', ''}
+  return {0, 0, '', '', 0}
 end
 local held = redis.call('ZCOUNT', CLAIMED, '(' .. ARGV[1], '+inf')
 
@@ -51,4 +51,5 @@ local function first_live(backwards)
   return ''
 end
 
-return {total, held, first_live(false), first_live(true)}
+local delayed = redis.call('ZCOUNT', DELAY_ENDS, '(' .. ARGV[1], '+inf')
+return {total, held, first_live(false), first_live(true), delayed}

@@ -1,0 +1,132 @@
+"""``[metrics] port``: ``GET /metrics`` on a port of its own, without auth, for a scraper
+on a private network (the main port then does not serve it).
+
+Every worker serves the port, as the separate WebSocket port is served
+(``tidings.ws.endpoint.listening_socket``: ``SO_REUSEPORT``, the kernel spreads the
+connections). Any worker can answer a scrape whole: the counts of all of them are added
+up from the shared directory, and the per-queue gauges are read by the one answering.
+(A server in the ``tidings serve`` parent alone would need no shared port, but that
+process has no store open to read the per-queue gauges from.) Plain HTTP, even when
+the main port has TLS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Generator
+from typing import Any
+
+import uvicorn
+
+from tidings.http.server_protocol import GuardedHttpToolsProtocol
+from tidings.observe import metrics
+from tidings.ops.context import Services
+from tidings.ws.endpoint import listening_socket
+
+log = logging.getLogger("tidings.metrics")
+
+PATH = "/metrics"
+STOP_TIMEOUT = 5
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """A uvicorn server inside a worker: the worker's own server owns the signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+class MetricsApp:
+    """The port's ASGI application: ``GET``/``HEAD /metrics``; 404 and 405 otherwise."""
+
+    def __init__(self, services: Services) -> None:
+        self._svc = services
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        if scope.get("path") != PATH:
+            await _answer(send, 404, b"Not Found\n")
+        elif scope.get("method") not in ("GET", "HEAD"):
+            await _answer(send, 405, b"Method Not Allowed\n", [(b"allow", b"GET, HEAD")])
+        else:
+            try:
+                body = await metrics.render(self._svc)
+            except Exception:
+                log.exception("metrics: the scrape failed")
+                await _answer(send, 500, b"The metrics could not be collected.\n")
+                return
+            head = scope.get("method") == "HEAD"
+            await _answer(send, 200, body, content_type=metrics.CONTENT_TYPE.encode(), head=head)
+
+
+async def _answer(
+    send: Any,
+    status: int,
+    body: bytes,
+    headers: list[tuple[bytes, bytes]] | None = None,
+    *,
+    content_type: bytes = b"text/plain; charset=utf-8",
+    head: bool = False,
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", content_type),
+                (b"content-length", str(len(body)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": b"" if head else body})
+
+
+class MetricsListener:
+    """Serves ``[metrics] port`` in this worker (a Falcon middleware: started after the
+    store opened, stopped before it closes)."""
+
+    def __init__(self, services: Services) -> None:
+        self._svc = services
+        self._server: _EmbeddedServer | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def process_startup(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
+        settings = self._svc.settings
+        port = settings.metrics.port
+        assert port is not None
+        config = uvicorn.Config(
+            MetricsApp(self._svc),
+            # The main port's connection limits (sizes, timeouts, caps) apply here too.
+            http=GuardedHttpToolsProtocol.factory(settings.server),
+            ws="none",
+            lifespan="off",
+            log_config=None,
+            log_level=settings.server.log_level,
+            access_log=False,
+            server_header=False,
+            timeout_graceful_shutdown=STOP_TIMEOUT,
+        )
+        sock = listening_socket(settings.server.host, port)
+        self._server = _EmbeddedServer(config)
+        self._task = asyncio.create_task(
+            self._server.serve(sockets=[sock]), name="tidings-metrics-listener"
+        )
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()
+                raise RuntimeError("the metrics listener stopped while starting")
+            await asyncio.sleep(0.01)
+
+    async def process_shutdown(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
+        if self._server is None or self._task is None:
+            return
+        self._server.should_exit = True
+        try:
+            await self._task
+        except Exception:
+            log.exception("the metrics listener failed while stopping")

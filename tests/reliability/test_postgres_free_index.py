@@ -120,9 +120,9 @@ READY = {"messages_ready"}
 # here it finds something to settle, so it reads nothing else.
 STATEMENTS: list[tuple[str, tuple[Any, ...], set[str]]] = [
     ("message_settle", (P, QUEUE, NOW, BUDGET), SETTLING),
-    ("claim_create", (P, QUEUE, str(uuid.uuid4()), NOW, 10, NOW + 60, 60, 60, BUDGET, False),
+    ("claim_create", (P, QUEUE, str(uuid.uuid4()), NOW, 10, NOW + 60, 60, 60, BUDGET, None, False),
      READY),
-    ("claim_create", (P, QUEUE, str(uuid.uuid4()), NOW, 10, NOW + 60, 60, 60, BUDGET, True),
+    ("claim_create", (P, QUEUE, str(uuid.uuid4()), NOW, 10, NOW + 60, 60, 60, BUDGET, None, True),
      SETTLING | READY),
     ("message_claimable", (P, QUEUE, NOW, 10, BUDGET), READY),
     ("message_pop", (P, QUEUE, NOW, 10, BUDGET, False), READY),
@@ -133,8 +133,9 @@ STATEMENTS: list[tuple[str, tuple[Any, ...], set[str]]] = [
     ("gc_messages", (NOW, 1000), {"messages_expiry"}),
     # Stats count only what no settle has applied yet (here: a settle's worth), and the
     # ends; a delete or purge takes a chunk of the queue in post order.
+    # ... and the delayed ones from their index, at most the budget's worth.
     ("queue_stats", (P, QUEUE, NOW, BUDGET, False),
-     {"messages_unclaimed_expiry", "messages_lapsing", "messages_pkey"}),
+     {"messages_unclaimed_expiry", "messages_lapsing", "messages_delayed", "messages_pkey"}),
     ("queue_stats", (P, QUEUE, NOW, BUDGET, True), SETTLING | {"messages_pkey"}),
     ("queue_drop_messages", (P, QUEUE, BUDGET, 0), {"messages_pkey"}),
 ]  # fmt: skip
@@ -195,7 +196,7 @@ async def test_a_settled_queue_is_read_without_walking(
     assert [int(m.marker) for m in result.messages] == list(range(lapsed_first, lapsed_first + 10))
     assert await sql.fetchval("SELECT count(*) FROM messages WHERE queue = $1", QUEUE) == 4 * KIND
     # Settled: the settle's probes find nothing, and a claim reads only what it returns.
-    claim = (P, QUEUE, str(uuid.uuid4()), NOW, 10, NOW + 60, 60, 60, BUDGET, True)
+    claim = (P, QUEUE, str(uuid.uuid4()), NOW, 10, NOW + 60, 60, 60, BUDGET, None, True)
     returned = indexes_used(await explain(sql, "claim_create", claim))
     assert returned == {name: 0 for name in SETTLING} | {"messages_ready": 10}
 

@@ -208,6 +208,7 @@ class Database:
                 command_timeout=self._timeout,
                 max_inactive_connection_lifetime=60.0,
                 server_settings=self._server_settings(),
+                reset=_keep_session,
             )
         if self._migrate_on_start:
             try:
@@ -249,11 +250,15 @@ class Database:
         """The bound on every call (``operation_timeout``)."""
         return self._timeout
 
-    async def connect(self, application_name: str) -> Any:
-        """A connection of its own, outside the pool (the change feed's listener);
-        raises what asyncpg raises."""
+    async def connect(self, application_name: str, *, durable_commits: bool = True) -> Any:
+        """A connection of its own, outside the pool (the change feed's listener, its
+        signal sender); raises what asyncpg raises. ``durable_commits=False`` is for a
+        connection that writes nothing but notifications (see signals.py): its commits
+        do not wait for the disk."""
         settings = self._server_settings()
         settings["application_name"] = application_name
+        if not durable_commits:
+            settings["synchronous_commit"] = "off"
         return await asyncpg.connect(
             self.target.dsn, timeout=self._timeout, server_settings=settings
         )
@@ -308,6 +313,16 @@ class Database:
                     return await _guarded(connection, probe, SINGLE)
         except UNREACHABLE:
             return False
+
+
+async def _keep_session(_connection: Any) -> None:
+    """What a connection's release does beyond asyncpg's own clean-up (which rolls back
+    a transaction left open): nothing. Its default sends every released connection
+    ``RESET ALL``, ``UNLISTEN *``, ``CLOSE ALL`` and an advisory unlock, a round trip
+    after each call, but no call leaves anything for them to undo: settings are the
+    connection's own (``server_settings``), nobody listens on pooled connections (the
+    feed has its own), no cursor outlives its transaction, advisory locks are all
+    transaction-level."""
 
 
 async def _guarded(connection: Connection, work: Work[T], mode: Mode) -> T:

@@ -13,18 +13,25 @@ or purging a deep queue retires the key in one short transaction, and garbage
 collection removes what was filed under it a chunk per transaction; a new queue of the
 same name, filed under another key, starts empty and loses nothing to that clean-up.
 Stats read counters kept by triggers in the same transactions as the changes.
-Whatever makes messages ready signals the change feed (``feed``) in its transaction.
+Whatever makes messages ready signals the change feed (``feed``): a post once it has
+committed, the rest in their transaction.
+
+A post is one round trip (a call of the SQL function post_messages, migration 0010), and
+so are a claim without a dead-letter policy (one statement) and a message delete (a call
+of delete_message). Posts and claims are given the version of the queue metadata this
+node keeps (``metadata``), which they check as they run.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from typing import Any
 
 import msgspec
 
 from tidings.config import StorageSettings
-from tidings.errors import UnableToDelete
+from tidings.errors import StorageError, UnableToDelete
 from tidings.ids import is_canonical, new_id, new_ids
 from tidings.model import (
     Claim,
@@ -36,6 +43,7 @@ from tidings.model import (
     QueueRecord,
     QueueStats,
 )
+from tidings.observe import metrics
 from tidings.storage import rules
 from tidings.storage.base import (
     Audience,
@@ -63,11 +71,11 @@ from tidings.storage.postgres.feed import (
     channels,
     ready_payload,
 )
+from tidings.storage.postgres.metadata import ABSENT, Known, MetadataCache
 from tidings.storage.postgres.subscriptions import (
     PostgresOutbox,
     PostgresSubscriptions,
     S,
-    fan_out,
 )
 from tidings.storage.rows import (
     budgeted_message_page,
@@ -86,6 +94,8 @@ GC_MAX_CHUNKS = 1000
 # Bounds one settle (chunks of scan_budget rows): thousands of lapsed claims, ended
 # delays or expired messages go at once, a million never hold a caller for long.
 SETTLE_MAX_CHUNKS = 10
+# Tries of a post or claim that found the queue's metadata changed under it each time.
+METADATA_ATTEMPTS = 4
 
 _json_encode = msgspec.json.encode
 _json_decode = msgspec.json.decode
@@ -105,17 +115,21 @@ def _locked(rows: Iterable[Row]) -> list[tuple[Message, Tid]]:
 
 
 class _Base:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, known: MetadataCache, feed: PostgresFeed) -> None:
         self._db = db
+        # The queue metadata this node keeps (metadata.py), shared by the three stores.
+        self._known = known
+        self._feed = feed
         # Where statements that make messages ready signal it (feed.py).
         self._channel = channels(db.target.schema)[0]
 
 
 async def _insert_queue(
     connection: Connection, project: str, name: str, metadata: str, now: float
-) -> bool:
-    status = await connection.execute(Q["queue_insert"], project, name, metadata, now, new_id())
-    return bool(status == "INSERT 0 1")
+) -> int | None:
+    """Create the queue unless it exists; returns the new queue's metadata version."""
+    version = await connection.fetchval(Q["queue_insert"], project, name, metadata, now, new_id())
+    return None if version is None else int(version)
 
 
 async def _ensure_queue(connection: Connection, project: str, name: str, now: float) -> str:
@@ -158,10 +172,13 @@ class PostgresQueues(_Base):
     async def create(self, project: str, name: str, metadata: dict[str, Any], now: float) -> bool:
         encoded = _json_encode(metadata).decode()
 
-        async def work(connection: Connection) -> bool:
+        async def work(connection: Connection) -> int | None:
             return await _insert_queue(connection, project, name, encoded, now)
 
-        return await self._db.run(work, SINGLE)
+        version = await self._db.run(work, SINGLE)
+        if version is not None:
+            self._known.learn(project, name, version, encoded)
+        return version is not None
 
     async def get_metadata(self, project: str, name: str) -> dict[str, Any] | None:
         async def work(connection: Connection) -> str | None:
@@ -174,11 +191,15 @@ class PostgresQueues(_Base):
     async def set_metadata(self, project: str, name: str, metadata: dict[str, Any]) -> bool:
         encoded = _json_encode(metadata).decode()
 
-        async def work(connection: Connection) -> bool:
-            status = await connection.execute(Q["queue_set_metadata"], project, name, encoded)
-            return status == "UPDATE 1"
+        async def work(connection: Connection) -> int | None:
+            version = await connection.fetchval(Q["queue_set_metadata"], project, name, encoded)
+            return None if version is None else int(version)
 
-        return await self._db.run(work, SINGLE)
+        version = await self._db.run(work, SINGLE)
+        if version is None:
+            return False
+        self._known.learn(project, name, version, encoded)
+        return True
 
     async def delete(self, project: str, name: str) -> None:
         async def work(connection: Connection) -> None:
@@ -189,6 +210,7 @@ class PostgresQueues(_Base):
                 await _drop_contents(connection, project, str(key), self._db.scan_budget)
 
         await self._db.run(work, WRITE)
+        self._known.forget(project, name)
 
     async def page(
         self,
@@ -241,12 +263,13 @@ class PostgresQueues(_Base):
             rows = await _fetch_settled(
                 connection, Q["queue_stats"], (project, name, now, budget), now, budget
             )
-            _, total, claimed, oldest, oldest_at, newest, newest_at = rows[0]
+            _, total, claimed, oldest, oldest_at, newest, newest_at, delayed = rows[0]
             if not total:
                 return QueueStats(total=0, claimed=0)
             return QueueStats(
                 total=int(total),
                 claimed=int(claimed),
+                delayed=int(delayed),
                 oldest=None if oldest is None else MessageSummary(id=oldest, created=oldest_at),
                 newest=None if newest is None else MessageSummary(id=newest, created=newest_at),
             )
@@ -265,31 +288,11 @@ class PostgresQueues(_Base):
         await self._db.run(work, WRITE)
 
 
-async def _insert_batch(
-    connection: Connection,
-    project: str,
-    key: str,
-    client_id: str,
-    messages: Sequence[NewMessage],
-    now: float,
-    signal: tuple[str, str],
-) -> list[str]:
-    """Insert the batch under ``key`` and signal (channel, payload) the queue's watchers."""
-    ids = new_ids(len(messages))
-    await connection.execute(
-        Q["message_insert_batch"],
-        project,
-        key,
-        client_id,
-        now,
-        ids,
-        [m.body for m in messages],
-        [m.ttl for m in messages],
-        [now + m.ttl for m in messages],
-        [now + m.delay if m.delay else 0.0 for m in messages],
-        *signal,
-    )
-    return ids
+async def _post(args: tuple[Any, ...], connection: Connection) -> tuple[bool, Any, Any, bool]:
+    """One call of post_messages: (stored, version and metadata in force, owed)."""
+    row = await connection.fetchrow(Q["message_post"], *args)
+    assert row is not None  # a function call returns one row
+    return bool(row[0]), row[1], row[2], bool(row[3])
 
 
 async def _settle(connection: Connection, project: str, queue: str, now: float, chunk: int) -> None:
@@ -343,23 +346,47 @@ class PostgresMessages(_Base):
         notify: Audience = Audience.NOBODY,
         on_owed: Callable[[], None] | None = None,
     ) -> list[str]:
-        async def work(connection: Connection) -> tuple[list[str], bool]:
-            row = await connection.fetchrow(Q["queue_metadata_for_post"], project, queue)
-            messages = prepare({} if row is None else dict(_json_decode(row[0])))
-            if row is None:
-                key = await _ensure_queue(connection, project, queue, now)
-            else:
-                key = str(row[1])
-            if not messages:
-                return [], False
-            signal = (self._channel, ready_payload(project, queue))
-            ids = await _insert_batch(connection, project, key, client_id, messages, now, signal)
-            return ids, await fan_out(connection, project, queue, ids, messages, notify, now)
-
-        ids, owed = await self._db.run(work, WRITE)
-        if owed and on_owed is not None:  # committed: run returns after the commit
-            on_owed()
-        return ids
+        # One call of post_messages (migration 0010), one round trip: the batch is
+        # prepared from the metadata this node keeps, and the call stores it only under
+        # that metadata's version; otherwise it returns the metadata in force.
+        known = await self._known.current(project, queue)
+        ids: list[str] = []
+        # Prepared once per distinct metadata: a retry under unchanged metadata (a new
+        # queue made elsewhere meanwhile, say) reuses the batch.
+        prepared_from: dict[str, Any] | None = None
+        messages: Sequence[NewMessage] = ()
+        for _ in range(METADATA_ATTEMPTS):
+            if prepared_from is None or prepared_from != known.metadata:
+                try:
+                    messages, prepared_from = prepare(known.metadata), known.metadata
+                except Exception:
+                    # Refused by what this node keeps: final only if still in force.
+                    fresh = await self._known.read(project, queue)
+                    if fresh.version == known.version:
+                        raise
+                    known = fresh
+                    continue
+            if len(ids) != len(messages):
+                ids = new_ids(len(messages))
+            args = (
+                project, queue, known.version if known.exists else None, new_id(), client_id,
+                now, ids, [m.body for m in messages], [m.ttl for m in messages],
+                [m.delay for m in messages], notify.value,
+            )  # fmt: skip
+            stored, version, raw, owed = await self._db.run(partial(_post, args), SINGLE)
+            if not stored:
+                known = self._known.learn(project, queue, version, raw)
+                continue
+            if not known.exists:  # made by this post, with no metadata
+                self._known.learn(project, queue, version, "{}")
+            # Committed (the call returns after its commit): watchers may look now, and
+            # the dispatcher when notifications are owed.
+            if messages:  # delayed ones too: a waiter sets its timer
+                self._feed.signal(project, queue)
+            if owed and on_owed is not None:
+                on_owed()
+            return ids
+        raise StorageError(f"the metadata of queue {queue!r} kept changing under the post")
 
     async def page(
         self,
@@ -408,7 +435,12 @@ class PostgresMessages(_Base):
     ) -> None:
         if not is_canonical(message_id):
             return
+        if claim_id is None or is_canonical(claim_id):
+            await self._delete_at_once(project, queue, message_id, claim_id, now)
+            return
 
+        # Any other claim id can name no claim: the rules refuse it (if the message is
+        # there), as the transaction below finds.
         async def work(connection: Connection) -> None:
             rows = await connection.fetch(
                 Q["message_by_ids_for_update"], project, queue, [message_id], now
@@ -423,6 +455,23 @@ class PostgresMessages(_Base):
             await connection.execute(Q["message_delete"], [tid])
 
         await self._db.run(work, WRITE)
+
+    async def _delete_at_once(
+        self, project: str, queue: str, message_id: str, claim_id: str | None, now: float
+    ) -> None:
+        """One call of delete_message (migration 0010): it deletes when the caller may;
+        otherwise the rules say why, from the message it locked."""
+
+        async def work(connection: Connection) -> Row | None:
+            return await connection.fetchrow(
+                Q["message_delete_held"], project, queue, message_id, claim_id, now
+            )
+
+        row = await self._db.run(work, SINGLE)
+        if row is None or row[0]:
+            return
+        rules.check_delete(message_from_row(row[2:]), claim_id, bool(row[1]), now)
+        raise StorageError("delete_message refused a delete the rules allow")
 
     async def delete_many(
         self,
@@ -536,16 +585,29 @@ class PostgresClaims(_Base):
         dead_letter_from: DeadLetterRule | None = None,
     ) -> ClaimResult | None:
         if dead_letter_from is not None:
-            # A statement of its own: the policy is read before the claim (as any
-            # caller would), not under the claim's locks.
-            raw = await self._db.run(
-                lambda connection: connection.fetchval(Q["queue_metadata"], project, queue),
-                SINGLE,
-            )
-            if raw is None:
+            # The policy comes from the metadata this node keeps (metadata.py): while
+            # that has none, the claim is one statement, which checks its version.
+            known = await self._known.current(project, queue)
+            for _ in range(METADATA_ATTEMPTS):
+                if dead_letter_from(known.metadata) is not None:
+                    break
+                claimed, changed = await self._claim_at_once(
+                    project, queue, request, now, known.version
+                )
+                if changed is None:
+                    return claimed
+                known = changed
+            else:
+                raise StorageError(f"the metadata of queue {queue!r} kept changing under the claim")
+            # Dead-lettering moves messages in a transaction of several statements; its
+            # policy is read just before (as any caller would), not under its locks.
+            known = await self._known.read(project, queue)
+            if not known.exists:
                 return None
-            policy = dead_letter_from(dict(_json_decode(raw)))
+            policy = dead_letter_from(known.metadata)
             request = msgspec.structs.replace(request, dead_letter=policy)
+        if request.dead_letter is None:
+            return (await self._claim_at_once(project, queue, request, now, None))[0]
         claim_id = new_id()
         ttl, grace = rules.bounded_claim(request.ttl, request.grace)
         request = msgspec.structs.replace(request, ttl=ttl, grace=grace)
@@ -554,17 +616,11 @@ class PostgresClaims(_Base):
         chunk = self._db.scan_budget
         budget = rules.scan_window(chunk, request.limit)
 
-        async def at_once(connection: Connection) -> ClaimResult | None:
-            args = (
-                project, queue, claim_id, now, request.limit, claim_expires, request.ttl,
-                request.grace, budget,
-            )  # fmt: skip
-            rows = await _fetch_settled(connection, Q["claim_create"], args, now, chunk)
-            # Each row: pending, then a claimed message (or NULLs).
-            messages = [message_from_row(r[1:]) for r in rows if r[1] is not None]
-            return ClaimResult(id=claim_id, messages=messages) if messages else None
+        dead_lettered = 0  # by the attempt that committed (a retried one starts over)
 
         async def work(connection: Connection) -> ClaimResult | None:
+            nonlocal dead_lettered
+            dead_lettered = 0
             # The queue's key cannot change before this transaction ends (a delete or
             # purge waits), so every statement below reads the same one.
             if await connection.fetchval(Q["queue_key_for_share"], project, queue) is None:
@@ -585,6 +641,7 @@ class PostgresClaims(_Base):
                         now,
                         self._channel,
                     )
+                    dead_lettered += 1
                     continue
                 claimed.append(_claimed(message, claim_id, claim_expires, request))
                 tids.append(tid)
@@ -605,9 +662,41 @@ class PostgresClaims(_Base):
             )
             return ClaimResult(id=claim_id, messages=claimed)
 
-        if dead_letter is None:
-            return await self._db.run(at_once, SINGLE)
-        return await self._db.run(work, WRITE)
+        result = await self._db.run(work, WRITE)
+        metrics.messages_dead_lettered(dead_lettered)
+        return result
+
+    async def _claim_at_once(
+        self, project: str, queue: str, request: ClaimRequest, now: float, version: int | None
+    ) -> tuple[ClaimResult | None, Known | None]:
+        """A claim without a dead-letter policy, whole in one statement (claim_create).
+
+        With a ``version`` (ABSENT: the caller believes there is no queue), it claims only
+        while the queue's metadata has that version; otherwise it claims nothing and
+        returns the metadata in force, learned (a queue gone meanwhile has nothing to
+        claim: that is no change to report).
+        """
+        claim_id = new_id()
+        ttl, grace = rules.bounded_claim(request.ttl, request.grace)
+        claim_expires = now + ttl
+        chunk = self._db.scan_budget
+        args = (
+            project, queue, claim_id, now, request.limit, claim_expires, ttl, grace,
+            rules.scan_window(chunk, request.limit), version,
+        )  # fmt: skip
+
+        async def work(connection: Connection) -> list[Row]:
+            return await _fetch_settled(connection, Q["claim_create"], args, now, chunk)
+
+        rows = await self._db.run(work, SINGLE)
+        # Each row: pending, the metadata version in force (and the metadata when it is
+        # not the one asked for), then a claimed message (or NULLs).
+        in_force, raw = rows[0][1], rows[0][2]
+        if version is not None and (in_force or ABSENT) != version:
+            known = self._known.learn(project, queue, in_force, raw)
+            return None, known if known.exists else None
+        messages = [message_from_row(r[3:]) for r in rows if r[3] is not None]
+        return (ClaimResult(id=claim_id, messages=messages) if messages else None), None
 
     async def get(self, project: str, queue: str, claim_id: str, now: float) -> Claim | None:
         if not is_canonical(claim_id):
@@ -680,13 +769,14 @@ class PostgresStorage:
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        self.queues = PostgresQueues(db)
-        self.messages = PostgresMessages(db)
-        self.claims = PostgresClaims(db)
+        self._feed = PostgresFeed(db)
+        known = MetadataCache(db)
+        self.queues = PostgresQueues(db, known, self._feed)
+        self.messages = PostgresMessages(db, known, self._feed)
+        self.claims = PostgresClaims(db, known, self._feed)
         self.subscriptions = PostgresSubscriptions(db)
         self.outbox = PostgresOutbox(db)
         self._catalog = PostgresCatalog(db)
-        self._feed = PostgresFeed(db)
 
     @classmethod
     def from_uri(cls, uri: str, settings: StorageSettings) -> PostgresStorage:

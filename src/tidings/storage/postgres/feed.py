@@ -1,8 +1,10 @@
 """The change feed on PostgreSQL: LISTEN/NOTIFY, and a table for relayed payloads.
 
-The statements that make messages ready (post, claim release, dead-letter move) call
-``pg_notify`` in their own transaction: PostgreSQL delivers it at commit, so nobody
-hears of data it cannot see yet. A schema has two channels of its own (several
+A post, once committed, wakes this node's watchers of its queue and has the other nodes
+notified by ``signals.SignalSender`` (why apart from the post: see there). The rarer
+statements that make messages ready (claim release or renewal, dead-letter move) call
+``pg_notify`` in their own transaction: PostgreSQL delivers it at commit. Either way
+nobody hears of data it cannot see yet. A schema has two channels of its own (several
 deployments, or tests, may share a database). Each node keeps one connection outside
 the pool that LISTENs to both; when it is lost the node reconnects by itself, then wakes
 every watcher and drains its relay rows, since what was sent meanwhile was not heard.
@@ -25,6 +27,7 @@ from typing import Any
 from tidings.errors import StorageError
 from tidings.storage.feed import FeedHub, QueueKey, RelayHandler, Watch
 from tidings.storage.postgres.database import BACKEND_ERRORS, SINGLE, Connection, Database
+from tidings.storage.postgres.signals import SignalSender
 from tidings.storage.sql import load_queries
 
 log = logging.getLogger(__name__)
@@ -85,6 +88,9 @@ class PostgresFeed:
         self._drain_failing = False
         # Listening sessions established so far (a reconnect adds one).
         self.sessions = 0
+        self._signals = SignalSender(
+            db, self.ready_channel, f"tidings-signals-{self.node_id}", WAKE_ALL
+        )
 
     @property
     def node_id(self) -> str:
@@ -100,6 +106,12 @@ class PostgresFeed:
 
     def on_relay(self, handler: RelayHandler) -> None:
         self._hub.on_relay(handler)
+
+    def signal(self, project: str, queue: str) -> None:
+        """A post made messages of the queue ready, and has committed: this node's
+        watchers wake now, the other nodes' when the notification sent apart arrives."""
+        self._hub.ready(project, queue)
+        self._signals.send(ready_payload(project, queue))
 
     async def next_ready(self, project: str, queue: str, now: float) -> float | None:
         async def work(connection: Connection) -> float | None:
@@ -118,7 +130,9 @@ class PostgresFeed:
         await self._db.run(work, SINGLE)
 
     def start(self) -> None:
-        """Start listening in the background (no error reaches the caller)."""
+        """Start listening, and sending signals, in the background (no error reaches
+        the caller)."""
+        self._signals.start()
         if self._task is None:
             self._poke = asyncio.Event()
             self._task = asyncio.get_running_loop().create_task(
@@ -126,6 +140,7 @@ class PostgresFeed:
             )
 
     async def stop(self) -> None:
+        await self._signals.stop()
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -213,7 +228,9 @@ class PostgresFeed:
         else:
             self._drain_failing = False
 
-    def _heard_ready(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
+    def _heard_ready(self, _connection: Any, pid: int, _channel: str, payload: str) -> None:
+        if pid == self._signals.pid:
+            return  # this node's own post: its watchers were woken then
         key = parse_ready(payload)
         if key is None:
             self._hub.wake_all()

@@ -21,6 +21,10 @@ SELECT least(
 -- name: feed_signal
 SELECT pg_notify($1, $2);
 
+-- Posts' signals (signals.py), in one statement. $1 channel, $2 payloads.
+-- name: feed_signal_many
+SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload;
+
 -- One statement, so one transaction: the node hears of the row only once it is there.
 -- $1 node, $2 payload, $3 now, $4 relay channel.
 -- name: relay_send

@@ -28,9 +28,10 @@
 --   the indexes of migration 0005, claim_id IS NULL for messages_free): no other
 --   partial index's predicate is then implied, so no other index can serve it.
 --
--- Statements that make messages ready (a post, a claim release, a dead-letter move) also
--- signal the queue's watchers: pg_notify($channel, $payload) with the schema's readiness
--- channel and the queue's payload (see feed.py), heard when the transaction commits.
+-- Statements that make messages ready (a claim release, a dead-letter move) also signal
+-- the queue's watchers: pg_notify($channel, $payload) with the schema's readiness
+-- channel and the queue's payload (see feed.py), heard when the transaction commits. A
+-- post does not: its caller signals once it has committed (signals.py says why).
 --
 -- Messages and claims are filed under their queue's rows_key (migration 0006), not its
 -- name. A statement about a queue's messages or claims is given the queue's name and
@@ -41,30 +42,30 @@
 
 -- A new queue files its rows under its name, unless rows of an earlier queue of that
 -- name are still being removed (see queue_retire): then under a key of its own.
+-- Returns the new queue's metadata version (migration 0010), nothing if it existed.
 -- name: queue_insert
 INSERT INTO queues (project, name, metadata, created, rows_key)
 VALUES ($1, $2, $3, $4,
         CASE WHEN EXISTS (SELECT FROM retired_keys WHERE project = $1 AND queue = $2)
              THEN $2 || '#' || $5::text ELSE $2 END)
-ON CONFLICT (project, name) DO NOTHING;
+ON CONFLICT (project, name) DO NOTHING
+RETURNING metadata_version;
 
 -- name: queue_metadata
 SELECT metadata FROM queues WHERE project = $1 AND name = $2;
 
--- Posting reads the metadata and key under a share lock: a concurrent metadata change,
--- queue delete or purge waits for the batch, and the batch is built from what is in
--- force and filed under the key in force. A dead-letter move reads its target's key so.
--- name: queue_metadata_for_post
-SELECT metadata, rows_key FROM queues WHERE project = $1 AND name = $2 FOR SHARE;
-
+-- A dead-letter move reads its target's key under a share lock: a concurrent delete or
+-- purge waits for the move, and the move files under the key in force.
 -- name: queue_key_for_share
 SELECT rows_key FROM queues WHERE project = $1 AND name = $2 FOR SHARE;
 
 -- name: queue_lock
 SELECT rows_key FROM queues WHERE project = $1 AND name = $2 FOR UPDATE;
 
+-- Returns the metadata's new version (the trigger of migration 0010 gives it).
 -- name: queue_set_metadata
-UPDATE queues SET metadata = $3 WHERE project = $1 AND name = $2;
+UPDATE queues SET metadata = $3 WHERE project = $1 AND name = $2
+RETURNING metadata_version;
 
 -- name: queue_delete
 DELETE FROM queues WHERE project = $1 AND name = $2 RETURNING rows_key;
@@ -223,25 +224,28 @@ WITH q AS (
         ORDER BY seq DESC LIMIT $4) AS scanned
     WHERE expires > $3 AND NOT (SELECT yes FROM pending)
     LIMIT 1
+), delayed_now AS (
+    -- Live delayed messages from their index, at most $4 of them (a gauge, not a walk).
+    SELECT count(*) AS n FROM (
+        SELECT 1 FROM messages
+        WHERE project = $1 AND queue = (SELECT k FROM q) AND delayed AND delay_until > $3
+          AND expires > $3 AND NOT (SELECT yes FROM pending)
+        LIMIT $4) AS scanned
 )
 SELECT pending.yes, counted.total - expired.n - lapsed.expired, counted.marked - lapsed.n,
        (SELECT id FROM oldest), (SELECT created FROM oldest),
-       (SELECT id FROM newest), (SELECT created FROM newest)
-FROM pending, counted, expired, lapsed;
+       (SELECT id FROM newest), (SELECT created FROM newest), delayed_now.n
+FROM pending, counted, expired, lapsed, delayed_now;
 
--- One statement for the whole batch; ORDER BY keeps the batch's order in seq.
--- $2 is the queue's key, read under the lock queue_metadata_for_post takes; $10, $11
--- the signal (channel, payload). Delayed messages signal too: a waiter sets its timer.
--- name: message_insert_batch
-WITH inserted AS (
-    INSERT INTO messages (id, project, queue, body, client_id, ttl, created, expires,
-                          delay_until, delayed, claim_count)
-    SELECT b.id, $1, $2, b.body, $3, b.ttl, $4, b.expires, b.delay_until, b.delay_until > 0, 0
-    FROM unnest($5::uuid[], $6::bytea[], $7::integer[], $8::float8[], $9::float8[])
-         WITH ORDINALITY AS b (id, body, ttl, expires, delay_until, position)
-    ORDER BY b.position
-)
-SELECT pg_notify($10, $11);
+-- A post, whole in one call (one round trip, its own transaction; migration 0010).
+-- $1 project, $2 queue, $3 the metadata version the batch was prepared from (NULL: from
+-- {}, for a queue that does not exist), $4 a spare key for a new queue, $5 client id,
+-- $6 now, $7 ids, $8 bodies, $9 ttls, $10 delays, $11 who is notified
+-- (storage.base.Audience). Row: stored, the version and metadata in force when not
+-- stored, notifications owed. Watchers are signalled after it (feed.py, signals.py).
+-- name: message_post
+SELECT o_stored, o_version, o_metadata, o_owed
+FROM post_messages($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11);
 
 -- A dead-letter move's arrival. $3 is the queue's key (queue_key_for_share); $10, $11
 -- the signal (channel, payload).
@@ -441,6 +445,15 @@ WITH q AS (
     FOR UPDATE)
 DELETE FROM messages WHERE id = ANY(ARRAY(SELECT id FROM doomed));
 
+-- A delete of one message by a caller naming a canonical claim id ($4) or none (NULL),
+-- whole in one call (migration 0010). No row: no such live message; else deleted, whether
+-- $4 names a live claim of the queue (when not deleted), then the message's columns.
+-- $1 project, $2 queue, $3 message id, $4 claim id, $5 now.
+-- name: message_delete_held
+SELECT o_deleted, o_claim_live, o_seq, o_id, o_body, o_ttl, o_created, o_expires,
+       o_client_id, o_claim_id, o_claim_expires, o_claim_count, o_delay_until
+FROM delete_message($1, $2, $3, $4, $5);
+
 -- Rows this transaction has locked.
 -- name: message_delete
 DELETE FROM messages WHERE ctid = ANY($1::tid[]);
@@ -552,28 +565,36 @@ SELECT pending.yes, gone.* FROM pending LEFT JOIN gone ON true ORDER BY gone.seq
 -- impossible) is not seen by the update, so it is merely left out of this claim.
 -- The new lifetime is that of storage.rules.claimed_lifetime: a claimed message
 -- outlives its claim by the grace.
--- Rows: the pending flag, then a message (NULLs when there is none).
+-- It claims only while the queue's metadata has version $10 (NULL: any; 0: the caller
+-- believes there is no queue), the one its caller derived the dead-letter policy (none)
+-- from (migration 0010); otherwise it reads nothing and says what is in force.
+-- Rows: the pending flag, the queue's metadata version (NULL: no queue) and, when it is
+-- not $10, its metadata, then a message (NULLs when there is none).
 -- $1 project, $2 queue, $3 claim id, $4 now, $5 limit, $6 claim expiry, $7 ttl, $8 grace,
--- $9 budget, $10 check.
+-- $9 budget, $10 metadata version, $11 check.
 -- name: claim_create
 WITH q AS (
-    SELECT rows_key AS k FROM queues WHERE project = $1 AND name = $2
+    SELECT rows_key AS k, metadata_version AS v, metadata FROM queues
+    WHERE project = $1 AND name = $2
+), fresh AS (
+    SELECT k FROM q WHERE $10::bigint IS NULL OR v = $10::bigint
 ), pending AS (
-    SELECT $10::boolean AND coalesce(
-        (SELECT true FROM messages WHERE project = $1 AND queue = (SELECT k FROM q)
+    SELECT $11::boolean AND coalesce(
+        (SELECT true FROM messages WHERE project = $1 AND queue = (SELECT k FROM fresh)
              AND claim_expires > 0 AND claim_expires <= $4
          ORDER BY claim_expires LIMIT 1),
-        (SELECT true FROM messages WHERE project = $1 AND queue = (SELECT k FROM q)
+        (SELECT true FROM messages WHERE project = $1 AND queue = (SELECT k FROM fresh)
              AND delayed AND delay_until <= $4
          ORDER BY delay_until LIMIT 1),
-        (SELECT true FROM messages WHERE project = $1 AND queue = (SELECT k FROM q)
+        (SELECT true FROM messages WHERE project = $1 AND queue = (SELECT k FROM fresh)
              AND claim_expires = 0 AND expires <= $4
          ORDER BY expires LIMIT 1),
         false) AS yes
 ), picked AS (
     SELECT tid FROM (
         SELECT ctid AS tid, expires, delay_until FROM messages
-        WHERE project = $1 AND queue = (SELECT k FROM q) AND claim_expires = 0 AND NOT delayed
+        WHERE project = $1 AND queue = (SELECT k FROM fresh) AND claim_expires = 0
+          AND NOT delayed
         ORDER BY seq
         LIMIT $9
         FOR UPDATE SKIP LOCKED) AS ready
@@ -589,9 +610,11 @@ WITH q AS (
               m.claim_id::text, m.claim_expires, m.claim_count, m.delay_until
 ), claim AS (
     INSERT INTO claims (id, project, queue, ttl, grace, updated, expires)
-    SELECT $3, $1, (SELECT k FROM q), $7, $8, $4, $6 WHERE EXISTS (SELECT FROM marked)
+    SELECT $3, $1, (SELECT k FROM fresh), $7, $8, $4, $6 WHERE EXISTS (SELECT FROM marked)
 )
-SELECT pending.yes, marked.* FROM pending LEFT JOIN marked ON true ORDER BY marked.seq;
+SELECT pending.yes, (SELECT v FROM q),
+       (SELECT metadata FROM q WHERE NOT EXISTS (SELECT FROM fresh)), marked.*
+FROM pending LEFT JOIN marked ON true ORDER BY marked.seq;
 
 -- Marks locked rows and records the claim, in one statement.
 -- name: message_claim

@@ -9,14 +9,13 @@ import msgspec
 
 from tidings.errors import SubscriberTaken
 from tidings.ids import is_canonical
-from tidings.model import Delivery, DeliveryFailure, DeliveryKind, NewMessage, Subscription
+from tidings.model import Delivery, DeliveryFailure, DeliveryKind, Subscription
 from tidings.storage import rules
 from tidings.storage.base import (
     FAILURE_PRUNE_CHUNK,
     FAILURES_KEPT,
     TAKE_DROPS,
     TAKE_EXTRA_PROJECTS,
-    Audience,
 )
 from tidings.storage.postgres.database import (
     SINGLE,
@@ -34,36 +33,6 @@ S = load_queries(__package__ or "tidings.storage.postgres", "subscriptions.sql")
 
 _json_encode = msgspec.json.encode
 _json_decode = msgspec.json.decode
-
-
-async def fan_out(
-    connection: Connection,
-    project: str,
-    source: str,
-    ids: Sequence[str],
-    messages: Sequence[NewMessage],
-    audience: Audience,
-    now: float,
-) -> bool:
-    """Owe one notification per message to each admitted live subscription (in the post's
-    transaction); True when any was owed."""
-    if audience is Audience.NOBODY or not messages:
-        return False
-    owed = await connection.fetchval(
-        S["delivery_fan_out"],
-        project,
-        source,
-        list(ids),
-        [m.body for m in messages],
-        [m.ttl for m in messages],
-        [m.delay for m in messages],
-        [now + m.delay for m in messages],
-        now,
-        audience is Audience.CONFIRMED,
-    )
-    if owed:
-        await outbox_lower(connection, project, now + min(m.delay for m in messages))
-    return bool(owed)
 
 
 async def outbox_lower(connection: Connection, project: str, due: float) -> None:

@@ -62,30 +62,11 @@ DELETE FROM delivery_failures WHERE project = $1 AND source = $2;
 -- name: source_purge
 DELETE FROM subscriptions WHERE project = $1 AND source = $2;
 
--- One notification per message per admitted live subscription, due when the
--- message's delay ends; $9 admits only confirmed subscriptions. Each body is stored
--- once (migration 0004), not copied into every delivery. Returns the deliveries owed.
--- name: delivery_fan_out
-WITH owed AS (
-    INSERT INTO deliveries (project, source, subscription_id, kind, message_id, payload,
-                            ttl, delay, due)
-    SELECT $1, $2, s.id, 'notification', m.id, ''::bytea, m.ttl, m.delay, m.due
-    FROM subscriptions AS s
-    CROSS JOIN unnest($3::uuid[], $5::integer[], $6::integer[], $7::float8[])
-        AS m (id, ttl, delay, due)
-    WHERE s.project = $1 AND s.source = $2 AND s.expires > $8 AND (NOT $9 OR s.confirmed)
-    RETURNING 1
-), stored AS (
-    INSERT INTO notification_bodies (project, source, message_id, body)
-    SELECT $1, $2, m.id, m.body FROM unnest($3::uuid[], $4::bytea[]) AS m (id, body)
-    WHERE EXISTS (SELECT 1 FROM owed)
-)
-SELECT count(*) FROM owed;
-
 -- name: delivery_insert
 INSERT INTO deliveries (project, source, subscription_id, kind, message_id, payload, due)
 VALUES ($1, $2, $3, $4, NULL, $5, $6);
 
+-- A post owes its notifications in post_messages (migration 0010), as it would here.
 -- The outbox is served project by project (migration 0003): a project's score is at
 -- most the earliest due time it owes. Whatever owes or re-dues a delivery holds the
 -- project's outbox lock shared until it commits, and lowers the score if needed. A

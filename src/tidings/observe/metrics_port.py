@@ -12,31 +12,20 @@ the main port has TLS.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import Generator
 from typing import Any
 
 import uvicorn
 
+from tidings.http.extra_port import ExtraPort
 from tidings.http.server_protocol import GuardedHttpToolsProtocol
 from tidings.observe import metrics
 from tidings.ops.context import Services
-from tidings.ws.endpoint import listening_socket
 
 log = logging.getLogger("tidings.metrics")
 
 PATH = "/metrics"
 STOP_TIMEOUT = 5
-
-
-class _EmbeddedServer(uvicorn.Server):
-    """A uvicorn server inside a worker: the worker's own server owns the signals."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
 
 
 class MetricsApp:
@@ -92,8 +81,7 @@ class MetricsListener:
 
     def __init__(self, services: Services) -> None:
         self._svc = services
-        self._server: _EmbeddedServer | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._port = ExtraPort("metrics")
 
     async def process_startup(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
         settings = self._svc.settings
@@ -111,22 +99,7 @@ class MetricsListener:
             server_header=False,
             timeout_graceful_shutdown=STOP_TIMEOUT,
         )
-        sock = listening_socket(settings.server.host, port)
-        self._server = _EmbeddedServer(config)
-        self._task = asyncio.create_task(
-            self._server.serve(sockets=[sock]), name="tidings-metrics-listener"
-        )
-        while not self._server.started:
-            if self._task.done():
-                self._task.result()
-                raise RuntimeError("the metrics listener stopped while starting")
-            await asyncio.sleep(0.01)
+        await self._port.start(config, settings.server.host, port)
 
     async def process_shutdown(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
-        if self._server is None or self._task is None:
-            return
-        self._server.should_exit = True
-        try:
-            await self._task
-        except Exception:
-            log.exception("the metrics listener failed while stopping")
+        await self._port.stop()

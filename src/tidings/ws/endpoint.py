@@ -9,12 +9,9 @@ the separate port inside each worker process: an in-process uvicorn server on a
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import socket
 import time
-from collections.abc import Awaitable, Callable, Generator, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import msgspec
@@ -22,6 +19,7 @@ import uvicorn
 
 from tidings.admission.auth import Authenticator
 from tidings.config import Settings
+from tidings.http.extra_port import ExtraPort
 from tidings.http.server_protocol import GuardedHttpToolsProtocol
 from tidings.observe import metrics
 from tidings.ops.context import Services
@@ -193,14 +191,6 @@ async def websocket_only(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-class _EmbeddedServer(uvicorn.Server):
-    """A uvicorn server inside another one's process: the outer one owns the signals."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-
 class Listener:
     """The separate WebSocket port of one worker (a Falcon middleware: started after
     the store opened, stopped before it closes)."""
@@ -208,8 +198,7 @@ class Listener:
     def __init__(self, endpoint: Endpoint, settings: Settings) -> None:
         self._endpoint = endpoint
         self._settings = settings
-        self._server: _EmbeddedServer | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._port = ExtraPort("WebSocket")
 
     async def process_startup(self, scope: Scope, event: Message) -> None:
         settings = self._settings
@@ -225,44 +214,9 @@ class Listener:
             **uvicorn_ws_options(settings),
             **ssl_options(settings),
         )
-        sock = listening_socket(settings.server.host, settings.websocket.port)
-        self._server = _EmbeddedServer(config)
-        self._task = asyncio.create_task(
-            self._server.serve(sockets=[sock]), name="tidings-ws-listener"
-        )
-        # Serving once started; a failure to start surfaces here.
-        while not self._server.started:
-            if self._task.done():
-                self._task.result()
-                raise RuntimeError("the WebSocket listener stopped while starting")
-            await asyncio.sleep(0.01)
+        await self._port.start(config, settings.server.host, settings.websocket.port)
 
     async def process_shutdown(self, scope: Scope, event: Message) -> None:
-        if self._server is None or self._task is None:
-            return
-        self._server.should_exit = True
-        try:
-            await self._task
-        except Exception:
-            log.exception("the WebSocket listener failed while stopping")
+        await self._port.stop()
 
-
-def listening_socket(host: str, port: int) -> socket.socket:
-    """A listening socket that the other workers bind too (the kernel spreads accepts)."""
-    family, kind, proto, _, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        sock.bind(address)
-        sock.listen(2048)
-        sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
-    return sock
 

@@ -174,16 +174,12 @@ class _OneSend:
 async def _too_busy(scope: Any, receive: Any, send: Any) -> None:
     """The 503 past ``max_concurrent_requests``: Zaqar's error body and a request id,
     like every other answer (uvicorn's own is a bare text/plain one)."""
-    body = msgspec.json.encode(
-        {
-            "title": "Service Unavailable",
-            "description": "The server is handling as many requests as it may "
-            "([server] max_concurrent_requests); try again shortly.",
-        }
+    body, request_id = _refusal(
+        503,
+        "Service Unavailable",
+        "The server is handling as many requests as it may "
+        "([server] max_concurrent_requests); try again shortly.",
     )
-    request_id = f"req-{new_id()}"
-    if observed.ENABLED:
-        observed.request_finished("http", observed.UNKNOWN, 503, 0.0, len(body), request_id, None)
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", b"%d" % len(body)),
@@ -195,19 +191,26 @@ async def _too_busy(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
+def _refusal(status: int, title: str, description: str) -> tuple[bytes, str]:
+    """The body and request id of an answer given before the application ran, counted
+    as a request (no operation, no project: the request was not read)."""
+    body = msgspec.json.encode({"title": title, "description": description})
+    # Every response has one, even those refused before the application runs.
+    request_id = f"req-{new_id()}"
+    if observed.ENABLED:
+        observed.request_finished(
+            "http", observed.UNKNOWN, status, 0.0, len(body), request_id, None
+        )
+    return body, request_id
+
+
 class _HeadRefused(Exception):
     """Raised from a parser callback to stop parsing a head that broke a limit."""
 
 
 def error_response(status: int, title: str, description: str) -> bytes:
     """A complete HTTP/1.1 answer in Zaqar's error format, closing the connection."""
-    body = msgspec.json.encode({"title": title, "description": description})
-    # Every response has one, even those refused before the application runs.
-    request_id = f"req-{new_id()}"
-    if observed.ENABLED:  # no operation, no project: the request was not read
-        observed.request_finished(
-            "http", observed.UNKNOWN, status, 0.0, len(body), request_id, None
-        )
+    body, request_id = _refusal(status, title, description)
     return b"".join(
         [
             STATUS_LINE[status],

@@ -23,7 +23,7 @@ from typing import Any, cast
 from tidings.config import Settings
 from tidings.errors import StorageError
 from tidings.observe import metrics
-from tidings.storage import POSTGRES_SCHEMES, REDIS_SCHEMES, storage_for_uri
+from tidings.storage import driver_name, storage_for_uri
 from tidings.storage.base import (
     ClaimStore,
     MessageStore,
@@ -41,13 +41,8 @@ UNPOOLED = ""
 
 
 def store_kind(uri: str) -> str:
-    """The ``store`` label of a store URI."""
-    scheme = uri.partition("://")[0].lower()
-    if scheme in REDIS_SCHEMES:
-        return "redis"
-    if scheme in POSTGRES_SCHEMES:
-        return "postgres"
-    return scheme
+    """The ``store`` label of a store URI: its driver's name."""
+    return driver_name(uri) or "unknown"  # a URI no driver takes is refused before this
 
 
 def build_storage(settings: Settings) -> Storage:

@@ -414,6 +414,21 @@ class MetricsSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_
     max_queue_gauges: Annotated[int, msgspec.Meta(ge=0, le=10000)] = 100
 
 
+class SqsSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """The SQS-compatible API (issue 14), served on the HTTP port (``POST /``)."""
+
+    enabled: bool = True
+    # Also serve it on this port (any path), e.g. for SDKs configured with a bare endpoint.
+    port: Annotated[int, msgspec.Meta(ge=1, le=65535)] | None = None
+    # Where queue URLs point (``<base_url>/<project>/<queue>``); unset: the scheme and
+    # Host of the request, so a client gets URLs back at the address it called.
+    base_url: str | None = None
+    # The region in queue ARNs, and the one signatures are expected for (any is accepted).
+    region: str = "us-east-1"
+    # How far a signed request's X-Amz-Date may be from the server's clock (SigV4).
+    max_clock_skew: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 900
+
+
 class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     # Who may call: "noauth" trusts X-Project-ID and X-Roles (admin only with admin_mode),
     # "keystone" validates X-Auth-Token, "tokens" checks static API tokens.
@@ -439,6 +454,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         default_factory=PoolingCatalogSettings
     )
     metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
+    sqs: SqsSettings = msgspec.field(default_factory=SqsSettings)
 
 
 DEFAULT_WITHIN_MAXIMUM = (

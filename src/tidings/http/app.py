@@ -11,6 +11,7 @@ import falcon.asgi
 from tidings.admission import policy
 from tidings.admission.actions import Action
 from tidings.admission.auth import Authenticator
+from tidings.admission.auth.aws import create_aws_authenticator
 from tidings.errors import TidingsError
 from tidings.http import claims, messages, pools, queues, share, subscriptions, system
 from tidings.http.cors import Cors
@@ -20,6 +21,7 @@ from tidings.http.metrics import Metrics
 from tidings.http.middleware import RequestChecks, RequestObserver
 from tidings.observe import requests as observed
 from tidings.ops.context import Services
+from tidings.sqs.app import SqsApp
 from tidings.ws.endpoint import Endpoint, Listener, Router
 
 
@@ -35,7 +37,10 @@ def build_asgi_app(
     if services.settings.websocket.port:
         # After the others' startup (the store is open), before their shutdown.
         middleware.append(Listener(endpoint, services.settings))
-    return Router(build_http_app(services, authenticator, middleware), endpoint)
+    sqs = None
+    if services.settings.sqs.enabled:
+        sqs = SqsApp(services, create_aws_authenticator(services.settings))
+    return Router(build_http_app(services, authenticator, middleware), endpoint, sqs=sqs)
 
 
 def build_http_app(

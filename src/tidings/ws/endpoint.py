@@ -23,6 +23,7 @@ from tidings.http.extra_port import ExtraPort
 from tidings.http.server_protocol import GuardedHttpToolsProtocol
 from tidings.observe import metrics
 from tidings.ops.context import Services
+from tidings.sqs.app import is_sqs_request
 from tidings.ws.session import Session, max_frame_size
 
 log = logging.getLogger("tidings.ws")
@@ -152,13 +153,24 @@ class Router:
     refused.
     """
 
-    def __init__(self, http: Asgi, endpoint: Endpoint, paths: frozenset[str] | None = PATHS):
+    def __init__(
+        self,
+        http: Asgi,
+        endpoint: Endpoint,
+        paths: frozenset[str] | None = PATHS,
+        sqs: Asgi | None = None,
+    ):
         self.http = http
         self.endpoint = endpoint
         self._paths = paths
+        # The SQS face (issue 14): its requests are told apart by their headers.
+        self._sqs = sqs
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "websocket":
+            if self._sqs is not None and scope["type"] == "http" and is_sqs_request(scope):
+                await self._sqs(scope, receive, send)
+                return
             await self.http(scope, receive, send)
         elif self._paths is None or scope.get("path") in self._paths:
             await self.endpoint(scope, receive, send)

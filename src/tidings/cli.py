@@ -42,7 +42,14 @@ def _parser() -> argparse.ArgumentParser:
     token = commands.add_parser("token", help="manage static API tokens (auth_strategy tokens)")
     token_commands = token.add_subparsers(dest="token_command", required=True)
     create = token_commands.add_parser(
-        "create", help="print a new token once and append its hash to the tokens file"
+        "create",
+        help="print a new token (or, with --aws, an access key pair) once and append it to "
+        "the tokens file",
+    )
+    create.add_argument(
+        "--aws",
+        action="store_true",
+        help="an AWS access key pair for the SQS API (the secret is stored: SigV4 needs it)",
     )
     create.add_argument("--project", required=True, help="the project the token acts in")
     create.add_argument("--user", help="the user id policy sees (default: none)")
@@ -274,10 +281,16 @@ def db_upgrade(args: argparse.Namespace) -> int:
 
 
 def token_create(args: argparse.Namespace) -> int:
-    """Print a new token once; append only its hash (``admission/auth/tokens.py``)."""
+    """Print a new token once and append only its hash; with ``--aws``, print a new
+    access key pair once and append it, secret included (``admission/auth/tokens.py``)."""
     import msgspec
 
-    from tidings.admission.auth.tokens import TokenRecord, record_line, token_hash
+    from tidings.admission.auth.tokens import (
+        AccessKeyRecord,
+        TokenRecord,
+        record_line,
+        token_hash,
+    )
 
     try:
         path = args.tokens_file or load_settings(args.config).auth.tokens_file
@@ -292,8 +305,14 @@ def token_create(args: argparse.Namespace) -> int:
         return 2
     token = secrets.token_urlsafe(32)
     now = datetime.now(UTC)
-    fields: dict[str, object] = {
-        "sha256": token_hash(token),
+    fields: dict[str, object] = {"sha256": token_hash(token)}
+    if args.aws:
+        # 20 characters as AWS's (80 random bits: an id, not a secret), and a 40-character
+        # secret of 240 random bits.
+        access_key = "TDK" + "".join(secrets.choice(_KEY_ALPHABET) for _ in range(17))
+        token = secrets.token_urlsafe(30)
+        fields = {"access_key": access_key, "secret_key": token}
+    fields |= {
         "project": args.project,
         "user": args.user,
         "roles": [r.strip().lower() for r in args.roles.split(",") if r.strip()],
@@ -306,8 +325,12 @@ def token_create(args: argparse.Namespace) -> int:
         # Whole seconds, rounded up: the token lives at least as long as asked.
         ends = math.ceil(now.timestamp() + args.expires_in)
         fields["expires"] = datetime.fromtimestamp(ends, UTC)
+    record: TokenRecord | AccessKeyRecord
     try:
-        record = msgspec.convert(fields, TokenRecord)
+        if args.aws:
+            record = msgspec.convert(fields, AccessKeyRecord)
+        else:
+            record = msgspec.convert(fields, TokenRecord)
     except msgspec.ValidationError as exc:
         print(f"tidings: cannot create the token: {exc}", file=sys.stderr)
         return 2
@@ -319,6 +342,17 @@ def token_create(args: argparse.Namespace) -> int:
     if loose:
         print(f"tidings: warning: {path} is readable or writable by others; chmod 600 it",
               file=sys.stderr)
+    if isinstance(record, AccessKeyRecord):
+        # The shape of ~/.aws/credentials (under a [profile] line) and of aws configure.
+        print(f"aws_access_key_id = {record.access_key}")
+        print(f"aws_secret_access_key = {record.secret_key}")
+        print(
+            f"tidings: access key {record.access_key} for project {record.project!r} added "
+            f"to {path}; the secret is shown only this once (the file keeps it: SigV4 needs "
+            "it, so keep the file private)",
+            file=sys.stderr,
+        )
+        return 0
     print(token)
     print(
         f"tidings: token for project {record.project!r} added to {path}; "
@@ -326,6 +360,10 @@ def token_create(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+# Access key ids: upper-case letters and digits, as AWS's.
+_KEY_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 
 
 def _append_line(path: Path, line: bytes) -> bool:

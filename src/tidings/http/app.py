@@ -22,6 +22,7 @@ from tidings.http.middleware import RequestChecks, RequestObserver
 from tidings.observe import requests as observed
 from tidings.ops.context import Services
 from tidings.sqs.app import SqsApp
+from tidings.sqs.port import SqsLifecycle, SqsListener
 from tidings.ws.endpoint import Endpoint, Listener, Router
 
 
@@ -31,7 +32,8 @@ def build_asgi_app(
     extra_middleware: list[Any] | None = None,
 ) -> Router:
     """What the server runs: the HTTP API, and the WebSocket API at ``/`` and ``/v2/ws``
-    (and on ``[websocket] port`` when set), sharing the services and the authenticator."""
+    (and on ``[websocket] port`` when set), sharing the services and the authenticator;
+    and the SQS face (``[sqs] enabled``), on the HTTP port and on ``[sqs] port``."""
     endpoint = Endpoint(services, authenticator)
     middleware = list(extra_middleware or [])
     if services.settings.websocket.port:
@@ -40,6 +42,9 @@ def build_asgi_app(
     sqs = None
     if services.settings.sqs.enabled:
         sqs = SqsApp(services, create_aws_authenticator(services.settings))
+        middleware.append(SqsLifecycle(sqs))
+        if services.settings.sqs.port:
+            middleware.append(SqsListener(sqs, services.settings))
     return Router(build_http_app(services, authenticator, middleware), endpoint, sqs=sqs)
 
 

@@ -67,7 +67,26 @@ async def claim_create(
     check_claim_ttl(ttl, limits)
     check_claim_grace(grace, limits)
     waiting.check_wait(wait)
-    request = ClaimRequest(ttl=ttl, grace=grace, limit=limit)
+    return await claim_messages(
+        svc, caller, queue, ClaimRequest(ttl=ttl, grace=grace, limit=limit), wait
+    )
+
+
+@unavailable_as("Claim could not be created.")
+async def claim_messages(
+    svc: Services,
+    caller: Caller,
+    queue: str,
+    request: ClaimRequest,
+    wait: float | None = None,
+) -> tuple[ClaimResult | None, float]:
+    """Claim what ``request`` asks for, waiting up to ``wait`` seconds for messages, under
+    the queue's dead-letter policy; (None, now) when there were none.
+
+    The store and long-polling part of a claim, without Zaqar's range checks: the caller
+    has checked the request (Zaqar's claim_create above; SQS's ReceiveMessage, whose
+    VisibilityTimeout may be shorter than Zaqar's 60 s minimum).
+    """
 
     async def attempt() -> tuple[ClaimResult | None, float]:
         now = svc.clock()
@@ -85,6 +104,7 @@ async def claim_create(
         if claimed[0] is not None:
             await svc.storage.claims.release(caller.project, queue, claimed[0].id, svc.clock())
 
+    limit = request.limit
     claimed = await waiting.wait_for(
         svc,
         caller.project,
@@ -139,3 +159,16 @@ async def claim_renew(
 async def claim_release(svc: Services, caller: Caller, queue: str, claim_id: str) -> None:
     check_queue_name(caller.project, queue)
     await svc.storage.claims.release(caller.project, queue, claim_id, svc.clock())
+
+
+@unavailable_as("Claim could not be updated.")
+async def claim_extend(
+    svc: Services, caller: Caller, queue: str, claim_id: str, ttl: int, grace: int = 0
+) -> bool:
+    """Restart a live claim with ``ttl`` seconds from now; False when it is not live.
+
+    Without Zaqar's range checks (the caller's own apply: SQS's ChangeMessageVisibility
+    allows 1 second); the store bounds what it keeps.
+    """
+    check_queue_name(caller.project, queue)
+    return await svc.storage.claims.renew(caller.project, queue, claim_id, ttl, grace, svc.clock())

@@ -123,7 +123,11 @@ def _check_post_size(size: int | None, metadata: dict[str, Any], limits: Transpo
 
 
 def _build_batch(
-    items: list[MessageIn], metadata: dict[str, Any], limits: TransportSettings, project: str
+    items: list[MessageIn],
+    metadata: dict[str, Any],
+    limits: TransportSettings,
+    project: str,
+    any_delay: bool = False,
 ) -> list[NewMessage]:
     if not items:
         raise BadRequest("No messages to enqueu.")
@@ -144,7 +148,8 @@ def _build_batch(
         ttl = default_ttl if item.ttl is msgspec.UNSET else item.ttl
         check_message_ttl(ttl, limits)
         delay = 0
-        if default_delay:  # per-message delays only count on queues that delay
+        # Zaqar counts per-message delays only on queues that delay; SQS on any queue.
+        if default_delay or any_delay:
             delay = default_delay if item.delay is msgspec.UNSET else item.delay
             check_message_delay(delay, limits)
         body = bytes(item.body)
@@ -162,11 +167,15 @@ async def message_post(
     queue: str,
     raw_messages: bytes | list[MessageIn],
     size: int | None,
+    *,
+    any_delay: bool = False,
 ) -> list[str]:
     """Store a batch (all or nothing), creating the queue if needed; returns the ids.
 
     The body is parsed here, off the store's critical section; the checks that depend
     on the queue's metadata run inside it, in Zaqar's order (size before body errors).
+    ``any_delay`` honours each message's own delay on every queue (SQS's DelaySeconds),
+    not only on queues with a default delay (Zaqar's rule).
     """
     check_queue_name(caller.project, queue)
     limits = svc.settings.transport
@@ -184,7 +193,7 @@ async def message_post(
         _check_post_size(size, metadata, limits)
         if parse_error is not None:
             raise parse_error
-        return _build_batch(items, metadata, limits, caller.project)
+        return _build_batch(items, metadata, limits, caller.project, any_delay)
 
     audience = (
         Audience.CONFIRMED if svc.settings.notification.require_confirmation else Audience.ALL

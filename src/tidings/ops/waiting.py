@@ -52,12 +52,13 @@ MAX_WAIT = 20.0
 LINGER = 2.0
 # A line asks the store when its next claim expires or delay ends (``next_ready``)
 # after an empty try that followed a signal, at most once per PROBE_INTERVAL (signals
-# meanwhile are covered by one probe at its end), and at least every PROBE_MAX_AGE.
-# Neither can make a timer late: delays are whole seconds (>= 1), and claims last at
-# least 60 s (MIN_CLAIM_TTL), so a claim made after a probe cannot lapse before a wait
-# that began within PROBE_MAX_AGE of it (plus MAX_WAIT) ends.
+# meanwhile are covered by one probe at its end), and at least every PROBE_MAX_AGE:
+# every waiter wakes that often, so a claim made or shortened after the last probe
+# (SQS's visibility timeouts may be any length, and ChangeMessageVisibility shortens
+# them without a signal) is seen lapse within PROBE_MAX_AGE, at one store round trip
+# per line per PROBE_MAX_AGE.
 PROBE_INTERVAL = 0.25
-PROBE_MAX_AGE = 30.0
+PROBE_MAX_AGE = 5.0
 # A timer that fires before the store agrees the message is ready is set again after
 # this, doubling up to TIMER_BACKOFF_MAX (clocks and stored timestamps differ slightly).
 TIMER_BACKOFF_MIN = 0.05
@@ -353,9 +354,14 @@ async def wait_for(
                 outcome = "deadline"
                 return result
             try:
-                async with asyncio.timeout(remaining):
+                # Wake at least every PROBE_MAX_AGE to let the line re-probe: a claim
+                # made or shortened since its last probe (SQS allows any length) may
+                # lapse without a signal.
+                async with asyncio.timeout(min(remaining, PROBE_MAX_AGE)):
                     await waiter.woken.wait()
             except TimeoutError:
+                if loop.time() < deadline:
+                    continue
                 outcome = "deadline"
                 return result
             waiter.woken.clear()

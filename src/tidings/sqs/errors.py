@@ -210,3 +210,9 @@ class ServiceUnavailable(SqsError):
 class InternalError(SqsError):
     code = "InternalError"
     status = 500
+
+
+class MissingAction(_SenderError):
+    """A query-protocol request without ``Action`` (added by H1, the transport)."""
+
+    code = "MissingAction"

@@ -34,7 +34,9 @@ def optional_int(params: Params, name: str, low: int, high: int) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidParameterValue(f"Value {value!r} for parameter {name} is invalid. Reason: must be an integer.")
+        raise InvalidParameterValue(
+            f"Value {value!r} for parameter {name} is invalid. Reason: must be an integer."
+        )
     if not low <= value <= high:
         raise InvalidParameterValue(
             f"Value {value} for parameter {name} is invalid. Reason: Must be between "

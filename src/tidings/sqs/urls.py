@@ -52,12 +52,14 @@ def queue_from_params(call: SqsCall, params: Params) -> str:
 
 def queue_from_arn(call: SqsCall, arn: str) -> str:
     """The caller's queue an ARN names (InvalidParameterValue when it names none of them)."""
-    parts = arn.split(":")
+    # arn:aws:sqs:<region>:<project>:<queue>; a project id may itself hold ":".
+    prefix, _, name = arn.rpartition(":")
+    parts = prefix.split(":", 4)
     if (
-        len(parts) != 6
+        len(parts) != 5
         or parts[:3] != ["arn", "aws", "sqs"]
         or parts[4] != call.caller.project
-        or not QUEUE_NAME.fullmatch(parts[5])
+        or not QUEUE_NAME.fullmatch(name)
     ):
         raise InvalidParameterValue(f"Value {arn} for parameter deadLetterTargetArn is invalid.")
-    return parts[5]
+    return name

@@ -1,32 +1,39 @@
 """Who signed an SQS request: AWS access keys mapped to projects by ``auth_strategy``.
 
 * ``noauth``: the access key id is the project (as LocalStack does); signatures are not
-  checked.
-* ``tokens``: access key pairs in the tokens file, verified by SigV4.
-* ``keystone``: Keystone EC2 credentials, verified through ``/v3/ec2tokens``.
+  checked, so anyone who can reach the server can act as any project.
+* ``tokens``: access key pairs in the tokens file (``admission.auth.tokens``), verified
+  by SigV4 (``admission.sigv4``): the key decides the project, the user and the roles.
+* ``keystone``: Keystone EC2 credentials, verified through ``/v3/ec2tokens``
+  (``admission.auth.keystone_ec2``).
+
+Whatever the strategy, the identity's project is the only one the caller acts in: queue
+URLs and ARNs naming another project resolve to nothing (``sqs.urls``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
-from urllib.parse import parse_qsl
 
+from tidings.admission import identity, sigv4
 from tidings.admission.auth import Identity
+from tidings.admission.sigv4 import SignedRequest
 from tidings.config import Settings
-from tidings.sqs.errors import InvalidClientTokenId, MissingAuthenticationToken
+from tidings.errors import TidingsError
+from tidings.sqs.errors import InvalidClientTokenId
 
-
-@dataclass(frozen=True, slots=True)
-class SignedRequest:
-    """What SigV4 signs, as received."""
-
-    method: str
-    path: str  # as sent, percent-encoded
-    query: str  # the raw query string
-    headers: Mapping[str, str]  # lower-case names
-    body: bytes
+__all__ = [
+    "AwsAuthenticator",
+    "AwsIdentity",
+    "NoauthAwsAuthenticator",
+    "SignedRequest",
+    "TokensAwsAuthenticator",
+    "access_key_of",
+    "create_aws_authenticator",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,15 +51,9 @@ class AwsAuthenticator(Protocol):
 
 
 def access_key_of(request: SignedRequest) -> str:
-    """The access key id in the Authorization header or the presigned query."""
-    authorization = request.headers.get("authorization", "")
-    for part in authorization.replace(",", " ").split():
-        if part.startswith("Credential="):
-            return part[len("Credential=") :].split("/", 1)[0]
-    for name, value in parse_qsl(request.query):
-        if name == "X-Amz-Credential":
-            return value.split("/", 1)[0]
-    raise MissingAuthenticationToken()
+    """The access key id of the Authorization header or the presigned query (its form
+    checked, its signature not)."""
+    return sigv4.parse(request).access_key
 
 
 class NoauthAwsAuthenticator:
@@ -60,13 +61,54 @@ class NoauthAwsAuthenticator:
 
     async def authenticate(self, request: SignedRequest, now: float) -> AwsIdentity:
         key = access_key_of(request)
-        if not key or len(key) > 256 or not key.isprintable():
+        try:
+            project = identity.project(key)
+        except TidingsError:
+            raise InvalidClientTokenId(
+                "Under auth_strategy noauth the access key id is the project id: it "
+                "must be a valid project id."
+            ) from None
+        return AwsIdentity(Identity(project=project), key)
+
+    async def close(self) -> None:
+        return None
+
+
+class TokensAwsAuthenticator:
+    """Access key pairs of the tokens file; SigV4 decides whether the pair signed."""
+
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
+        # Imported here: the tokens module reads the file at construction.
+        from tidings.admission.auth.tokens import TokensFile, tokens_path
+
+        # Quiet: the HTTP API's authenticator watches the same file and logs its changes.
+        self._file = TokensFile(tokens_path(settings), clock, quiet=True)
+        self._max_skew = settings.sqs.max_clock_skew
+
+    async def authenticate(self, request: SignedRequest, now: float) -> AwsIdentity:
+        signature = sigv4.parse(request)
+        table = await self._file.table()
+        grant = table.by_access_key.get(signature.access_key)
+        if grant is None:
             raise InvalidClientTokenId()
-        return AwsIdentity(Identity(project=key), key)
+        expires_at = grant.identity.expires_at
+        if expires_at is not None and now >= expires_at:
+            raise InvalidClientTokenId("The security token included in the request is expired.")
+        sigv4.check_time(signature, now, self._max_skew)
+        sigv4.verify(request, signature, grant.secret_key)
+        return AwsIdentity(grant.identity, signature.access_key)
 
     async def close(self) -> None:
         return None
 
 
 def create_aws_authenticator(settings: Settings) -> AwsAuthenticator:
+    """The SQS face's authenticator for ``auth_strategy``; the caller closes it."""
+    if settings.auth_strategy == "keystone":
+        # Imported only when used: keystoneauth1 is heavy and noauth/tokens need none of it.
+        from tidings.admission.auth.keystone_ec2 import KeystoneEc2Authenticator
+
+        return KeystoneEc2Authenticator(settings)
+    if settings.auth_strategy == "tokens":
+        return TokensAwsAuthenticator(settings)
     return NoauthAwsAuthenticator()

@@ -533,4 +533,21 @@ def load_settings(
             "notification.require_confirmation needs signed_url.secret_key: confirmation "
             "links are signed URLs"
         )
+    _check_extra_ports(settings)
     return settings
+
+
+def _check_extra_ports(settings: Settings) -> None:
+    """The optional ports (WebSocket, metrics, SQS) differ from each other: every worker
+    binds each with SO_REUSEPORT, so two of them on one port would split its connections.
+    (One on the HTTP port fails to bind at start-up; ``serve --port`` may move that one.)"""
+    named = [("websocket.port", settings.websocket.port or None)]
+    named.append(("metrics.port", settings.metrics.port))
+    named.append(("sqs.port", settings.sqs.port if settings.sqs.enabled else None))
+    seen: dict[int, str] = {}
+    for name, port in named:
+        if not port:
+            continue
+        if port in seen:
+            raise ConfigError(f"{name} is the same port as {seen[port]} ({port})")
+        seen[port] = name

@@ -61,6 +61,9 @@ def test_config_file_from_environment(tmp_path: Path) -> None:
         {"TIDINGS_NO_SUCH_SECTION__X": "1"},
         {"TIDINGS_ADMIN_MODE": "perhaps"},
         {"TIDINGS_TRANSPORT__MIN_LENGTH_CLIENT_ID": "40"},
+        {"TIDINGS_SQS__PORT": "9324", "TIDINGS_WEBSOCKET__PORT": "9324"},
+        {"TIDINGS_SQS__PORT": "9100", "TIDINGS_METRICS__PORT": "9100"},
+        {"TIDINGS_SQS__PORT": "0"},
     ],
 )
 def test_invalid_settings_are_refused_at_startup(environ: dict[str, str]) -> None:

@@ -22,8 +22,9 @@ process's only.
 The metrics (``tidings_`` prefix):
 
 * ``requests_total`` and ``request_duration_seconds`` (histogram): ``operation`` (the
-  API action, ``unknown`` when nothing was routed), ``transport`` (``http`` or
-  ``websocket``), ``status`` (``2xx``, ``4xx``, ``5xx``, ...).
+  API action, ``unknown`` when nothing was routed), ``transport`` (``http``,
+  ``websocket``, or ``sqs`` with the SQS operation's name), ``status`` (``2xx``,
+  ``4xx``, ``5xx``, ...).
 * ``messages_posted_total``, ``messages_claimed_total``, ``messages_deleted_total``,
   ``messages_expired_total``, ``messages_dead_lettered_total``: see each hook for what
   it counts exactly.

@@ -21,7 +21,7 @@ from tidings.notify.dispatcher import Dispatcher, Doorbell
 from tidings.notify.push import SCHEME, PushRegistry, PushSender
 from tidings.observe import logs, metrics, stores
 from tidings.observe import requests as observed_requests
-from tidings.observe.metrics_port import MetricsListener
+from tidings.observe.metrics_port import metrics_listener
 from tidings.ops.context import Services
 from tidings.pooling.router import PooledStorage
 from tidings.storage import create_storage
@@ -171,7 +171,7 @@ def build_server(settings: Settings) -> Router:
     authenticator = create_authenticator(settings)
     middleware: list[Any] = [Lifecycle(services, dispatcher, authenticator, push)]
     if settings.metrics.enabled and settings.metrics.port is not None:
-        middleware.append(MetricsListener(services))  # after the store opened
+        middleware.append(metrics_listener(services))  # after the store opened
     return build_asgi_app(services, authenticator, extra_middleware=middleware)
 
 

@@ -22,7 +22,7 @@ from tidings.http.middleware import RequestChecks, RequestObserver
 from tidings.observe import requests as observed
 from tidings.ops.context import Services
 from tidings.sqs.app import SqsApp
-from tidings.sqs.port import SqsLifecycle, SqsListener
+from tidings.sqs.port import SqsLifecycle, sqs_listener
 from tidings.ws.endpoint import Endpoint, Listener, Router
 
 
@@ -44,7 +44,7 @@ def build_asgi_app(
         sqs = SqsApp(services, create_aws_authenticator(services.settings))
         middleware.append(SqsLifecycle(sqs))
         if services.settings.sqs.port:
-            middleware.append(SqsListener(sqs, services.settings))
+            middleware.append(sqs_listener(sqs, services.settings))
     return Router(build_http_app(services, authenticator, middleware), endpoint, sqs=sqs)
 
 

@@ -8,8 +8,12 @@ import contextlib
 import logging
 import socket
 from collections.abc import Generator
+from typing import Any
 
 import uvicorn
+
+from tidings.config import Settings
+from tidings.http.server_protocol import GuardedHttpToolsProtocol
 
 log = logging.getLogger("tidings")
 
@@ -71,3 +75,45 @@ def listening_socket(host: str, port: int) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+class HttpPortListener:
+    """Serves one plain ASGI app (no WebSocket, no lifespan) on an extra port in every
+    worker: a Falcon middleware, started after the store opened, stopped before it
+    closes. ``options`` are further ``uvicorn.Config`` settings (TLS, for one)."""
+
+    def __init__(
+        self,
+        name: str,
+        app: Any,
+        settings: Settings,
+        port: int,
+        stop_timeout: int,
+        **options: Any,
+    ) -> None:
+        self._app = app
+        self._settings = settings
+        self._port_number = port
+        self._stop_timeout = stop_timeout
+        self._options = options
+        self._port = ExtraPort(name)
+
+    async def process_startup(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
+        server = self._settings.server
+        config = uvicorn.Config(
+            self._app,
+            # The main port's connection limits (sizes, timeouts, caps) apply here too.
+            http=GuardedHttpToolsProtocol.factory(server),
+            ws="none",
+            lifespan="off",
+            log_config=None,
+            log_level=server.log_level,
+            access_log=False,
+            server_header=False,
+            timeout_graceful_shutdown=self._stop_timeout,
+            **self._options,
+        )
+        await self._port.start(config, server.host, self._port_number)
+
+    async def process_shutdown(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
+        await self._port.stop()

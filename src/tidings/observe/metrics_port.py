@@ -15,10 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import uvicorn
-
-from tidings.http.extra_port import ExtraPort
-from tidings.http.server_protocol import GuardedHttpToolsProtocol
+from tidings.http.extra_port import HttpPortListener
 from tidings.observe import metrics
 from tidings.ops.context import Services
 
@@ -75,31 +72,11 @@ async def _answer(
     await send({"type": "http.response.body", "body": b"" if head else body})
 
 
-class MetricsListener:
-    """Serves ``[metrics] port`` in this worker (a Falcon middleware: started after the
-    store opened, stopped before it closes)."""
-
-    def __init__(self, services: Services) -> None:
-        self._svc = services
-        self._port = ExtraPort("metrics")
-
-    async def process_startup(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
-        settings = self._svc.settings
-        port = settings.metrics.port
-        assert port is not None
-        config = uvicorn.Config(
-            MetricsApp(self._svc),
-            # The main port's connection limits (sizes, timeouts, caps) apply here too.
-            http=GuardedHttpToolsProtocol.factory(settings.server),
-            ws="none",
-            lifespan="off",
-            log_config=None,
-            log_level=settings.server.log_level,
-            access_log=False,
-            server_header=False,
-            timeout_graceful_shutdown=STOP_TIMEOUT,
-        )
-        await self._port.start(config, settings.server.host, port)
-
-    async def process_shutdown(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
-        await self._port.stop()
+def metrics_listener(services: Services) -> HttpPortListener:
+    """Serves ``[metrics] port`` in this worker (plain HTTP, even when the main port has
+    TLS)."""
+    port = services.settings.metrics.port
+    assert port is not None
+    return HttpPortListener(
+        "metrics", MetricsApp(services), services.settings, port, STOP_TIMEOUT
+    )

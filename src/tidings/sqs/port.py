@@ -10,11 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import uvicorn
-
 from tidings.config import Settings
-from tidings.http.extra_port import ExtraPort
-from tidings.http.server_protocol import GuardedHttpToolsProtocol
+from tidings.http.extra_port import HttpPortListener
 from tidings.sqs.app import SqsApp
 from tidings.ws.endpoint import ssl_options
 
@@ -22,35 +19,11 @@ from tidings.ws.endpoint import ssl_options
 STOP_TIMEOUT = 10
 
 
-class SqsListener:
-    """Serves ``[sqs] port`` in this worker (a Falcon middleware: started after the store
-    opened, stopped before it closes)."""
-
-    def __init__(self, app: SqsApp, settings: Settings) -> None:
-        self._app = app
-        self._settings = settings
-        self._port = ExtraPort("SQS")
-
-    async def process_startup(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
-        settings = self._settings
-        port = settings.sqs.port
-        assert port is not None
-        config = uvicorn.Config(
-            self._app,
-            http=GuardedHttpToolsProtocol.factory(settings.server),
-            ws="none",
-            lifespan="off",
-            log_config=None,
-            log_level=settings.server.log_level,
-            access_log=False,
-            server_header=False,
-            timeout_graceful_shutdown=STOP_TIMEOUT,
-            **ssl_options(settings),
-        )
-        await self._port.start(config, settings.server.host, port)
-
-    async def process_shutdown(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
-        await self._port.stop()
+def sqs_listener(app: SqsApp, settings: Settings) -> HttpPortListener:
+    """Serves ``[sqs] port`` in this worker, with the HTTP port's TLS settings."""
+    port = settings.sqs.port
+    assert port is not None
+    return HttpPortListener("SQS", app, settings, port, STOP_TIMEOUT, **ssl_options(settings))
 
 
 class SqsLifecycle:

@@ -51,42 +51,51 @@ class _TokenInvalid(Exception):
     """Keystone does not know the token (invalid, expired or revoked) or it has no project."""
 
 
+def service_session(settings: Settings) -> tuple[session.Session, adapter.Adapter]:
+    """The service user's session of ``[keystone_authtoken]`` and Keystone's identity
+    endpoint through it (shared by the token and the EC2-credential strategies)."""
+    conf = settings.keystone_authtoken
+    missing = [name for name in REQUIRED if not getattr(conf, name)]
+    if missing or conf.auth_url is None:
+        raise ConfigError(
+            'auth_strategy = "keystone" needs keystone_authtoken.'
+            + ", keystone_authtoken.".join(missing)
+        )
+    # The generic plugin takes auth_url with or without /v3; the domains make it v3.
+    auth = generic.Password(
+        auth_url=conf.auth_url,
+        username=conf.username,
+        password=conf.password,
+        project_name=conf.project_name,
+        user_domain_name=conf.user_domain_name,
+        project_domain_name=conf.project_domain_name,
+    )
+    # The session's own timeout bounds each HTTP call a thread makes (connect and read);
+    # the caller's bound is an asyncio timeout around the thread.
+    timeout = settings.storage.operation_timeout
+    keystone = session.Session(auth=auth, timeout=timeout, user_agent="tidings")
+    # Keystone's identity endpoint from the catalog, as keystonemiddleware finds it.
+    identity = adapter.Adapter(
+        keystone,
+        service_type="identity",
+        interface=["internal", "public"],
+        region_name=conf.region_name,
+        version="3.0",
+    )
+    return keystone, identity
+
+
 class KeystoneAuthenticator:
     """Validates ``X-Auth-Token`` against Keystone v3; the token decides the project."""
 
     def __init__(self, settings: Settings) -> None:
         conf = settings.keystone_authtoken
-        missing = [name for name in REQUIRED if not getattr(conf, name)]
-        if missing or conf.auth_url is None:
-            raise ConfigError(
-                'auth_strategy = "keystone" needs keystone_authtoken.'
-                + ", keystone_authtoken.".join(missing)
-            )
         self._timeout = settings.storage.operation_timeout
         self._cache_time = conf.token_cache_time
         self._cache_size = conf.token_cache_size
         uri = conf.www_authenticate_uri or conf.auth_url
         self._challenge = f'Keystone uri="{uri}"'
-        # The generic plugin takes auth_url with or without /v3; the domains make it v3.
-        auth = generic.Password(
-            auth_url=conf.auth_url,
-            username=conf.username,
-            password=conf.password,
-            project_name=conf.project_name,
-            user_domain_name=conf.user_domain_name,
-            project_domain_name=conf.project_domain_name,
-        )
-        # The session's own timeout bounds each HTTP call a thread makes (connect and
-        # read); the caller's bound is the asyncio timeout in _fetch.
-        self._session = session.Session(auth=auth, timeout=self._timeout, user_agent="tidings")
-        # Keystone's identity endpoint from the catalog, as keystonemiddleware finds it.
-        self._identity = adapter.Adapter(
-            self._session,
-            service_type="identity",
-            interface=["internal", "public"],
-            region_name=conf.region_name,
-            version="3.0",
-        )
+        self._session, self._identity = service_session(settings)
         self._executor = ThreadPoolExecutor(
             max_workers=VALIDATION_THREADS, thread_name_prefix="tidings-keystone"
         )

@@ -33,16 +33,15 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from keystoneauth1 import access, adapter, session
+from keystoneauth1 import access
 from keystoneauth1 import exceptions as ks_exceptions
-from keystoneauth1.identity import generic
 
 from tidings.admission import sigv4
 from tidings.admission.auth import Identity
 from tidings.admission.auth.aws import AwsIdentity
-from tidings.admission.auth.keystone import REQUIRED, VALIDATION_THREADS
+from tidings.admission.auth.keystone import VALIDATION_THREADS, service_session
 from tidings.admission.sigv4 import Signature, SignedRequest
-from tidings.config import ConfigError, Settings
+from tidings.config import Settings
 from tidings.sqs.errors import InvalidClientTokenId, ServiceUnavailable, SignatureDoesNotMatch
 
 log = logging.getLogger("tidings.auth")
@@ -70,35 +69,14 @@ class KeystoneEc2Authenticator:
 
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
         conf = settings.keystone_authtoken
-        missing = [name for name in REQUIRED if not getattr(conf, name)]
-        if missing or conf.auth_url is None:
-            raise ConfigError(
-                'auth_strategy = "keystone" needs keystone_authtoken.'
-                + ", keystone_authtoken.".join(missing)
-            )
+        # The same service user, session and endpoint lookup as the keystone strategy
+        # of the HTTP API (admission.auth.keystone).
+        self._session, self._identity = service_session(settings)
         self._clock = clock
         self._timeout = settings.storage.operation_timeout
         self._max_skew = settings.sqs.max_clock_skew
         self._cache_time = conf.token_cache_time
         self._cache_size = conf.token_cache_size
-        # The same service user, session and endpoint lookup as the keystone strategy
-        # of the HTTP API (admission.auth.keystone).
-        auth = generic.Password(
-            auth_url=conf.auth_url,
-            username=conf.username,
-            password=conf.password,
-            project_name=conf.project_name,
-            user_domain_name=conf.user_domain_name,
-            project_domain_name=conf.project_domain_name,
-        )
-        self._session = session.Session(auth=auth, timeout=self._timeout, user_agent="tidings")
-        self._identity = adapter.Adapter(
-            self._session,
-            service_type="identity",
-            interface=["internal", "public"],
-            region_name=conf.region_name,
-            version="3.0",
-        )
         self._executor = ThreadPoolExecutor(
             max_workers=VALIDATION_THREADS, thread_name_prefix="tidings-keystone-ec2"
         )

@@ -17,10 +17,10 @@ import logging
 import math
 import re
 import time
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import cachetools
 from keystoneauth1 import access, adapter, session
 from keystoneauth1 import exceptions as ks_exceptions
 from keystoneauth1.identity import generic
@@ -100,7 +100,10 @@ class KeystoneAuthenticator:
             max_workers=VALIDATION_THREADS, thread_name_prefix="tidings-keystone"
         )
         # Keyed by the token's SHA-256, so the process holds no usable tokens.
-        self._cache: OrderedDict[bytes, _Validated] = OrderedDict()
+        # Least recently used first out; an entry lapses at its valid_until.
+        self._cache: cachetools.TLRUCache[bytes, _Validated] = cachetools.TLRUCache(
+            maxsize=self._cache_size, ttu=_valid_until, timer=time.monotonic
+        )
         self._inflight: dict[bytes, asyncio.Task[_Validated]] = {}
 
     async def authenticate(self, headers: Headers) -> Identity:
@@ -130,22 +133,10 @@ class KeystoneAuthenticator:
         return Unauthorized(description, challenge=self._challenge)
 
     def _cached(self, key: bytes) -> _Validated | None:
-        entry = self._cache.get(key)
-        if entry is None:
-            return None
-        if time.monotonic() >= entry.valid_until:
-            del self._cache[key]
-            return None
-        self._cache.move_to_end(key)
-        return entry
+        return self._cache.get(key)
 
     def _remember(self, key: bytes, entry: _Validated) -> None:
-        if entry.valid_until <= time.monotonic():
-            return
-        self._cache[key] = entry
-        self._cache.move_to_end(key)
-        while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        self._cache[key] = entry  # not kept when already lapsed
 
     async def _validate(self, key: bytes, token: str) -> _Validated:
         """One Keystone call per token at a time; every request with it awaits that call."""
@@ -223,3 +214,7 @@ class KeystoneAuthenticator:
             expires_at=expires if math.isfinite(expires) else None,
         )
         return identity, expires
+
+
+def _valid_until(_key: object, entry: _Validated, _now: float) -> float:
+    return entry.valid_until

@@ -26,13 +26,13 @@ import asyncio
 import logging
 import math
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import quote
 
+import cachetools
 from keystoneauth1 import access
 from keystoneauth1 import exceptions as ks_exceptions
 
@@ -80,7 +80,10 @@ class KeystoneEc2Authenticator:
         self._executor = ThreadPoolExecutor(
             max_workers=VALIDATION_THREADS, thread_name_prefix="tidings-keystone-ec2"
         )
-        self._cache: OrderedDict[str, _Known] = OrderedDict()
+        # Least recently used first out; an entry lapses at its valid_until.
+        self._cache: cachetools.TLRUCache[str, _Known] = cachetools.TLRUCache(
+            maxsize=self._cache_size, ttu=_valid_until, timer=self._clock
+        )
         # The first exchange of a key: requests with the same key wait for it, then
         # verify locally when it cached the secret.
         self._inflight: dict[str, asyncio.Task[_Known]] = {}
@@ -129,22 +132,11 @@ class KeystoneEc2Authenticator:
     # ------------------------------------------------------------ cache
 
     def _cached(self, key: str) -> _Known | None:
-        entry = self._cache.get(key)
-        if entry is None:
-            return None
-        if self._clock() >= entry.valid_until:
-            del self._cache[key]
-            return None
-        self._cache.move_to_end(key)
-        return entry
+        return self._cache.get(key)
 
     def _remember(self, key: str, entry: _Known) -> None:
-        if entry.secret is None or entry.valid_until <= self._clock():
-            return  # nothing to verify later requests with
-        self._cache[key] = entry
-        self._cache.move_to_end(key)
-        while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        if entry.secret is not None:  # else nothing to verify later requests with
+            self._cache[key] = entry  # not kept when already lapsed
 
     def _settled(self, key: str, task: asyncio.Task[_Known]) -> None:
         if self._inflight.get(key) is task:
@@ -294,3 +286,7 @@ def ec2_credentials(request: SignedRequest, signature: Signature) -> dict[str, A
         "headers": headers,
         "body_hash": sigv4.payload_hashes(request, signature)[0],
     }
+
+
+def _valid_until(_key: object, entry: _Known, _now: float) -> float:
+    return entry.valid_until

@@ -17,6 +17,7 @@ import msgspec
 
 from tidings.errors import ClaimedMessage, UnableToDelete
 from tidings.model import ClaimRequest, Message
+from tidings.observe import metrics
 from tidings.ops import claims as claim_ops
 from tidings.ops import messages as message_ops
 from tidings.ops import metadata as reserved
@@ -98,8 +99,7 @@ def _batch_entries(params: Params, entry_shape: str) -> list[dict[str, Any]]:
         raise EmptyBatchRequest(f"There should be at least one {entry_shape} in the request.")
     if len(entries) > MAX_BATCH:
         raise TooManyEntriesInBatchRequest(
-            f"Maximum number of entries per request are {MAX_BATCH}. You have sent "
-            f"{len(entries)}."
+            f"Maximum number of entries per request are {MAX_BATCH}. You have sent {len(entries)}."
         )
     seen: set[str] = set()
     for entry in entries:
@@ -198,9 +198,7 @@ async def _post(call: SqsCall, queue: str, outgoing: list[_Outgoing]) -> list[st
     ]
     # Retention is the queue's default TTL; a message without DelaySeconds gets the
     # queue's delay; size was checked here against MaximumMessageSize, message by message.
-    return await message_ops.message_post(
-        call.svc, call.caller, queue, items, None, any_delay=True
-    )
+    return await message_ops.message_post(call.svc, call.caller, queue, items, None, any_delay=True)
 
 
 async def send_message(call: SqsCall, params: Params) -> Result:
@@ -415,6 +413,24 @@ async def _delete(call: SqsCall, queue: str, message_id: str, claim_id: str) -> 
         return  # received again in between
 
 
+@unavailable_as("Messages could not be deleted.")
+async def _delete_held(call: SqsCall, queue: str, held: list[tuple[str, str]]) -> bool:
+    """Delete the messages at once if every one is held by the one claim named with
+    them; False (nothing deleted) when any is not."""
+    try:
+        await call.svc.storage.messages.delete_many(
+            call.caller.project,
+            queue,
+            [message_id for message_id, _ in held],
+            sorted({claim_id for _, claim_id in held}),
+            call.svc.clock(),
+        )
+    except UnableToDelete:
+        return False
+    metrics.messages_deleted(len(held))
+    return True
+
+
 async def delete_message(call: SqsCall, params: Params) -> Result:
     queue = queue_from_params(call, params)
     await _metadata(call, queue)
@@ -427,16 +443,27 @@ async def delete_message_batch(call: SqsCall, params: Params) -> Result:
     queue = queue_from_params(call, params)
     await _metadata(call, queue)
     entries = _batch_entries(params, "DeleteMessageBatchRequestEntry")
-
-    async def one(entry: dict[str, Any]) -> dict[str, Any] | SqsError:
+    handles: list[tuple[str, str] | SqsError] = []
+    for entry in entries:
         try:
-            message_id, claim_id = bodies.parse_receipt_handle(entry.get("ReceiptHandle"), queue)
+            handles.append(bodies.parse_receipt_handle(entry.get("ReceiptHandle"), queue))
         except SqsError as exc:
-            return exc
-        await _delete(call, queue, message_id, claim_id)
-        return {"Id": entry["Id"]}
+            handles.append(exc)
+    held = [handle for handle in handles if not isinstance(handle, SqsError)]
+    # The usual batch (what one receive got, every message still held by its claim) is
+    # one atomic bulk delete, one round trip; otherwise each entry by SQS's rules.
+    one_claim = len({claim_id for _, claim_id in held}) == 1
+    bulk_done = one_claim and await _delete_held(call, queue, held)
 
-    outcomes = await asyncio.gather(*(one(entry) for entry in entries))
+    async def one(handle: tuple[str, str] | SqsError) -> None:
+        if not isinstance(handle, SqsError) and not bulk_done:
+            await _delete(call, queue, *handle)
+
+    await asyncio.gather(*(one(handle) for handle in handles))
+    outcomes = [
+        h if isinstance(h, SqsError) else {"Id": e["Id"]}
+        for e, h in zip(entries, handles, strict=True)
+    ]
     return _batch_result(
         [o for o in outcomes if not isinstance(o, SqsError)],
         [

@@ -375,8 +375,8 @@ def _token_marker(params: Params) -> str | None:
         return None
     try:
         document = msgspec.json.decode(base64.urlsafe_b64decode(token.encode("ascii")))
-    except (UnicodeEncodeError, binascii.Error, ValueError, msgspec.DecodeError):
-        document = None
+    except (UnicodeEncodeError, binascii.Error, ValueError, msgspec.DecodeError, RecursionError):
+        document = None  # RecursionError: msgspec's answer to deep nesting
     after = document.get("after") if isinstance(document, dict) else None
     if not isinstance(after, str) or not QUEUE_NAME.fullmatch(after):
         raise InvalidParameterValue("Invalid NextToken value.")

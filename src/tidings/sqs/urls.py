@@ -23,8 +23,11 @@ def queue_arn(call: SqsCall, queue: str) -> str:
 
 def queue_from_url(call: SqsCall, url: str) -> str:
     """The caller's queue a QueueUrl names (its host is not checked: SDKs rewrite it)."""
-    parts = urlsplit(url)
-    if not parts.path and not parts.netloc:
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed IPv6 bracket: "http://[::1/p/q"
+        parts = None
+    if parts is None or (not parts.path and not parts.netloc):
         raise InvalidParameterValue(f"Value {url} for parameter QueueUrl is invalid.")
     segments = parts.path.strip("/").split("/")
     if len(segments) != 2:

@@ -44,6 +44,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
 
+# Form bodies larger than this are decoded in a thread (see _answer).
+FORM_INLINE_LIMIT = 64 * 1024
 JSON_TYPE = b"application/x-amz-json-1.0"
 XML_TYPE = b"text/xml"
 FORM_TYPE = b"application/x-www-form-urlencoded"
@@ -188,7 +190,12 @@ class SqsApp:
         else:
             pairs = _form(scope.get("query_string", b""))
             if body and headers.get("content-type", "").lower().startswith(FORM_TYPE.decode()):
-                pairs += _form(body)
+                # parse_qsl is pure Python (~0.3 s for a megabyte of %XX escapes): a large
+                # form is decoded off the event loop, which serves everyone else.
+                if len(body) > FORM_INLINE_LIMIT:
+                    pairs += await asyncio.to_thread(_form, body)
+                else:
+                    pairs += _form(body)
             name = _action(pairs)
             operation = lookup(name)
             exchange.operation = name
@@ -217,7 +224,7 @@ def _target(headers: dict[str, str]) -> str:
     """The JSON protocol's operation: ``X-Amz-Target: AmazonSQS.<Operation>``."""
     target = headers.get("x-amz-target", "")
     if not target.startswith(TARGET_PREFIX):
-        raise errors.InvalidAction(f"The target {_shown(target)} is not SQS's.")
+        raise errors.InvalidAction(f"The target {errors.shown(target)} is not SQS's.")
     return target[len(TARGET_PREFIX) :]
 
 
@@ -282,10 +289,6 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
             return b"".join(chunks)
 
 
-def _shown(text: str) -> str:
-    return text if len(text) <= 64 and text.isprintable() else "(unprintable)"
-
-
 def _headers(scope: Scope) -> dict[str, str]:
     """Lower-case names; a repeated header's values joined with "," (as SigV4 signs them)."""
     headers: dict[str, str] = {}
@@ -333,9 +336,11 @@ def _base_url(svc: Services, scope: Scope, headers: dict[str, str]) -> str:
 def _error(exc: errors.SqsError, exchange: _Exchange) -> tuple[int, bytes, Headers]:
     fault = "Sender" if exc.sender else "Receiver"
     if not exchange.json:
-        return exc.status, protocol.xml_error(exc, exchange.request_id), [
-            (b"content-type", XML_TYPE)
-        ]
+        return (
+            exc.status,
+            protocol.xml_error(exc, exchange.request_id),
+            [(b"content-type", XML_TYPE)],
+        )
     body = msgspec.json.encode(
         {"__type": f"com.amazonaws.sqs#{exc.type_name}", "message": exc.message}
     )

@@ -27,6 +27,7 @@ from tidings.sqs.errors import (
     InvalidParameterValue,
     UnsupportedOperation,
 )
+from tidings.sqs.errors import shown as shown_value
 from tidings.sqs.urls import queue_arn, queue_from_arn
 
 SQS_KEY = "_sqs"
@@ -209,7 +210,7 @@ def parse(call: SqsCall, raw: dict[str, Any], *, creating: bool) -> Requested:
     requested: Requested = {}
     for name, value in raw.items():
         if not isinstance(name, str) or name not in KNOWN or name == ALL:
-            raise InvalidAttributeName(f"Unknown Attribute {_shown_name(name)}.")
+            raise InvalidAttributeName(f"Unknown Attribute {shown_value(name)}.")
         if name in READ_ONLY:
             raise InvalidAttributeName(f"Unknown Attribute {name}. (It is read-only.)")
         if name in FIFO_ONLY:
@@ -227,10 +228,6 @@ def parse(call: SqsCall, raw: dict[str, Any], *, creating: bool) -> Requested:
             requested[name] = _parse_one(call, name, value, limits)
     return requested
 
-
-def _shown_name(name: Any) -> str:
-    text = name if isinstance(name, str) else repr(name)
-    return text if len(text) <= 128 and text.isprintable() else "(unprintable name)"
 
 
 def _check_fifo_queue(value: str, creating: bool) -> None:
@@ -373,7 +370,7 @@ def _parse_redrive_allow_policy(call: SqsCall, text: str) -> RedriveAllowPolicy:
             source = queue_from_arn(call, arn)
         except InvalidParameterValue:
             raise _policy_error(
-                name, text, f"{_shown_name(arn)} is not the ARN of a queue of this account."
+                name, text, f"{shown_value(arn)} is not the ARN of a queue of this account."
             ) from None
         if source not in sources:
             sources.append(source)

@@ -27,6 +27,7 @@ from tidings.sqs.errors import (
     InvalidParameterValue,
     MissingParameter,
     ReceiptHandleIsInvalid,
+    shown,
 )
 
 ENVELOPE_KEY = "_sqs"
@@ -35,6 +36,7 @@ MAX_NAME_LENGTH = 256
 MAX_DATA_TYPE_LENGTH = 256
 BASE_TYPES = ("String", "Number", "Binary")
 SYSTEM_ATTRIBUTES = ("AWSTraceHeader",)
+MAX_TRACE_HEADER = 1024
 
 # The characters SQS accepts in bodies and string attribute values (XML 1.0's).
 _INVALID_CHARACTER = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -109,7 +111,7 @@ def check_body(text: Any) -> str:
 def _check_name(name: Any) -> str:
     if not isinstance(name, str) or not _ATTRIBUTE_NAME.fullmatch(name):
         raise InvalidParameterValue(
-            f"Message (user) attribute name {name!r} is invalid. Reason: names are 1 to "
+            f"Message (user) attribute name '{shown(name)}' is invalid. Reason: names are 1 to "
             f"{MAX_NAME_LENGTH} characters of A-Z, a-z, 0-9, '_', '-' and '.'."
         )
     if name.lower().startswith(_RESERVED_PREFIXES):
@@ -169,8 +171,7 @@ def _check_value(name: str, data_type: str, value: Mapping[str, Any]) -> dict[st
     if base == "Binary":
         if string is not None:
             raise InvalidParameterValue(
-                f"Message (user) attribute '{name}' with type 'Binary' must use field "
-                "'Binary'."
+                f"Message (user) attribute '{name}' with type 'Binary' must use field 'Binary'."
             )
         if not isinstance(binary, str) or not binary:
             raise InvalidParameterValue(
@@ -196,8 +197,7 @@ def _check_value(name: str, data_type: str, value: Mapping[str, Any]) -> dict[st
         )
     if not isinstance(string, str) or not string:
         raise InvalidParameterValue(
-            f"Message (user) attribute '{name}' must contain a non-empty value of type "
-            f"'{base}'."
+            f"Message (user) attribute '{name}' must contain a non-empty value of type '{base}'."
         )
     if _INVALID_CHARACTER.search(string):
         raise InvalidParameterValue(
@@ -241,14 +241,22 @@ def check_system_attributes(raw: Any) -> dict[str, str]:
     for name, value in raw.items():
         if name not in SYSTEM_ATTRIBUTES:
             raise InvalidParameterValue(
-                f"Message system attribute name '{name}' is invalid. Reason: the only "
+                f"Message system attribute name '{shown(name)}' is invalid. Reason: the only "
                 f"supported one is {SYSTEM_ATTRIBUTES[0]}."
             )
         if not isinstance(value, dict) or value.get("DataType") != "String":
             raise InvalidParameterValue(
                 f"Message system attribute '{name}' must have the DataType String."
             )
-        checked[name] = _check_value(name, "String", value)["StringValue"]
+        text = _check_value(name, "String", value)["StringValue"]
+        if len(text) > MAX_TRACE_HEADER:
+            # An X-Ray trace header is about 100 characters; nothing else counts it
+            # against the message's size, so it gets a bound of its own.
+            raise InvalidParameterValue(
+                f"Message system attribute '{name}' is longer than {MAX_TRACE_HEADER} "
+                "characters."
+            )
+        checked[name] = text
     return checked
 
 
@@ -368,8 +376,9 @@ def parse_receipt_handle(handle: Any, queue: str) -> tuple[str, str]:
         or not _is_uuid(parts[3])
     ):
         shown = handle if len(handle) <= 128 and handle.isprintable() else "(the handle)"
-        raise ReceiptHandleIsInvalid(f'The input receipt handle "{shown}" is not a valid '
-                                     "receipt handle.")
+        raise ReceiptHandleIsInvalid(
+            f'The input receipt handle "{shown}" is not a valid receipt handle.'
+        )
     return parts[2], parts[3]
 
 

@@ -9,6 +9,15 @@ JSON protocol's ``__type`` suffix (``com.amazonaws.sqs#<shape>``).
 from __future__ import annotations
 
 
+def shown(value: object) -> str:
+    """A client's value in an error message: at most 128 characters, printable (a huge
+    or binary value is not echoed back whole)."""
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) > 128:
+        text = text[:128] + "..."
+    return text if text.isprintable() else repr(text)
+
+
 class SqsError(Exception):
     code: str = "InternalError"
     shape: str = ""  # empty: same as code
@@ -187,9 +196,7 @@ class AccessDenied(_SenderError):
     code = "AccessDenied"
     status = 403
 
-    def __init__(
-        self, message: str = "Access to the resource is denied."
-    ) -> None:
+    def __init__(self, message: str = "Access to the resource is denied.") -> None:
         super().__init__(message)
 
 

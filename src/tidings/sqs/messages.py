@@ -36,6 +36,7 @@ from tidings.sqs.errors import (
     QueueDoesNotExist,
     SqsError,
     TooManyEntriesInBatchRequest,
+    shown,
 )
 from tidings.sqs.params import optional_int, optional_list, required_int
 from tidings.sqs.urls import queue_from_params
@@ -280,7 +281,7 @@ def _system_names(params: Params) -> frozenset[str]:
     asked = _names(params, "AttributeNames") + _names(params, "MessageSystemAttributeNames")
     for name in asked:
         if name not in _ACCEPTED_NAMES and name not in _QUEUE_ATTRIBUTE_NAMES:
-            raise InvalidAttributeName(f"Unknown Attribute {name}.")
+            raise InvalidAttributeName(f"Unknown Attribute {shown(name)}.")
     if "All" in asked:
         return SYSTEM_NAMES
     return frozenset(asked) & SYSTEM_NAMES

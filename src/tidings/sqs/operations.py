@@ -51,9 +51,7 @@ OPERATIONS: dict[str, Operation] = {
     "ReceiveMessage": Operation(messages.receive_message, Action.CLAIM_CREATE),
     "DeleteMessage": Operation(messages.delete_message, Action.MESSAGE_DELETE),
     "DeleteMessageBatch": Operation(messages.delete_message_batch, Action.MESSAGE_DELETE),
-    "ChangeMessageVisibility": Operation(
-        messages.change_message_visibility, Action.CLAIM_UPDATE
-    ),
+    "ChangeMessageVisibility": Operation(messages.change_message_visibility, Action.CLAIM_UPDATE),
     "ChangeMessageVisibilityBatch": Operation(
         messages.change_message_visibility_batch, Action.CLAIM_UPDATE
     ),

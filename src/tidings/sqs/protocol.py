@@ -145,9 +145,7 @@ def _shape(model: Any, depth: int) -> Shape:
         raise ValueError(f"the SQS model nests too deep at {model.name}")
     kind = model.type_name
     if kind == "structure":
-        members = {
-            name: _member(name, shape, depth + 1) for name, shape in model.members.items()
-        }
+        members = {name: _member(name, shape, depth + 1) for name, shape in model.members.items()}
         required = tuple(
             name for name in model.required_members if members[name].shape.kind in _SCALARS
         )
@@ -311,12 +309,12 @@ def query_tree(pairs: Iterable[tuple[str, str]]) -> Tree:
         for part in name.split("."):
             if not part:
                 raise errors.InvalidQueryParameter(
-                    f"The parameter name {_shown(name)} is malformed."
+                    f"The parameter name {errors.shown(name)} is malformed."
                 )
             node = node.setdefault(part, {})
         if "" in node:
             raise errors.InvalidQueryParameter(
-                f"The parameter {_shown(name)} is given more than once."
+                f"The parameter {errors.shown(name)} is given more than once."
             )
         node[""] = value
     return tree
@@ -339,7 +337,7 @@ def _query_structure(shape: Shape, node: Tree, prefix: str, operation: str) -> P
         if member is None:
             shown = f"{prefix}{name}" if name else prefix.rstrip(".")
             raise errors.InvalidQueryParameter(
-                f"The parameter {_shown(shown)} is not valid for the action {operation}."
+                f"The parameter {errors.shown(shown)} is not valid for the action {operation}."
             )
         path = prefix + name
         kind = member.shape.kind
@@ -413,7 +411,7 @@ def _query_map(member: Member, node: Tree, path: str, operation: str) -> dict[st
         key = _query_value(key_shape, entry[key_name], f"{where}.{key_name}", operation)
         if key in out:
             raise errors.InvalidParameterValue(
-                f"The parameter {path} names {_shown(str(key))} more than once."
+                f"The parameter {path} names {errors.shown(str(key))} more than once."
             )
         out[key] = _query_value(value_shape, entry[value_name], f"{where}.{value_name}", operation)
     return out
@@ -426,7 +424,7 @@ def _scalar(kind: str, text: str, path: str) -> Any:
             if -_LIMITS[kind] <= number < _LIMITS[kind]:
                 return number
         raise errors.InvalidParameterValue(
-            f"Value {_shown(text)} for parameter {path} is invalid. Reason: must be "
+            f"Value {errors.shown(text)} for parameter {path} is invalid. Reason: must be "
             f"{_described(kind)}."
         )
     if kind == "boolean":
@@ -434,7 +432,7 @@ def _scalar(kind: str, text: str, path: str) -> Any:
         if lowered in ("true", "false"):
             return lowered == "true"
         raise errors.InvalidParameterValue(
-            f"Value {_shown(text)} for parameter {path} is invalid. Reason: must be true or "
+            f"Value {errors.shown(text)} for parameter {path} is invalid. Reason: must be true or "
             "false."
         )
     if kind == "blob" and not _is_base64(text):
@@ -454,15 +452,8 @@ def _is_base64(text: str) -> bool:
 
 def _not_valid(path: str, operation: str) -> errors.SqsError:
     return errors.InvalidQueryParameter(
-        f"The parameter {_shown(path)} is not valid for the action {operation}."
+        f"The parameter {errors.shown(path)} is not valid for the action {operation}."
     )
-
-
-def _shown(text: str) -> str:
-    """A client's text in an error message: short and printable."""
-    if len(text) > 128:
-        text = text[:128] + "..."
-    return text if text.isprintable() else repr(text)
 
 
 # XML ------------------------------------------------------------------------------------

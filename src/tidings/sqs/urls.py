@@ -10,7 +10,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 from tidings.ops.validation import QUEUE_NAME
 from tidings.sqs.context import Params, SqsCall
-from tidings.sqs.errors import InvalidParameterValue, MissingParameter, QueueDoesNotExist
+from tidings.sqs.errors import InvalidParameterValue, MissingParameter, QueueDoesNotExist, shown
 
 
 def queue_url(call: SqsCall, queue: str) -> str:
@@ -28,11 +28,11 @@ def queue_from_url(call: SqsCall, url: str) -> str:
     except ValueError:  # e.g. an unclosed IPv6 bracket: "http://[::1/p/q"
         parts = None
     if parts is None or (not parts.path and not parts.netloc):
-        raise InvalidParameterValue(f"Value {url} for parameter QueueUrl is invalid.")
+        raise InvalidParameterValue(f"Value {shown(url)} for parameter QueueUrl is invalid.")
     segments = parts.path.strip("/").split("/")
     if len(segments) != 2:
         raise InvalidParameterValue(
-            f"Value {url} for parameter QueueUrl is invalid. Reason: a queue URL is "
+            f"Value {shown(url)} for parameter QueueUrl is invalid. Reason: a queue URL is "
             "<endpoint>/<project>/<queue>."
         )
     project, name = unquote(segments[0]), unquote(segments[1])
@@ -64,5 +64,7 @@ def queue_from_arn(call: SqsCall, arn: str) -> str:
         or parts[4] != call.caller.project
         or not QUEUE_NAME.fullmatch(name)
     ):
-        raise InvalidParameterValue(f"Value {arn} for parameter deadLetterTargetArn is invalid.")
+        raise InvalidParameterValue(
+            f"Value {shown(arn)} for parameter deadLetterTargetArn is invalid."
+        )
     return name

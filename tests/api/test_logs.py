@@ -22,13 +22,20 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
+from botocore.exceptions import ClientError
 
 from tests import notify_listeners
 from tests.instances import RedisInstance
 from tests.notify_listeners import WebhookListener
 from tests.server import TidingsServer, client_headers, free_port, wait_until
+from tests.sqs.conftest import sqs_client
 from tests.ws.wire import FRAME_BOUND, Wire, ws_url
-from tidings.admission.auth.tokens import TokenRecord, record_line, token_hash
+from tidings.admission.auth.tokens import (
+    AccessKeyRecord,
+    TokenRecord,
+    record_line,
+    token_hash,
+)
 
 webhook_listener = notify_listeners.webhook_listener
 
@@ -190,10 +197,18 @@ class Sentinels:
         self.hook_path = mark("hookpath")
         self.hook_query = mark("hookquery")
         self.option = mark("hookoption")
+        # An AWS access key pair of the tokens file (SQS), and a wrong secret for it.
+        self.aws_secret = mark("awssecret")
+        self.bad_aws_secret = mark("badawssecret")
+        self.sqs_body = mark("sqsbody")
+        self.sqs_attribute = mark("sqsattribute")
         self.signature = ""  # the server's (hexadecimal), once it has signed
+        self.sqs_signatures: list[str] = []  # the SigV4 signatures the SQS calls sent
 
     def ours(self) -> dict[str, str]:
-        return {k: v for k, v in vars(self).items() if k != "signature"}
+        return {
+            k: v for k, v in vars(self).items() if k not in ("signature", "sqs_signatures")
+        }
 
 
 def random_part() -> str:
@@ -241,6 +256,8 @@ def test_no_secret_token_or_body_in_any_log_line(
     tokens_file.write_bytes(
         record_line(TokenRecord(sha256=token_hash(marks.token), project=project,
                                 roles=["member"]))
+        + record_line(AccessKeyRecord(access_key=AWS_KEY, secret_key=marks.aws_secret,
+                                      project=project, roles=["member"]))
     )
     tokens_file.chmod(0o600)
     server = TidingsServer(
@@ -263,6 +280,7 @@ def test_no_secret_token_or_body_in_any_log_line(
         failing_hook, closed_hook = _provoke_everything(
             server, marks, webhook_listener, project
         )
+        _provoke_sqs(server, marks)
         # Both deliveries end, after a retry each; the last line about them is written.
         wait_until(
             lambda: all(
@@ -277,11 +295,18 @@ def test_no_secret_token_or_body_in_any_log_line(
     text = log_text(server)
     assert not leaks(text, {**marks.ours(), "store_password": store_password})
     assert not leaks(text, {"signature": marks.signature}, fragment=16)
+    assert marks.sqs_signatures
+    assert not leaks(
+        text, {f"sqs_signature_{i}": v for i, v in enumerate(marks.sqs_signatures)}, 16
+    )
     # Not vacuous: the server did log these requests and deliveries.
     assert "giving up" in text and "retrying" in text
     if log_format == "json":
         statuses = {line["status"] for line in access_lines(server)}
         assert {201, 401, 404, 400} <= statuses
+        sqs_statuses = {line["status"] for line in access_lines(server)
+                        if line.get("transport") == "sqs"}
+        assert {200, 400, 403} <= sqs_statuses
 
 
 def _provoke_everything(
@@ -355,3 +380,34 @@ def _provoke_everything(
         status, _ = wire.call("message_post", {"queue_name": "sq", **body})
         assert status == 201
     return subscriptions[0], subscriptions[1]
+
+
+AWS_KEY = "TDKLOGSTESTKEY000001"
+
+
+def _provoke_sqs(server: TidingsServer, marks: Sentinels) -> None:
+    """SQS calls signed with the access key's secret (and a wrong one), with a body and a
+    message attribute that hold sentinels, and a signature in an Authorization header."""
+    def remember(request: Any, **_: Any) -> None:
+        authorization = request.headers.get("Authorization", b"")
+        if isinstance(authorization, bytes):
+            authorization = authorization.decode()
+        marks.sqs_signatures.append(authorization.rpartition("Signature=")[2])
+
+    good = sqs_client(server.url, AWS_KEY, marks.aws_secret)
+    good.meta.events.register("before-send.sqs.*", remember)
+    url = good.create_queue(QueueName="sqs-secrets")["QueueUrl"]
+    good.send_message(
+        QueueUrl=url,
+        MessageBody=marks.sqs_body,
+        MessageAttributes={"a": {"DataType": "String", "StringValue": marks.sqs_attribute}},
+    )
+    got = good.receive_message(QueueUrl=url, MessageAttributeNames=["All"])
+    assert got["Messages"][0]["Body"] == marks.sqs_body
+    bad = sqs_client(server.url, AWS_KEY, marks.bad_aws_secret)
+    with pytest.raises(ClientError) as refused:
+        bad.send_message(QueueUrl=url, MessageBody=marks.sqs_body)
+    assert refused.value.response["Error"]["Code"] == "SignatureDoesNotMatch"
+    # A refused body that holds the sentinel (a character SQS does not allow).
+    with pytest.raises(ClientError):
+        good.send_message(QueueUrl=url, MessageBody=marks.sqs_body + "\x00")

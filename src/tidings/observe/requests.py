@@ -38,7 +38,7 @@ def request_finished(
     request_id: str | None,
     project: str | None,
 ) -> None:
-    """Count the request and write its line: ``transport`` is ``http`` or ``websocket``,
+    """Count the request and write its line: ``transport`` is ``http``, ``websocket`` or ``sqs``,
     ``operation`` the Action's value (``UNKNOWN`` when unrouted), ``bytes_out`` the
     response body's (or reply frame's) size."""
     metrics.request_done(transport, operation, status, seconds)

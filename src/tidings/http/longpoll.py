@@ -41,7 +41,12 @@ async def unless_client_leaves(
     first. Only for operations whose request body has been read (or has none)."""
     if wait is None:
         return await operation
-    receive: Receive = req._receive
+    return await race_client(req._receive, operation)
+
+
+async def race_client(receive: Receive, operation: Awaitable[T]) -> T:
+    """``operation``'s result, unless the client (its ASGI ``receive`` channel, the body
+    read already) disconnects first: then it is cancelled and ``ClientGone`` raised."""
     work = asyncio.ensure_future(operation)
     watch = asyncio.ensure_future(_disconnected(receive))
     try:

@@ -15,7 +15,6 @@ Zaqar's API never sends either, and lives under ``/v2``: both share the HTTP por
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -29,6 +28,7 @@ import msgspec
 from tidings.admission import policy
 from tidings.admission.auth.aws import AwsAuthenticator, SignedRequest
 from tidings.errors import Forbidden
+from tidings.http.longpoll import ClientGone, race_client
 from tidings.observe import requests as observed
 from tidings.ops.context import Caller, Services
 from tidings.sqs import errors, protocol
@@ -252,25 +252,10 @@ async def _run(
     its client leaves meanwhile, rather than holding messages for nobody."""
     if name != "ReceiveMessage":
         return await run(call, operation, params)
-    work = asyncio.ensure_future(run(call, operation, params))
-    watch = asyncio.ensure_future(_disconnected(receive))
     try:
-        await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
-        if work.done():
-            return work.result()
-        raise errors.InvalidParameterValue("The client went away.")
-    finally:
-        for task in (work, watch):
-            if not task.done():
-                task.cancel()
-        # Both finished before the answer is sent: receive() must not be awaited after.
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await asyncio.gather(work, watch, return_exceptions=True)
-
-
-async def _disconnected(receive: Receive) -> None:
-    while (await receive()).get("type") != "http.disconnect":
-        pass
+        return await race_client(receive, run(call, operation, params))
+    except ClientGone:
+        raise errors.InvalidParameterValue("The client went away.") from None
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes:

@@ -35,12 +35,13 @@ _SENTINEL_JSON = json.dumps(SENTINEL).encode()
 # Steps of a path below a member: a list's item, a map's key, a map's value.
 ITEM, KEY, VALUE = "[]", "{key}", "{}"
 
-# Sizes: a string as large as a request may be (the body limit is about 1 MiB with the
-# default [transport] max_messages_post_size), lists and maps past SQS's and the
-# protocol's bounds, nesting past any parser's.
-HUGE_STRING = 1_000_000
-LONG_STRING = 300_000
-MANY = 3_000
+# Sizes: a string past every per-value limit (the largest message is 256 KiB with the
+# default [transport] max_messages_post_size; whole bodies past the request limit are
+# test_hostile_framing's), lists and maps past SQS's and the protocol's bounds (10 and
+# 1,000 items), nesting past any parser's.
+HUGE_STRING = 400_000
+LONG_STRING = 100_000
+MANY = 1_500
 DEEP = 5_000
 
 

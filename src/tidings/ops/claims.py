@@ -148,10 +148,7 @@ async def claim_renew(
     # that renew with a small grace, which Zaqar accepts.
     check_claim_ttl(ttl, svc.settings.transport)
     check_claim_grace(grace, svc.settings.transport, minimum=0)
-    renewed = await svc.storage.claims.renew(
-        caller.project, queue, claim_id, ttl, grace, svc.clock()
-    )
-    if not renewed:
+    if not await claim_extend(svc, caller, queue, claim_id, ttl, grace):
         raise claim_not_found(queue, claim_id, caller)
 
 
@@ -167,8 +164,8 @@ async def claim_extend(
 ) -> bool:
     """Restart a live claim with ``ttl`` seconds from now; False when it is not live.
 
-    Without Zaqar's range checks (the caller's own apply: SQS's ChangeMessageVisibility
-    allows 1 second); the store bounds what it keeps.
+    Without range checks: the caller's own apply (Zaqar's claim_renew above; SQS's
+    ChangeMessageVisibility allows 1 second); the store bounds what it keeps.
     """
     check_queue_name(caller.project, queue)
     return await svc.storage.claims.renew(caller.project, queue, claim_id, ttl, grace, svc.clock())

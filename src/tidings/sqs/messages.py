@@ -33,12 +33,12 @@ from tidings.sqs.errors import (
     InvalidBatchEntryId,
     InvalidParameterValue,
     MessageNotInflight,
-    QueueDoesNotExist,
     SqsError,
     TooManyEntriesInBatchRequest,
     shown,
 )
 from tidings.sqs.params import optional_int, optional_list, required_int
+from tidings.sqs.queues import queue_metadata
 from tidings.sqs.urls import queue_from_params
 from tidings.storage import rules
 
@@ -71,16 +71,6 @@ _ACCEPTED_NAMES = SYSTEM_NAMES | {
 
 
 # Queue ----------------------------------------------------------------------------------
-
-
-@unavailable_as("The queue could not be read.")
-async def _metadata(call: SqsCall, queue: str) -> dict[str, Any]:
-    """The queue's metadata; QueueDoesNotExist when there is no such queue (a post or a
-    claim would not say: Zaqar's post creates the queue)."""
-    found = await call.svc.storage.queues.get_metadata(call.caller.project, queue)
-    if found is None:
-        raise QueueDoesNotExist()
-    return found
 
 
 @unavailable_as("The message could not be read.")
@@ -204,7 +194,7 @@ async def _post(call: SqsCall, queue: str, outgoing: list[_Outgoing]) -> list[st
 
 async def send_message(call: SqsCall, params: Params) -> Result:
     queue = queue_from_params(call, params)
-    metadata = await _metadata(call, queue)
+    metadata = await queue_metadata(call, queue)
     limit = reserved.post_size_limit(metadata, call.svc.settings.transport)
     outgoing = _outgoing(call, params, limit)
     (message_id,) = await _post(call, queue, [outgoing])
@@ -213,7 +203,7 @@ async def send_message(call: SqsCall, params: Params) -> Result:
 
 async def send_message_batch(call: SqsCall, params: Params) -> Result:
     queue = queue_from_params(call, params)
-    metadata = await _metadata(call, queue)
+    metadata = await queue_metadata(call, queue)
     entries = _batch_entries(params, "SendMessageBatchRequestEntry")
     total = sum(_payload_size(entry) for entry in entries)
     if total > MAX_BATCH_PAYLOAD:
@@ -240,35 +230,6 @@ async def send_message_batch(call: SqsCall, params: Params) -> Result:
 # Receive --------------------------------------------------------------------------------
 
 
-# Older SDKs model AttributeNames with the queue's attribute names: SQS accepts them
-# there (and answers none of them on a message).
-_QUEUE_ATTRIBUTE_NAMES = frozenset(
-    {
-        "Policy",
-        "VisibilityTimeout",
-        "MaximumMessageSize",
-        "MessageRetentionPeriod",
-        "ApproximateNumberOfMessages",
-        "ApproximateNumberOfMessagesNotVisible",
-        "CreatedTimestamp",
-        "LastModifiedTimestamp",
-        "QueueArn",
-        "ApproximateNumberOfMessagesDelayed",
-        "DelaySeconds",
-        "ReceiveMessageWaitTimeSeconds",
-        "RedrivePolicy",
-        "FifoQueue",
-        "ContentBasedDeduplication",
-        "KmsMasterKeyId",
-        "KmsDataKeyReusePeriodSeconds",
-        "DeduplicationScope",
-        "FifoThroughputLimit",
-        "RedriveAllowPolicy",
-        "SqsManagedSseEnabled",
-    }
-)
-
-
 def _names(params: Params, name: str) -> list[str]:
     values = optional_list(params, name)
     if not all(isinstance(value, str) for value in values):
@@ -280,7 +241,9 @@ def _system_names(params: Params) -> frozenset[str]:
     """The system attributes asked for (AttributeNames, the older parameter, counts too)."""
     asked = _names(params, "AttributeNames") + _names(params, "MessageSystemAttributeNames")
     for name in asked:
-        if name not in _ACCEPTED_NAMES and name not in _QUEUE_ATTRIBUTE_NAMES:
+        # Older SDKs model AttributeNames with the queue's attribute names: SQS
+        # accepts them there (and answers none of them on a message).
+        if name not in _ACCEPTED_NAMES and name not in queue_attributes.KNOWN:
             raise InvalidAttributeName(f"Unknown Attribute {shown(name)}.")
     if "All" in asked:
         return SYSTEM_NAMES
@@ -365,7 +328,7 @@ async def receive_message(call: SqsCall, params: Params) -> Result:
     wait = optional_int(params, "WaitTimeSeconds", 0, MAX_WAIT)
     system_names = _system_names(params)
     attribute_filter = _attribute_filter(params)
-    metadata = await _metadata(call, queue)
+    metadata = await queue_metadata(call, queue)
     if visibility is None:
         visibility = min(queue_attributes.visibility_timeout(metadata), MAX_VISIBILITY)
     if wait is None:
@@ -434,7 +397,7 @@ async def _delete_held(call: SqsCall, queue: str, held: list[tuple[str, str]]) -
 
 async def delete_message(call: SqsCall, params: Params) -> Result:
     queue = queue_from_params(call, params)
-    await _metadata(call, queue)
+    await queue_metadata(call, queue)
     message_id, claim_id = bodies.parse_receipt_handle(params.get("ReceiptHandle"), queue)
     await _delete(call, queue, message_id, claim_id)
     return {}
@@ -442,7 +405,7 @@ async def delete_message(call: SqsCall, params: Params) -> Result:
 
 async def delete_message_batch(call: SqsCall, params: Params) -> Result:
     queue = queue_from_params(call, params)
-    await _metadata(call, queue)
+    await queue_metadata(call, queue)
     entries = _batch_entries(params, "DeleteMessageBatchRequestEntry")
     handles: list[tuple[str, str] | SqsError] = []
     for entry in entries:
@@ -455,22 +418,18 @@ async def delete_message_batch(call: SqsCall, params: Params) -> Result:
     # one atomic bulk delete, one round trip; otherwise each entry by SQS's rules.
     one_claim = len({claim_id for _, claim_id in held}) == 1
     bulk_done = one_claim and await _delete_held(call, queue, held)
-
-    async def one(handle: tuple[str, str] | SqsError) -> None:
-        if not isinstance(handle, SqsError) and not bulk_done:
-            await _delete(call, queue, *handle)
-
-    await asyncio.gather(*(one(handle) for handle in handles))
-    outcomes = [
-        h if isinstance(h, SqsError) else {"Id": e["Id"]}
-        for e, h in zip(entries, handles, strict=True)
-    ]
+    if not bulk_done:
+        await asyncio.gather(*(_delete(call, queue, *handle) for handle in held))
     return _batch_result(
-        [o for o in outcomes if not isinstance(o, SqsError)],
         [
-            _failure(entry["Id"], o)
-            for entry, o in zip(entries, outcomes, strict=True)
-            if isinstance(o, SqsError)
+            {"Id": e["Id"]}
+            for e, h in zip(entries, handles, strict=True)
+            if not isinstance(h, SqsError)
+        ],
+        [
+            _failure(e["Id"], h)
+            for e, h in zip(entries, handles, strict=True)
+            if isinstance(h, SqsError)
         ],
     )
 
@@ -502,7 +461,7 @@ async def _change_visibility(
 
 async def change_message_visibility(call: SqsCall, params: Params) -> Result:
     queue = queue_from_params(call, params)
-    await _metadata(call, queue)
+    await queue_metadata(call, queue)
     handle = params.get("ReceiptHandle")
     message_id, claim_id = bodies.parse_receipt_handle(handle, queue)
     timeout = required_int(params, "VisibilityTimeout", 0, MAX_VISIBILITY)
@@ -512,7 +471,7 @@ async def change_message_visibility(call: SqsCall, params: Params) -> Result:
 
 async def change_message_visibility_batch(call: SqsCall, params: Params) -> Result:
     queue = queue_from_params(call, params)
-    await _metadata(call, queue)
+    await queue_metadata(call, queue)
     entries = _batch_entries(params, "ChangeMessageVisibilityBatchRequestEntry")
     successful: list[dict[str, Any]] = []
     failed: list[dict[str, Any]] = []

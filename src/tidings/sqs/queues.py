@@ -28,6 +28,7 @@ from tidings.sqs.errors import (
     QueueDoesNotExist,
     QueueNameExists,
     UnsupportedOperation,
+    shown,
 )
 from tidings.sqs.params import optional_int, optional_list, optional_map, optional_str, required_str
 from tidings.sqs.urls import queue_arn, queue_from_params, queue_url
@@ -62,7 +63,7 @@ async def create_queue(call: SqsCall, params: Params) -> Result:
     for _ in range(2):
         if await ops.queue_create(call.svc, call.caller, name, metadata):
             return {"QueueUrl": queue_url(call, name)}
-        stored = await _metadata_or_none(call, name)
+        stored = await metadata_or_none(call, name)
         if stored is None:
             continue
         current = attrs.shown(call, stored)
@@ -127,7 +128,7 @@ async def purge_queue(call: SqsCall, params: Params) -> Result:
 async def get_queue_attributes(call: SqsCall, params: Params) -> Result:
     name = queue_from_params(call, params)
     wanted = _attribute_names(params)
-    metadata = await _metadata(call, name)
+    metadata = await queue_metadata(call, name)
     if not wanted:
         return {}
     values = attrs.shown(call, metadata)
@@ -148,7 +149,7 @@ async def set_queue_attributes(call: SqsCall, params: Params) -> Result:
     if raw is None:
         raise MissingParameter("The request must contain the parameter Attributes.")
     requested = attrs.parse(call, _attribute_map(params, "Attributes"), creating=False)
-    stored = await _metadata(call, name)
+    stored = await queue_metadata(call, name)
     if not requested:
         return {}
     redrive = requested.get(attrs.REDRIVE_POLICY)
@@ -166,7 +167,7 @@ async def tag_queue(call: SqsCall, params: Params) -> Result:
     added = _attribute_map(params, "Tags")
     if not added:
         raise MissingParameter("The request must contain the parameter Tags.")
-    stored = await _metadata(call, name)
+    stored = await queue_metadata(call, name)
     current = attrs.tags(stored)
     merged = _checked_tags(added, current, name)
     await _update(call, name, stored, attrs.with_tags(stored, merged))
@@ -184,7 +185,7 @@ async def untag_queue(call: SqsCall, params: Params) -> Result:
                 f"Tag keys must be between {TAG_KEY_LENGTH[0]} and {TAG_KEY_LENGTH[1]} "
                 "characters in length."
             )
-    stored = await _metadata(call, name)
+    stored = await queue_metadata(call, name)
     current = attrs.tags(stored)
     remaining = {k: v for k, v in current.items() if k not in set(keys)}
     if remaining != current:
@@ -194,7 +195,7 @@ async def untag_queue(call: SqsCall, params: Params) -> Result:
 
 async def list_queue_tags(call: SqsCall, params: Params) -> Result:
     name = queue_from_params(call, params)
-    found = attrs.tags(await _metadata(call, name))
+    found = attrs.tags(await queue_metadata(call, name))
     return {"Tags": found} if found else {}
 
 
@@ -255,8 +256,7 @@ def _attribute_names(params: Params) -> set[str]:
     names = optional_list(params, "AttributeNames")
     for item in names:
         if not isinstance(item, str) or item not in attrs.KNOWN:
-            shown = item if isinstance(item, str) and len(item) <= 128 else "(invalid name)"
-            raise InvalidAttributeName(f"Unknown Attribute {shown}.")
+            raise InvalidAttributeName(f"Unknown Attribute {shown(item)}.")
     return set(names)
 
 
@@ -295,7 +295,7 @@ async def _check_redrive_target(call: SqsCall, source: str, policy: attrs.Redriv
 
     if policy.target == source:
         raise refused("A queue cannot be its own dead-letter queue.")
-    target = await _metadata_or_none(call, policy.target)
+    target = await metadata_or_none(call, policy.target)
     if target is None:
         raise refused("Dead letter target does not exist.")
     allow = attrs.redrive_allow_policy(call, target)
@@ -307,13 +307,16 @@ async def _check_redrive_target(call: SqsCall, source: str, policy: attrs.Redriv
 
 
 @unavailable_as("Queue metadata could not be retrieved.")
-async def _metadata_or_none(call: SqsCall, name: str) -> dict[str, Any] | None:
-    # Read straight from the store: ops.queue_get shows defaults for an absent queue.
+async def metadata_or_none(call: SqsCall, name: str) -> dict[str, Any] | None:
+    """The queue's stored metadata, None when there is no such queue (read straight from
+    the store: ops.queue_get shows defaults for an absent queue)."""
     return await call.svc.storage.queues.get_metadata(call.caller.project, name)
 
 
-async def _metadata(call: SqsCall, name: str) -> dict[str, Any]:
-    found = await _metadata_or_none(call, name)
+async def queue_metadata(call: SqsCall, name: str) -> dict[str, Any]:
+    """The queue's stored metadata; QueueDoesNotExist when there is no such queue (also
+    what SQS's sends and receives check first: Zaqar's post would create the queue)."""
+    found = await metadata_or_none(call, name)
     if found is None:
         raise QueueDoesNotExist()
     return found

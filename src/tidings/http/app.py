@@ -41,7 +41,7 @@ def build_asgi_app(
         middleware.append(Listener(endpoint, services.settings))
     sqs = None
     if services.settings.sqs.enabled:
-        sqs = SqsApp(services, create_aws_authenticator(services.settings))
+        sqs = SqsApp(services, create_aws_authenticator(services.settings, authenticator))
         middleware.append(SqsLifecycle(sqs))
         if services.settings.sqs.port:
             middleware.append(sqs_listener(sqs, services.settings))

@@ -13,13 +13,12 @@ URLs and ARNs naming another project resolve to nothing (``sqs.urls``).
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from tidings.admission import identity, sigv4
-from tidings.admission.auth import Identity
+from tidings.admission.auth import Authenticator, Identity
+from tidings.admission.auth.tokens import TokenAuthenticator, TokensFile, tokens_path
 from tidings.admission.sigv4 import SignedRequest
 from tidings.config import Settings
 from tidings.errors import TidingsError
@@ -77,12 +76,8 @@ class NoauthAwsAuthenticator:
 class TokensAwsAuthenticator:
     """Access key pairs of the tokens file; SigV4 decides whether the pair signed."""
 
-    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
-        # Imported here: the tokens module reads the file at construction.
-        from tidings.admission.auth.tokens import TokensFile, tokens_path
-
-        # Quiet: the HTTP API's authenticator watches the same file and logs its changes.
-        self._file = TokensFile(tokens_path(settings), clock, quiet=True)
+    def __init__(self, tokens: TokensFile, settings: Settings) -> None:
+        self._file = tokens
         self._max_skew = settings.sqs.max_clock_skew
 
     async def authenticate(self, request: SignedRequest, now: float) -> AwsIdentity:
@@ -102,13 +97,15 @@ class TokensAwsAuthenticator:
         return None
 
 
-def create_aws_authenticator(settings: Settings) -> AwsAuthenticator:
-    """The SQS face's authenticator for ``auth_strategy``; the caller closes it."""
+def create_aws_authenticator(settings: Settings, http: Authenticator) -> AwsAuthenticator:
+    """The SQS face's authenticator for ``auth_strategy``, beside the HTTP API's ``http``
+    (whose tokens file it shares); the caller closes it."""
     if settings.auth_strategy == "keystone":
         # Imported only when used: keystoneauth1 is heavy and noauth/tokens need none of it.
         from tidings.admission.auth.keystone_ec2 import KeystoneEc2Authenticator
 
         return KeystoneEc2Authenticator(settings)
     if settings.auth_strategy == "tokens":
-        return TokensAwsAuthenticator(settings)
+        tokens = http.file if isinstance(http, TokenAuthenticator) else None
+        return TokensAwsAuthenticator(tokens or TokensFile(tokens_path(settings)), settings)
     return NoauthAwsAuthenticator()

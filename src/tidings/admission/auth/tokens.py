@@ -222,14 +222,9 @@ _EMPTY = TokenTable({}, [])
 class TokensFile:
     """The tokens file's current table, reread (off the event loop) when it changes."""
 
-    def __init__(
-        self, path: Path, clock: Callable[[], float] = time.monotonic, *, quiet: bool = False
-    ) -> None:
+    def __init__(self, path: Path, clock: Callable[[], float] = time.monotonic) -> None:
         self._path = path
         self._clock = clock
-        # Quiet: another watcher of the same file logs its loads and malformed lines;
-        # this one still fails closed, silently.
-        self._quiet = quiet
         self._lock = asyncio.Lock()
         self._signature: Signature | None = None
         self._table = _EMPTY
@@ -262,24 +257,23 @@ class TokensFile:
             return
         if isinstance(outcome, str):
             # Failing closed: a token revoked by replacing the file must not live on.
-            if outcome != self._failure and not self._quiet:
+            if outcome != self._failure:
                 log.error(
                     "tokens file %s unreadable, refusing every token: %s", self._path, outcome
                 )
             self._failure, self._signature, self._table = outcome, None, _EMPTY
             return
         self._signature, table = outcome
-        if not self._quiet:
-            for error in table.errors:
-                log.error("tokens file %s: skipped %s", self._path, error)
-            if self._failure is not None:
-                log.warning("tokens file %s readable again", self._path)
-            log.info(
-                "tokens file %s: %d token(s) and %d access key(s) loaded",
-                self._path,
-                len(table.by_hash),
-                len(table.by_access_key),
-            )
+        for error in table.errors:
+            log.error("tokens file %s: skipped %s", self._path, error)
+        if self._failure is not None:
+            log.warning("tokens file %s readable again", self._path)
+        log.info(
+            "tokens file %s: %d token(s) and %d access key(s) loaded",
+            self._path,
+            len(table.by_hash),
+            len(table.by_access_key),
+        )
         self._failure = None
         self._table = table
 
@@ -288,13 +282,14 @@ class TokenAuthenticator:
     """Checks ``X-Auth-Token`` against the tokens file, rereading it when it changes."""
 
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
-        self._file = TokensFile(tokens_path(settings), clock)
+        # Shared with the SQS face's access keys (admission.auth.aws): one file, one watch.
+        self.file = TokensFile(tokens_path(settings), clock)
 
     async def authenticate(self, headers: Headers) -> Identity:
         token = headers.get(TOKEN_HEADER)
         if not token or len(token) > MAX_TOKEN_LENGTH:
             raise Unauthorized()
-        table = await self._file.table()
+        table = await self.file.table()
         digest = token_hash(token)
         # The key is a hash of the secret, so the lookup's timing says nothing about the
         # token; the comparison is constant-time anyway.

@@ -15,13 +15,13 @@ import decimal
 import hashlib
 import re
 import struct
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
 import msgspec
 
 from tidings import encryption
+from tidings.ids import is_canonical
 from tidings.sqs.errors import (
     InvalidMessageContents,
     InvalidParameterValue,
@@ -253,8 +253,7 @@ def check_system_attributes(raw: Any) -> dict[str, str]:
             # An X-Ray trace header is about 100 characters; nothing else counts it
             # against the message's size, so it gets a bound of its own.
             raise InvalidParameterValue(
-                f"Message system attribute '{name}' is longer than {MAX_TRACE_HEADER} "
-                "characters."
+                f"Message system attribute '{name}' is longer than {MAX_TRACE_HEADER} characters."
             )
         checked[name] = text
     return checked
@@ -328,14 +327,20 @@ def _is_attributes(value: Any) -> bool:
             if not isinstance(attribute["StringValue"], str):
                 return False
         elif keys == {"BinaryValue"}:
-            if not isinstance(attribute["BinaryValue"], str):
-                return False
-            try:
-                base64.b64decode(attribute["BinaryValue"], validate=True)
-            except (binascii.Error, ValueError):
+            if not (
+                isinstance(attribute["BinaryValue"], str) and is_base64(attribute["BinaryValue"])
+            ):
                 return False
         else:
             return False
+    return True
+
+
+def is_base64(text: str) -> bool:
+    try:
+        base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return False
     return True
 
 
@@ -372,18 +377,10 @@ def parse_receipt_handle(handle: Any, queue: str) -> tuple[str, str]:
         len(parts) != 4
         or parts[0] != _HANDLE_VERSION
         or parts[1] != queue
-        or not _is_uuid(parts[2])
-        or not _is_uuid(parts[3])
+        or not is_canonical(parts[2])
+        or not is_canonical(parts[3])
     ):
-        shown = handle if len(handle) <= 128 and handle.isprintable() else "(the handle)"
         raise ReceiptHandleIsInvalid(
-            f'The input receipt handle "{shown}" is not a valid receipt handle.'
+            f'The input receipt handle "{shown(handle)}" is not a valid receipt handle.'
         )
     return parts[2], parts[3]
-
-
-def _is_uuid(text: str) -> bool:
-    try:
-        return str(uuid.UUID(text)) == text
-    except ValueError:
-        return False

@@ -18,7 +18,6 @@ here); results may hold them as ``bytes`` or as base64 text.
 from __future__ import annotations
 
 import base64
-import binascii
 import functools
 import re
 from collections.abc import Iterable
@@ -27,7 +26,7 @@ from typing import Any
 
 import botocore.session  # type: ignore[import-untyped]
 
-from tidings.sqs import errors
+from tidings.sqs import bodies, errors
 from tidings.sqs.context import Params, Result
 
 XML_NAMESPACE = "http://queue.amazonaws.com/doc/2012-11-05/"
@@ -216,7 +215,7 @@ def _json_value(shape: Shape, value: Any, path: str, budget: _Budget) -> Any:
         return value
     if kind == "boolean" and isinstance(value, bool):
         return value
-    if kind == "blob" and isinstance(value, str) and _is_base64(value):
+    if kind == "blob" and isinstance(value, str) and bodies.is_base64(value):
         return value
     if kind == "structure" and isinstance(value, dict):
         return _json_structure(shape, value, path + ".", budget)
@@ -435,19 +434,11 @@ def _scalar(kind: str, text: str, path: str) -> Any:
             f"Value {errors.shown(text)} for parameter {path} is invalid. Reason: must be true or "
             "false."
         )
-    if kind == "blob" and not _is_base64(text):
+    if kind == "blob" and not bodies.is_base64(text):
         raise errors.InvalidParameterValue(
             f"The value of parameter {path} is invalid. Reason: must be base64 text."
         )
     return text
-
-
-def _is_base64(text: str) -> bool:
-    try:
-        base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        return False
-    return True
 
 
 def _not_valid(path: str, operation: str) -> errors.SqsError:

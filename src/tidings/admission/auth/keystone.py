@@ -204,16 +204,23 @@ class KeystoneAuthenticator:
             raise ServiceUnavailable("The identity service is unavailable.") from exc
         if not isinstance(info, access.AccessInfoV3) or not info.project_id:
             raise _TokenInvalid("The token is not scoped to a project.")
-        # Keystone always states the expiry; without one, the cache time alone bounds it.
-        expires = info.expires.timestamp() if info.expires is not None else math.inf
-        identity = Identity(
-            project=info.project_id,
-            user_id=info.user_id,
-            roles=frozenset(role.lower() for role in info.role_names or ()),
-            authenticated=True,
-            expires_at=expires if math.isfinite(expires) else None,
-        )
-        return identity, expires
+        return identity_of(info)
+
+
+def identity_of(info: access.AccessInfoV3) -> tuple[Identity, float]:
+    """The identity a validated token (or EC2 exchange) states, and its expiry in epoch
+    seconds (infinite when Keystone states none: the cache time alone bounds it then).
+    The callers have refused a token without a project."""
+    assert info.project_id is not None
+    expires = info.expires.timestamp() if info.expires is not None else math.inf
+    identity = Identity(
+        project=info.project_id,
+        user_id=info.user_id,
+        roles=frozenset(role.lower() for role in info.role_names or ()),
+        authenticated=True,
+        expires_at=expires if math.isfinite(expires) else None,
+    )
+    return identity, expires
 
 
 def _valid_until(_key: object, entry: _Validated, _now: float) -> float:

@@ -39,7 +39,7 @@ from keystoneauth1 import exceptions as ks_exceptions
 from tidings.admission import sigv4
 from tidings.admission.auth import Identity
 from tidings.admission.auth.aws import AwsIdentity
-from tidings.admission.auth.keystone import VALIDATION_THREADS, service_session
+from tidings.admission.auth.keystone import VALIDATION_THREADS, identity_of, service_session
 from tidings.admission.sigv4 import Signature, SignedRequest
 from tidings.config import Settings
 from tidings.sqs.errors import InvalidClientTokenId, ServiceUnavailable, SignatureDoesNotMatch
@@ -207,14 +207,7 @@ class KeystoneEc2Authenticator:
             raise ServiceUnavailable(UNAVAILABLE) from exc
         if not isinstance(info, access.AccessInfoV3) or not info.project_id or not info.user_id:
             raise InvalidClientTokenId()
-        expires = info.expires.timestamp() if info.expires is not None else math.inf
-        identity = Identity(
-            project=info.project_id,
-            user_id=info.user_id,
-            roles=frozenset(role.lower() for role in info.role_names or ()),
-            authenticated=True,
-            expires_at=expires if math.isfinite(expires) else None,
-        )
+        identity, expires = identity_of(info)
         return identity, expires, info.user_id
 
     def _secret(self, user_id: str, access_key: str, identity: Identity) -> str | None:

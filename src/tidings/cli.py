@@ -303,15 +303,16 @@ def token_create(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    token = secrets.token_urlsafe(32)
     now = datetime.now(UTC)
-    fields: dict[str, object] = {"sha256": token_hash(token)}
+    fields: dict[str, object]
     if args.aws:
         # 20 characters as AWS's (80 random bits: an id, not a secret), and a 40-character
         # secret of 240 random bits.
         access_key = "TDK" + "".join(secrets.choice(_KEY_ALPHABET) for _ in range(17))
-        token = secrets.token_urlsafe(30)
-        fields = {"access_key": access_key, "secret_key": token}
+        fields = {"access_key": access_key, "secret_key": secrets.token_urlsafe(30)}
+    else:
+        token = secrets.token_urlsafe(32)
+        fields = {"sha256": token_hash(token)}
     fields |= {
         "project": args.project,
         "user": args.user,

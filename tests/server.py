@@ -126,6 +126,28 @@ def listeners(pid: int, port: int) -> list[int]:
     return found
 
 
+def read_until_closed(sock: socket.socket, timeout: float) -> bytes:
+    """Everything the server sends on ``sock`` until it closes the connection; a hang
+    past ``timeout`` seconds fails the test."""
+    deadline = time.monotonic() + timeout
+    data = b""
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"no close within {timeout}s; got {data[:300]!r}")
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            raise AssertionError(f"the server hung; got {data[:300]!r}") from None
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 def client_headers(project: str | None = None, client_id: str | None = None) -> dict[str, str]:
     return {
         "Client-ID": client_id or str(uuid.uuid4()),

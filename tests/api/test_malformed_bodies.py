@@ -14,7 +14,6 @@ from __future__ import annotations
 import http.client
 import json
 import socket
-import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +24,7 @@ import pytest
 
 from tests.routes import pooling_route
 from tests.routes import responders as _responders
-from tests.server import TidingsServer
+from tests.server import TidingsServer, read_until_closed
 from tidings.admission.actions import Action
 
 BODY_METHODS = ("POST", "PUT", "PATCH")
@@ -169,27 +168,7 @@ class Server:
         request = ("\r\n".join(head) + "\r\n\r\n").encode() + LYING_BODY
         with socket.create_connection(("127.0.0.1", self.srv.port), timeout=ANSWER_TIMEOUT) as s:
             s.sendall(request)
-            return _read_until_closed(s)
-
-
-def _read_until_closed(sock: socket.socket) -> list[tuple[int, bytes]]:
-    deadline = time.monotonic() + ANSWER_TIMEOUT
-    data = b""
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise AssertionError(f"no close within {ANSWER_TIMEOUT}s; got {data[:300]!r}")
-        sock.settimeout(left)
-        try:
-            chunk = sock.recv(65536)
-        except TimeoutError:
-            raise AssertionError(f"the server hung; got {data[:300]!r}") from None
-        except ConnectionResetError:
-            break
-        if not chunk:
-            break
-        data += chunk
-    return _split_responses(data)
+            return _split_responses(read_until_closed(s, ANSWER_TIMEOUT))
 
 
 def _split_responses(data: bytes) -> list[tuple[int, bytes]]:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import os
 import re
 import socket
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -38,7 +37,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.backends import StoreNamespace
-from tests.server import TidingsServer
+from tests.server import TidingsServer, read_until_closed
 from tests.sqs import hostile_values as hv
 from tests.sqs.conftest import sqs_client
 from tests.sqs.query_model import NAMESPACE, check_error_xml
@@ -631,25 +630,9 @@ def test_hostile_form_requests(operation: str, srv: TidingsServer, world: World)
 
 def _raw_exchange(srv: TidingsServer, request: bytes) -> bytes:
     """Send raw bytes; everything the server answers until it closes (bounded)."""
-    deadline = time.monotonic() + ANSWER_TIMEOUT
-    data = b""
     with socket.create_connection(("127.0.0.1", srv.port), timeout=ANSWER_TIMEOUT) as sock:
         sock.sendall(request)
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"no close within {ANSWER_TIMEOUT}s; got {data[:300]!r}")
-            sock.settimeout(left)
-            try:
-                chunk = sock.recv(65536)
-            except TimeoutError:
-                raise AssertionError(f"the server hung; got {data[:300]!r}") from None
-            except ConnectionResetError:
-                break
-            if not chunk:
-                break
-            data += chunk
-    return data
+        return read_until_closed(sock, ANSWER_TIMEOUT)
 
 
 @pytest.mark.parametrize("protocol", ["json", "query"])

@@ -75,8 +75,7 @@ def lookup(name: str) -> Operation:
         return operation
     if name in NOT_SUPPORTED:
         raise errors.UnsupportedOperation(f"Tidings does not support {name} yet.")
-    shown = name if len(name) <= 64 and name.isascii() and name.isprintable() else "the action"
-    raise errors.InvalidAction(f"The action {shown} is not valid for this endpoint.")
+    raise errors.InvalidAction(f"The action {errors.shown(name)} is not valid for this endpoint.")
 
 
 async def run(call: SqsCall, operation: Operation, params: Params) -> Result:

@@ -23,7 +23,7 @@ from tidings.observe import requests as observed
 from tidings.ops.context import Services
 from tidings.sqs.app import SqsApp
 from tidings.sqs.port import SqsLifecycle, sqs_listener
-from tidings.ws.endpoint import Endpoint, Listener, Router
+from tidings.ws.endpoint import Endpoint, Router, listener
 
 
 def build_asgi_app(
@@ -38,7 +38,7 @@ def build_asgi_app(
     middleware = list(extra_middleware or [])
     if services.settings.websocket.port:
         # After the others' startup (the store is open), before their shutdown.
-        middleware.append(Listener(endpoint, services.settings))
+        middleware.append(listener(endpoint, services.settings))
     sqs = None
     if services.settings.sqs.enabled:
         sqs = SqsApp(services, create_aws_authenticator(services.settings, authenticator))

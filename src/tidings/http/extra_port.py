@@ -1,5 +1,5 @@
-"""A further listening port served inside a worker (the WebSocket port, the metrics
-port): an embedded uvicorn server on a socket every worker binds (SO_REUSEPORT)."""
+"""A further listening port served inside a worker (the WebSocket, metrics and SQS
+ports): an embedded uvicorn server on a socket every worker binds (SO_REUSEPORT)."""
 
 from __future__ import annotations
 
@@ -77,10 +77,10 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-class HttpPortListener:
-    """Serves one plain ASGI app (no WebSocket, no lifespan) on an extra port in every
-    worker: a Falcon middleware, started after the store opened, stopped before it
-    closes. ``options`` are further ``uvicorn.Config`` settings (TLS, for one)."""
+class PortListener:
+    """Serves one ASGI app (no lifespan) on an extra port in every worker: a Falcon
+    middleware, started after the store opened, stopped before it closes. ``options``
+    are further ``uvicorn.Config`` settings: TLS, WebSocket (none unless given)."""
 
     def __init__(
         self,
@@ -104,14 +104,13 @@ class HttpPortListener:
             self._app,
             # The main port's connection limits (sizes, timeouts, caps) apply here too.
             http=GuardedHttpToolsProtocol.factory(server),
-            ws="none",
             lifespan="off",
             log_config=None,
             log_level=server.log_level,
             access_log=False,
             server_header=False,
             timeout_graceful_shutdown=self._stop_timeout,
-            **self._options,
+            **{"ws": "none", **self._options},
         )
         await self._port.start(config, server.host, self._port_number)
 

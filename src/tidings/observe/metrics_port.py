@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from tidings.http.extra_port import HttpPortListener
+from tidings.http.extra_port import PortListener
 from tidings.observe import metrics
 from tidings.ops.context import Services
 
@@ -72,11 +72,11 @@ async def _answer(
     await send({"type": "http.response.body", "body": b"" if head else body})
 
 
-def metrics_listener(services: Services) -> HttpPortListener:
+def metrics_listener(services: Services) -> PortListener:
     """Serves ``[metrics] port`` in this worker (plain HTTP, even when the main port has
     TLS)."""
     port = services.settings.metrics.port
     assert port is not None
-    return HttpPortListener(
+    return PortListener(
         "metrics", MetricsApp(services), services.settings, port, STOP_TIMEOUT
     )

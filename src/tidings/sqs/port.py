@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from tidings.config import Settings
-from tidings.http.extra_port import HttpPortListener
+from tidings.http.extra_port import PortListener
 from tidings.sqs.app import SqsApp
 from tidings.ws.endpoint import ssl_options
 
@@ -19,11 +19,11 @@ from tidings.ws.endpoint import ssl_options
 STOP_TIMEOUT = 10
 
 
-def sqs_listener(app: SqsApp, settings: Settings) -> HttpPortListener:
+def sqs_listener(app: SqsApp, settings: Settings) -> PortListener:
     """Serves ``[sqs] port`` in this worker, with the HTTP port's TLS settings."""
     port = settings.sqs.port
     assert port is not None
-    return HttpPortListener("SQS", app, settings, port, STOP_TIMEOUT, **ssl_options(settings))
+    return PortListener("SQS", app, settings, port, STOP_TIMEOUT, **ssl_options(settings))
 
 
 class SqsLifecycle:

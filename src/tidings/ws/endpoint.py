@@ -2,7 +2,7 @@
 ``[websocket] port`` set, any path on a port of their own (as Zaqar's separate server).
 
 ``Router`` is the ASGI application the server runs: WebSocket scopes go to
-``Endpoint``, everything else (HTTP, lifespan) to the Falcon app. ``Listener`` serves
+``Endpoint``, everything else (HTTP, lifespan) to the Falcon app. ``listener`` serves
 the separate port inside each worker process: an in-process uvicorn server on a
 ``SO_REUSEPORT`` socket, so every worker accepts its share of the connections.
 """
@@ -15,12 +15,10 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import msgspec
-import uvicorn
 
 from tidings.admission.auth import Authenticator
 from tidings.config import Settings
-from tidings.http.extra_port import ExtraPort
-from tidings.http.server_protocol import GuardedHttpToolsProtocol
+from tidings.http.extra_port import PortListener
 from tidings.observe import metrics
 from tidings.ops.context import Services
 from tidings.sqs.app import is_sqs_request
@@ -203,32 +201,17 @@ async def websocket_only(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-class Listener:
-    """The separate WebSocket port of one worker (a Falcon middleware: started after
-    the store opened, stopped before it closes)."""
-
-    def __init__(self, endpoint: Endpoint, settings: Settings) -> None:
-        self._endpoint = endpoint
-        self._settings = settings
-        self._port = ExtraPort("WebSocket")
-
-    async def process_startup(self, scope: Scope, event: Message) -> None:
-        settings = self._settings
-        config = uvicorn.Config(
-            Router(websocket_only, self._endpoint, paths=None),
-            http=GuardedHttpToolsProtocol.factory(settings.server),
-            lifespan="off",
-            log_config=None,
-            log_level=settings.server.log_level,
-            access_log=False,
-            server_header=False,
-            timeout_graceful_shutdown=LISTENER_STOP_TIMEOUT,
-            **uvicorn_ws_options(settings),
-            **ssl_options(settings),
-        )
-        await self._port.start(config, settings.server.host, settings.websocket.port)
-
-    async def process_shutdown(self, scope: Scope, event: Message) -> None:
-        await self._port.stop()
+def listener(endpoint: Endpoint, settings: Settings) -> PortListener:
+    """Serves ``[websocket] port`` in this worker: the WebSocket API at any path, and a
+    426 to plain HTTP."""
+    return PortListener(
+        "WebSocket",
+        Router(websocket_only, endpoint, paths=None),
+        settings,
+        settings.websocket.port,
+        LISTENER_STOP_TIMEOUT,
+        **uvicorn_ws_options(settings),
+        **ssl_options(settings),
+    )
 
 

@@ -212,7 +212,7 @@ class SqsApp:
         current_tenant.set(caller.project)
         base_url = _base_url(self._svc, scope, headers)
         queue_url = None if queue_path is None else base_url + queue_path
-        call = SqsCall(self._svc, caller, base_url, queue_url, who.access_key)
+        call = SqsCall(self._svc, caller, base_url, queue_url)
         result = await _run(call, operation, params, name, receive)
         if exchange.json:
             return 200, msgspec.json.encode(result), [(b"content-type", JSON_TYPE)]

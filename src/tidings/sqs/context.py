@@ -17,8 +17,6 @@ class SqsCall:
     # The queue URL the request was sent to (query protocol at a queue's path), if any:
     # operations that take a QueueUrl use it when the parameter is absent.
     path_queue_url: str | None = None
-    # The access key id that signed the request (SenderId, the client id of messages).
-    access_key: str = ""
 
 
 Params = dict[str, Any]

@@ -30,7 +30,6 @@ __all__ = [
     "NoauthAwsAuthenticator",
     "SignedRequest",
     "TokensAwsAuthenticator",
-    "access_key_of",
     "create_aws_authenticator",
 ]
 
@@ -49,17 +48,12 @@ class AwsAuthenticator(Protocol):
     async def close(self) -> None: ...
 
 
-def access_key_of(request: SignedRequest) -> str:
-    """The access key id of the Authorization header or the presigned query (its form
-    checked, its signature not)."""
-    return sigv4.parse(request).access_key
-
-
 class NoauthAwsAuthenticator:
     """The access key id names the project; nothing is verified."""
 
     async def authenticate(self, request: SignedRequest, now: float) -> AwsIdentity:
-        key = access_key_of(request)
+        # The access key id's form is checked, its signature not.
+        key = sigv4.parse(request).access_key
         try:
             project = identity.project(key)
         except TidingsError:

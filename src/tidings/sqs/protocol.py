@@ -196,14 +196,14 @@ class _Budget:
 
 def from_json(operation: str, body: Any) -> Params:
     """The operation's parameters from a decoded JSON body: types checked against the
-    input shape, blobs decoded, unknown members and nulls dropped."""
+    input shape, blobs checked as base64 (and kept as text), unknown members and nulls
+    dropped."""
     if not isinstance(body, dict):
         raise errors.SerializationError("The request body must be a JSON object.")
     shape = operation_shapes(operation).input
     if shape is None:
         return {}
-    params: Params = _json_structure(shape, body, "", _Budget())
-    return params
+    return _json_structure(shape, body, "", _Budget())
 
 
 def _json_value(shape: Shape, value: Any, path: str, budget: _Budget) -> Any:

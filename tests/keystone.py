@@ -27,7 +27,7 @@ from typing import Any
 
 import httpx
 
-from tests.server import ServerProcess, free_port
+from tests.server import ServerProcess, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 KEYSTONE_VENV = Path(os.environ.get("TIDINGS_KEYSTONE_VENV", ROOT / ".venv-keystone"))
@@ -309,6 +309,12 @@ class Keystone:
         marker = secrets.token_hex(8)
         httpx.get(f"{self.auth_url}?marker={marker}", timeout=HTTP_TIMEOUT)
         return marker
+
+    def settle(self) -> None:
+        """Wait until Keystone has answered every request sent to it so far (a backlog
+        built up while it was paused is answered in order, clients gone or not)."""
+        marker = self.mark_access_log()
+        wait_until(lambda: self.access_log_has(marker), "Keystone's access log")
 
     def access_log_has(self, marker: str) -> bool:
         try:

@@ -27,7 +27,9 @@ from tests.sqs.conftest import sqs_client
 # One Keystone for these tests: xdist (--dist loadgroup) keeps them on one worker.
 pytestmark = pytest.mark.xdist_group("keystone")
 
-OPERATION_TIMEOUT = 1.0
+# Every validation must answer within it: on a loaded CI machine Keystone's one sync
+# worker has taken over a second; a 503 test waits it out once or twice.
+OPERATION_TIMEOUT = 3.0
 # Roles come from Keystone's token: only admins delete queues here.
 POLICY = '"queues:delete": "role:admin"\n'
 
@@ -226,7 +228,7 @@ def test_cached_secrets_verify_locally_and_survive_keystone_going_away(
     finally:
         keystone.resume()
     # Back, once it has worked through the requests queued while it was stopped (one
-    # sync worker: behind them, a verification can outlast the 1 s timeout).
+    # sync worker: behind them, a verification can outlast the operation timeout).
     keystone.settle()
     # The uncached key verifies again.
     client(caching, beta).list_queues()

@@ -295,6 +295,13 @@ class Keystone:
         response.raise_for_status()
         return _token(response.headers["X-Subject-Token"], response.json())
 
+    def answered(self, request_line: str) -> int:
+        """Requests starting with ``request_line`` (say ``POST /v3/ec2tokens``) Keystone
+        has answered so far, every one sent before this call included."""
+        self.settle()
+        text = self.access_log.read_text(errors="replace")
+        return sum(1 for line in text.splitlines() if f'"{request_line}' in line)
+
     def validations_seen(self) -> int:
         """Token validations (GET /v3/auth/tokens) in gunicorn's access log so far."""
         try:

@@ -93,12 +93,7 @@ def service_user_who_reads_credentials(keystone: Keystone) -> dict[str, str]:
 
 
 def ec2tokens_seen(keystone: Keystone) -> int:
-    """``POST /v3/ec2tokens`` calls Keystone has answered so far. Its one sync worker
-    answers in order, so once a marker request is in its access log, every earlier
-    request is too."""
-    keystone.settle()
-    text = keystone.access_log.read_text(errors="replace")
-    return sum(1 for line in text.splitlines() if '"POST /v3/ec2tokens' in line)
+    return keystone.answered("POST /v3/ec2tokens")
 
 
 def start_server(tmp_path: Any, keystone: Keystone, authtoken: dict[str, str]) -> TidingsServer:
@@ -232,6 +227,26 @@ def test_cached_secrets_verify_locally_and_survive_keystone_going_away(
     keystone.settle()
     # The uncached key verifies again.
     client(caching, beta).list_queues()
+
+
+def test_the_zaqar_api_and_the_sqs_face_share_one_service_login(
+    keystone: Keystone, tmp_path: Any
+) -> None:
+    alpha = keystone.accounts["alpha-member"]
+    token = keystone.token_for(alpha).value
+    credential = create_ec2_credential(keystone, alpha)
+    # Logins (and user tokens) are POST /v3/auth/tokens; nothing else asks for one here.
+    before = keystone.answered("POST /v3/auth/tokens")
+    server = start_server(tmp_path, keystone, keystone.authtoken_options())
+    try:
+        headers = {"X-Auth-Token": token, "Client-ID": str(uuid.uuid4())}
+        response = httpx.get(f"{server.url}/v2/queues", headers=headers, timeout=HTTP_TIMEOUT)
+        assert response.status_code == 200, response.text
+        client(server, credential).list_queues()
+        # The token's validation and the signature's exchange went through one session.
+        assert keystone.answered("POST /v3/auth/tokens") == before + 1
+    finally:
+        server.stop()
 
 
 def test_concurrent_first_requests_of_a_key_share_one_exchange(

@@ -96,9 +96,12 @@ def create_aws_authenticator(settings: Settings, http: Authenticator) -> AwsAuth
     (whose tokens file it shares); the caller closes it."""
     if settings.auth_strategy == "keystone":
         # Imported only when used: keystoneauth1 is heavy and noauth/tokens need none of it.
+        from tidings.admission.auth.keystone import KeystoneAuthenticator
         from tidings.admission.auth.keystone_ec2 import KeystoneEc2Authenticator
 
-        return KeystoneEc2Authenticator(settings)
+        # One service user's session for both faces.
+        service = http.service if isinstance(http, KeystoneAuthenticator) else None
+        return KeystoneEc2Authenticator(settings, service)
     if settings.auth_strategy == "tokens":
         tokens = http.file if isinstance(http, TokenAuthenticator) else None
         return TokensAwsAuthenticator(tokens or TokensFile(tokens_path(settings)), settings)

@@ -2,8 +2,8 @@
 
 Tokens are validated with Keystone v3 (``GET /v3/auth/tokens``, the token in
 ``X-Subject-Token``) through a keystoneauth1 session that authenticates as the service
-user of ``[keystone_authtoken]``. keystoneauth1 blocks, so each call runs on a small
-pool of threads of its own and is bounded by ``[storage] operation_timeout``: past it,
+user of ``[keystone_authtoken]`` (``keystone_service``). keystoneauth1 blocks, so each
+call runs on a small pool of threads and is bounded by ``[storage] operation_timeout``: past it,
 or when Keystone cannot be reached, a token that is not cached gets a 503. Validations
 are cached in-process for ``token_cache_time`` seconds (never past the token's expiry),
 and concurrent requests with the same token share one call.
@@ -17,29 +17,22 @@ import logging
 import math
 import re
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import cachetools
-from keystoneauth1 import access, adapter, session
+from keystoneauth1 import access
 from keystoneauth1 import exceptions as ks_exceptions
-from keystoneauth1.identity import generic
 
 from tidings.admission.auth import Headers, Identity
-from tidings.config import ConfigError, Settings
+from tidings.admission.auth.keystone_service import KeystoneService
+from tidings.config import Settings
 from tidings.errors import Forbidden, ServiceUnavailable, Unauthorized
 
 log = logging.getLogger("tidings.auth")
 
-# Validations of distinct tokens in flight at once; more wait for a thread (within the
-# same timeout), so a hung Keystone holds a few threads, not one per request.
-VALIDATION_THREADS = 8
 # A token is opaque printable ASCII (Fernet tokens are URL-safe base64); anything else
 # is refused without asking Keystone.
 TOKEN_FORM = re.compile(r"[\x21-\x7e]{1,8192}")
-REQUIRED = ("auth_url", "username", "password", "project_name")
-
-
 @dataclass(frozen=True, slots=True)
 class _Validated:
     identity: Identity
@@ -51,54 +44,18 @@ class _TokenInvalid(Exception):
     """Keystone does not know the token (invalid, expired or revoked) or it has no project."""
 
 
-def service_session(settings: Settings) -> tuple[session.Session, adapter.Adapter]:
-    """The service user's session of ``[keystone_authtoken]`` and Keystone's identity
-    endpoint through it (shared by the token and the EC2-credential strategies)."""
-    conf = settings.keystone_authtoken
-    missing = [name for name in REQUIRED if not getattr(conf, name)]
-    if missing or conf.auth_url is None:
-        raise ConfigError(
-            'auth_strategy = "keystone" needs keystone_authtoken.'
-            + ", keystone_authtoken.".join(missing)
-        )
-    # The generic plugin takes auth_url with or without /v3; the domains make it v3.
-    auth = generic.Password(
-        auth_url=conf.auth_url,
-        username=conf.username,
-        password=conf.password,
-        project_name=conf.project_name,
-        user_domain_name=conf.user_domain_name,
-        project_domain_name=conf.project_domain_name,
-    )
-    # The session's own timeout bounds each HTTP call a thread makes (connect and read);
-    # the caller's bound is an asyncio timeout around the thread.
-    timeout = settings.storage.operation_timeout
-    keystone = session.Session(auth=auth, timeout=timeout, user_agent="tidings")
-    # Keystone's identity endpoint from the catalog, as keystonemiddleware finds it.
-    identity = adapter.Adapter(
-        keystone,
-        service_type="identity",
-        interface=["internal", "public"],
-        region_name=conf.region_name,
-        version="3.0",
-    )
-    return keystone, identity
-
-
 class KeystoneAuthenticator:
     """Validates ``X-Auth-Token`` against Keystone v3; the token decides the project."""
 
     def __init__(self, settings: Settings) -> None:
         conf = settings.keystone_authtoken
-        self._timeout = settings.storage.operation_timeout
         self._cache_time = conf.token_cache_time
         self._cache_size = conf.token_cache_size
         uri = conf.www_authenticate_uri or conf.auth_url
         self._challenge = f'Keystone uri="{uri}"'
-        self._session, self._identity = service_session(settings)
-        self._executor = ThreadPoolExecutor(
-            max_workers=VALIDATION_THREADS, thread_name_prefix="tidings-keystone"
-        )
+        # The SQS face's EC2-credential strategy uses it too (auth.aws), and leaves
+        # closing it to this one.
+        self.service = KeystoneService(settings)
         # Keyed by the token's SHA-256, so the process holds no usable tokens.
         # Least recently used first out; an entry lapses at its valid_until.
         self._cache: cachetools.TLRUCache[bytes, _Validated] = cachetools.TLRUCache(
@@ -126,8 +83,7 @@ class KeystoneAuthenticator:
             task.cancel()
         self._inflight.clear()
         self._cache.clear()
-        self._executor.shutdown(wait=False, cancel_futures=True)
-        self._session.session.close()
+        self.service.close()
 
     def _unauthorized(self, description: str | None = None) -> Unauthorized:
         return Unauthorized(description, challenge=self._challenge)
@@ -158,17 +114,8 @@ class KeystoneAuthenticator:
             task.exception()  # retrieved even when every waiter went away
 
     async def _fetch(self, key: bytes, token: str) -> _Validated:
-        loop = asyncio.get_running_loop()
         started = time.monotonic()
-        try:
-            async with asyncio.timeout(self._timeout):
-                identity, expires_at = await loop.run_in_executor(
-                    self._executor, self._ask_keystone, token
-                )
-        except TimeoutError:
-            raise ServiceUnavailable(
-                f"The identity service did not answer within {self._timeout:g}s."
-            ) from None
+        identity, expires_at = await self.service.call(self._ask_keystone, token)
         # Never trusted past the token's own expiry (wall clock, as Keystone states it).
         lifetime = min(self._cache_time, expires_at - time.time())
         entry = _Validated(identity=identity, valid_until=started + lifetime)
@@ -178,7 +125,7 @@ class KeystoneAuthenticator:
     def _ask_keystone(self, token: str) -> tuple[Identity, float]:
         """Runs on a validation thread: the token's identity and expiry (epoch seconds)."""
         try:
-            response = self._identity.get(
+            response = self.service.identity.get(
                 "/auth/tokens?nocatalog",
                 headers={"X-Subject-Token": token},
                 raise_exc=False,

@@ -27,7 +27,6 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -39,9 +38,11 @@ from keystoneauth1 import exceptions as ks_exceptions
 from tidings.admission import sigv4
 from tidings.admission.auth import Identity
 from tidings.admission.auth.aws import AwsIdentity
-from tidings.admission.auth.keystone import VALIDATION_THREADS, identity_of, service_session
+from tidings.admission.auth.keystone import identity_of
+from tidings.admission.auth.keystone_service import KeystoneService
 from tidings.admission.sigv4 import Signature, SignedRequest
 from tidings.config import Settings
+from tidings.errors import ServiceUnavailable as TidingsServiceUnavailable
 from tidings.sqs.errors import InvalidClientTokenId, ServiceUnavailable, SignatureDoesNotMatch
 
 log = logging.getLogger("tidings.auth")
@@ -67,19 +68,21 @@ class _Known:
 class KeystoneEc2Authenticator:
     """SigV4 with Keystone EC2 credentials; the credential decides the project."""
 
-    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        service: KeystoneService | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         conf = settings.keystone_authtoken
-        # The same service user, session and endpoint lookup as the keystone strategy
-        # of the HTTP API (admission.auth.keystone).
-        self._session, self._identity = service_session(settings)
+        # The HTTP API's keystone strategy's service user, session and threads when
+        # given (that strategy closes them); else its own.
+        self._owns_service = service is None
+        self._service = service or KeystoneService(settings)
         self._clock = clock
-        self._timeout = settings.storage.operation_timeout
         self._max_skew = settings.sqs.max_clock_skew
         self._cache_time = conf.token_cache_time
         self._cache_size = conf.token_cache_size
-        self._executor = ThreadPoolExecutor(
-            max_workers=VALIDATION_THREADS, thread_name_prefix="tidings-keystone-ec2"
-        )
         # Least recently used first out; an entry lapses at its valid_until.
         self._cache: cachetools.TLRUCache[str, _Known] = cachetools.TLRUCache(
             maxsize=self._cache_size, ttu=_valid_until, timer=self._clock
@@ -126,8 +129,8 @@ class KeystoneEc2Authenticator:
             task.cancel()
         self._inflight.clear()
         self._cache.clear()
-        self._executor.shutdown(wait=False, cancel_futures=True)
-        self._session.session.close()
+        if self._owns_service:
+            self._service.close()
 
     # ------------------------------------------------------------ cache
 
@@ -165,19 +168,15 @@ class KeystoneEc2Authenticator:
         return entry
 
     async def _call(self, function: Callable[..., T], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(self._timeout):
-                return await loop.run_in_executor(self._executor, function, *args)
-        except TimeoutError:
-            raise ServiceUnavailable(
-                f"The identity service did not answer within {self._timeout:g}s."
-            ) from None
+            return await self._service.call(function, *args)
+        except TidingsServiceUnavailable as exc:  # said in SQS's terms
+            raise ServiceUnavailable(exc.description or UNAVAILABLE) from None
 
     def _ec2tokens(self, credentials: dict[str, Any]) -> tuple[Identity, float, str]:
         """Runs on a thread: the identity, its expiry (epoch seconds) and user id."""
         try:
-            response = self._identity.post(
+            response = self._service.identity.post(
                 "/ec2tokens", json={"credentials": credentials}, raise_exc=False
             )
         except ks_exceptions.ClientException as exc:
@@ -215,7 +214,7 @@ class KeystoneEc2Authenticator:
         project); ``_SecretsRefused`` when the service user may not read it."""
         path = f"/users/{quote(user_id, safe='')}/credentials/OS-EC2/{quote(access_key, safe='')}"
         try:
-            response = self._identity.get(path, raise_exc=False)
+            response = self._service.identity.get(path, raise_exc=False)
         except ks_exceptions.ClientException as exc:
             raise ServiceUnavailable(UNAVAILABLE) from exc
         if response.status_code in (401, 403):

@@ -24,8 +24,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import botocore.session  # type: ignore[import-untyped]
-
 from tidings.sqs import bodies, errors
 from tidings.sqs.context import Params, Result
 
@@ -120,7 +118,10 @@ class OperationShapes:
 
 @functools.cache
 def service_model() -> Any:
-    """botocore's SQS model (read once per process)."""
+    """botocore's SQS model (read once per process; botocore is imported here, not at
+    start-up: see sqs.app)."""
+    import botocore.session  # type: ignore[import-untyped]
+
     return botocore.session.get_session().get_service_model("sqs")
 
 
@@ -134,7 +135,7 @@ def operation_shapes(operation: str) -> OperationShapes:
 
 
 def load(operations: Iterable[str]) -> None:
-    """Read the model for ``operations`` now (at start-up, not on a first request)."""
+    """Read the model for ``operations`` now (before the first request that needs it)."""
     for operation in operations:
         operation_shapes(operation)
 

@@ -79,12 +79,14 @@ def serve(args: argparse.Namespace) -> int:
     if args.config:
         # Worker processes read their settings from the environment too.
         os.environ[CONFIG_FILE_ENV] = os.path.abspath(args.config)
+    # Not the app: with several workers this process only supervises them (each worker
+    # imports the app).
     from tidings.admission.auth.factory import check_auth_settings
     from tidings.admission.auth.noauth import warn_if_exposed
     from tidings.admission.policy import enforcer as policy_enforcer
-    from tidings.app import configure_logging
     from tidings.observe.logs import STARTUP_LOGGER, redact
-    from tidings.ws.endpoint import ssl_options, uvicorn_ws_options
+    from tidings.observe.logs import configure as configure_logging
+    from tidings.uvicorn_options import ssl_options, uvicorn_ws_options
 
     try:
         settings = load_settings()

@@ -13,7 +13,7 @@ from typing import Any
 from tidings.config import Settings
 from tidings.http.extra_port import PortListener
 from tidings.sqs.app import SqsApp
-from tidings.ws.endpoint import ssl_options
+from tidings.uvicorn_options import ssl_options
 
 # Seconds the port's server waits at shutdown for requests in flight (long polls are 20).
 STOP_TIMEOUT = 10

@@ -22,7 +22,8 @@ from tidings.http.extra_port import PortListener
 from tidings.observe import metrics
 from tidings.ops.context import Services
 from tidings.sqs.app import is_sqs_request
-from tidings.ws.session import Session, max_frame_size
+from tidings.uvicorn_options import ssl_options, uvicorn_ws_options
+from tidings.ws.session import Session
 
 log = logging.getLogger("tidings.ws")
 
@@ -35,39 +36,10 @@ Asgi = Callable[[Any, Any, Any], Awaitable[None]]
 
 # Where Zaqar clients connect on the HTTP port, and our own name for it.
 PATHS = frozenset({"/", "/v2/ws", "/v2/ws/"})
-# uvicorn's WebSocket implementation (websockets' Sans-I/O protocol: it stops reading a
-# connection until the application took its last message).
-WS_IMPLEMENTATION = "websockets-sansio"
-# Keepalive pings find dead peers; a peer silent past the timeout is dropped.
-PING_INTERVAL = 20.0
-PING_TIMEOUT = 20.0
 # How long the separate port's server waits for its connections at shutdown.
 LISTENER_STOP_TIMEOUT = 10
 # Seconds between two log lines about refused connections.
 REFUSAL_LOG_INTERVAL = 10.0
-
-
-def uvicorn_ws_options(settings: Settings) -> dict[str, Any]:
-    """uvicorn's WebSocket settings: the same on the HTTP port and on the separate one."""
-    return {
-        "ws": WS_IMPLEMENTATION,
-        # A frame past four times max_frame_size closes the connection (1009) before it
-        # is buffered whole; between the two it gets an error frame (session.py).
-        "ws_max_size": 4 * max_frame_size(settings),
-        "ws_ping_interval": PING_INTERVAL,
-        "ws_ping_timeout": PING_TIMEOUT,
-        # No compression: a deflate context per connection costs tens of KiB, and
-        # connections are meant to be many and mostly idle.
-        "ws_per_message_deflate": False,
-    }
-
-
-def ssl_options(settings: Settings) -> dict[str, Any]:
-    """uvicorn's TLS settings from ``[server] ssl_certfile`` / ``ssl_keyfile``."""
-    server = settings.server
-    if not server.ssl_certfile:
-        return {}
-    return {"ssl_certfile": server.ssl_certfile, "ssl_keyfile": server.ssl_keyfile}
 
 
 async def refuse(receive: Receive, send: Send) -> None:

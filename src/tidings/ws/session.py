@@ -28,11 +28,11 @@ from tidings.admission import identity
 from tidings.admission.actions import Action
 from tidings.admission.auth import Authenticator, Identity
 from tidings.admission.gate import admit
-from tidings.config import Settings
 from tidings.errors import NotFound, TidingsError, Unauthorized, cause_chain
 from tidings.ids import new_id
 from tidings.observe import requests as observed
 from tidings.ops.context import Services, in_collection
+from tidings.uvicorn_options import max_frame_size
 from tidings.ws import frames
 from tidings.ws.actions import ACTIONS, ActionContext, WsAction, params_of, queue_name_of
 
@@ -42,8 +42,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-# Room around the largest message post for the rest of the frame.
-FRAME_HEADROOM = 64 * 1024
 # A close that is not out (and acknowledged) within this aborts the connection: a peer
 # that stops reading must not hold it, and its buffers, forever.
 CLOSE_TIMEOUT = 10.0
@@ -68,14 +66,6 @@ REQUIRED_HEADERS = ("client-id", "x-project-id")
 NODE_ACTIONS = frozenset({Action.HOME, Action.PING, Action.HEALTH})
 # Actions on one message: signed like the HTTP request on .../messages/<id>.
 ONE_MESSAGE_ACTIONS = frozenset({Action.MESSAGE_GET, Action.MESSAGE_DELETE})
-
-
-def max_frame_size(settings: Settings) -> int:
-    """The largest frame answered (``[websocket] max_frame_size`` or its default)."""
-    configured = settings.websocket.max_frame_size
-    if configured is not None:
-        return configured
-    return settings.transport.max_messages_post_size + FRAME_HEADROOM
 
 
 class TokenBucket:

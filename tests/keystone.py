@@ -302,14 +302,6 @@ class Keystone:
         text = self.access_log.read_text(errors="replace")
         return sum(1 for line in text.splitlines() if f'"{request_line}' in line)
 
-    def validations_seen(self) -> int:
-        """Token validations (GET /v3/auth/tokens) in gunicorn's access log so far."""
-        try:
-            text = self.access_log.read_text(errors="replace")
-        except FileNotFoundError:
-            return 0
-        return sum(1 for line in text.splitlines() if '"GET /v3/auth/tokens' in line)
-
     def mark_access_log(self) -> str:
         """A request whose access-log line follows every earlier request's (one sync
         worker answers in order): returns the marker to wait for."""

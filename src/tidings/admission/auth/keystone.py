@@ -3,10 +3,10 @@
 Tokens are validated with Keystone v3 (``GET /v3/auth/tokens``, the token in
 ``X-Subject-Token``) through a keystoneauth1 session that authenticates as the service
 user of ``[keystone_authtoken]`` (``keystone_service``). keystoneauth1 blocks, so each
-call runs on a small pool of threads and is bounded by ``[storage] operation_timeout``: past it,
-or when Keystone cannot be reached, a token that is not cached gets a 503. Validations
-are cached in-process for ``token_cache_time`` seconds (never past the token's expiry),
-and concurrent requests with the same token share one call.
+call runs on a small pool of threads and is bounded by ``[storage] operation_timeout``:
+past it, or when Keystone cannot be reached, a token that is not cached gets a 503.
+Validations are cached in-process for ``token_cache_time`` seconds (never past the
+token's expiry), and concurrent requests with the same token share one call.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ log = logging.getLogger("tidings.auth")
 # A token is opaque printable ASCII (Fernet tokens are URL-safe base64); anything else
 # is refused without asking Keystone.
 TOKEN_FORM = re.compile(r"[\x21-\x7e]{1,8192}")
+
+
 @dataclass(frozen=True, slots=True)
 class _Validated:
     identity: Identity
